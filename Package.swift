@@ -1,0 +1,74 @@
+// swift-tools-version: 6.0
+// memloss: adversarial training with MemLoss, an out-of-core memory bank, and Swift SIMD/BLAS kernels.
+// Module layering (arrows point down only): see docs/design-notes.md and ../shared/docs/design.md §2.
+import PackageDescription
+import Foundation
+
+// The SIMD kernels need a target CPU, or SIMD8 FMA turns into scalar `fmaf` library calls
+// (systems.md §3). Default: the portable AVX2+FMA baseline on x86_64. Override with
+// MEMLOSS_TARGET_CPU=<cpu> (e.g. znver1, native), or MEMLOSS_TARGET_CPU=none for no flag.
+let targetCPU: String? = {
+    let env = ProcessInfo.processInfo.environment["MEMLOSS_TARGET_CPU"]
+    if let env { return env == "none" ? nil : env }
+    #if arch(x86_64)
+    return "haswell"
+    #else
+    return nil
+    #endif
+}()
+
+let cpuFlags: [String] = targetCPU.map { ["-target-cpu", $0] } ?? []
+
+/// Hot numeric code: unchecked, CPU-targeted, no exclusivity checks. Applies in debug builds too,
+/// so debug tests still run fast kernels. Never `-wmo` here (breaks debug builds, systems.md §3.6).
+let kernelSettings: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"] + cpuFlags),
+    .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+]
+/// Other library code: CPU-targeted so inlined SIMD helpers keep their FMA.
+let librarySettings: [SwiftSetting] = cpuFlags.isEmpty ? [] : [.unsafeFlags(cpuFlags)]
+
+let package = Package(
+    name: "memloss",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "memloss", targets: ["memloss"]),
+        .library(name: "MemLossCore", targets: ["Tensors", "Kernels", "Layers", "Models", "Datasets"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (module map + shim header).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4",
+                       providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
+
+        // Library modules, bottom to top.
+        .target(name: "Tensors", swiftSettings: kernelSettings),
+        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"], swiftSettings: kernelSettings),
+        .target(name: "Layers", dependencies: ["Tensors", "Kernels"], swiftSettings: librarySettings),
+        .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
+        .target(name: "Datasets", dependencies: ["Tensors", "Kernels"], swiftSettings: kernelSettings),
+
+        // Executable.
+        .executableTarget(
+            name: "memloss",
+            dependencies: [
+                "Tensors", "Kernels", "Layers", "Models", "Datasets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: librarySettings),
+
+        // Tests.
+        .target(name: "_TestSupport", dependencies: ["Tensors"], path: "Tests/_TestSupport",
+                swiftSettings: librarySettings),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "_TestSupport"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Tensors", "_TestSupport"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "Kernels", "Tensors", "_TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "_TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "_TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
