@@ -1,0 +1,19 @@
+// Memloss.swift: the `memloss` command-line root. Subcommands live one per file; the CLI only
+// parses flags into typed configs and calls library code (no defaults or math here).
+
+import ArgumentParser
+
+@main
+struct Memloss: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memloss",
+        abstract: "Adversarial training with MemLoss on Linux CPUs (Swift, SIMD + OpenBLAS).",
+        subcommands: [ModelsCommand.self, BenchCommand.self, DataCommand.self])
+}
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure kernel, model and data-pipeline throughput on this machine.",
+        subcommands: [BenchConv.self, BenchData.self])
+}
