@@ -50,7 +50,8 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"], swiftSettings: kernelSettings),
         .target(name: "Layers", dependencies: ["Tensors", "Kernels"], swiftSettings: librarySettings),
         .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
-        .target(name: "Datasets", dependencies: ["Tensors", "Kernels"], swiftSettings: kernelSettings),
+        .target(name: "Datasets", dependencies: ["Tensors", "Kernels"],
+                resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),
 
         // Executable.
         .executableTarget(
