@@ -63,7 +63,7 @@ let package = Package(
             swiftSettings: librarySettings),
 
         // Tests.
-        .target(name: "_TestSupport", dependencies: ["Tensors"], path: "Tests/_TestSupport",
+        .target(name: "_TestSupport", dependencies: ["Tensors", "Layers"], path: "Tests/_TestSupport",
                 swiftSettings: librarySettings),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "_TestSupport"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Tensors", "_TestSupport"]),

@@ -66,19 +66,13 @@ import Darwin
 extension Tensor {
     /// Elements drawn from N(mean, std²).
     public static func randomNormal(shape: [Int], mean: Float = 0, std: Float, rng: inout SplitMix64) -> Tensor {
-        var t = Tensor(zeros: shape)
-        t.withUnsafeMutableBufferPointer { p in
-            for i in p.indices { p[i] = mean + std * rng.nextNormal() }
-        }
-        return t
+        let values = (0..<Tensor.elementCount(shape)).map { _ in mean + std * rng.nextNormal() }
+        return Tensor(shape: shape, values: values)
     }
 
     /// Elements drawn from U(low, high).
     public static func randomUniform(shape: [Int], low: Float, high: Float, rng: inout SplitMix64) -> Tensor {
-        var t = Tensor(zeros: shape)
-        t.withUnsafeMutableBufferPointer { p in
-            for i in p.indices { p[i] = low + (high - low) * rng.nextFloat() }
-        }
-        return t
+        let values = (0..<Tensor.elementCount(shape)).map { _ in low + (high - low) * rng.nextFloat() }
+        return Tensor(shape: shape, values: values)
     }
 }

@@ -1,6 +1,7 @@
-// Tensor.swift: a dense, row-major (NCHW for images) Float32 tensor with copy-on-write storage.
-// Holds a shape and a TensorStorage; exposes pointers only inside closures. No autograd, no
-// broadcasting: layers call kernels explicitly (see Layers/, Kernels/).
+// Tensor.swift: a dense, row-major (NCHW for images) Float32 tensor with copy-on-write storage; the
+// handle over TensorStorage, so with Storage*.swift the only Tensors file touching raw memory.
+// Pointers are exposed only inside closures. No autograd, no broadcasting: layers call kernels
+// explicitly (see Layers/, Kernels/).
 
 /// A dense row-major Float32 tensor. Images are `[N, C, H, W]`, logits `[N, classes]`.
 ///

@@ -1,0 +1,62 @@
+// Classifier.swift: the small protocol attacks and training methods see a model through (logits
+// in a given mode; input and/or parameter gradients for a logit gradient), and a type-erased box
+// for models chosen at run time. Nothing here knows concrete architectures.
+
+import Tensors
+
+/// An image classifier: `[N, C, H, W]` images in [0, 1] → `[N, classes]` logits.
+///
+/// Forward passes are independent: each returns its own cache, so a training step may run the
+/// clean, adversarial and memory batches through the model and backpropagate each separately
+/// (parameter gradients accumulate). BatchNorm running statistics update on every `.training`
+/// forward pass, as in PyTorch.
+public protocol Classifier: StateProvider {
+    associatedtype Cache
+    /// `[C, H, W]` of one input image.
+    var inputShape: [Int] { get }
+    var classCount: Int { get }
+    func forward(_ input: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache)
+    func backward(_ dLogits: Tensor, cache: Cache, targets: GradientTargets) -> Tensor?
+}
+
+extension Classifier {
+    /// Logits only (no cache kept).
+    public func logits(_ input: Tensor, mode: ForwardMode) -> Tensor { forward(input, mode: mode).logits }
+}
+
+/// A type-erased classifier whose cache is an opaque box, for code that picks the architecture
+/// at run time (the trainer, the CLI). Generic code can also take the concrete type directly.
+public final class AnyClassifier: Classifier {
+    /// An opaque forward cache of the wrapped model.
+    public struct Cache { fileprivate let box: Any }
+
+    public let base: AnyObject
+    public let inputShape: [Int]
+    public let classCount: Int
+    private let forwardImpl: (Tensor, ForwardMode) -> (Tensor, Any)
+    private let backwardImpl: (Tensor, Any, GradientTargets) -> Tensor?
+    private let stateImpl: (String) -> [StateEntry]
+
+    public init<M: Classifier>(_ model: M) {
+        base = model
+        inputShape = model.inputShape
+        classCount = model.classCount
+        forwardImpl = { x, mode in let (y, c) = model.forward(x, mode: mode); return (y, c as Any) }
+        backwardImpl = { dy, c, targets in
+            guard let cache = c as? M.Cache else { preconditionFailure("AnyClassifier: cache from another model") }
+            return model.backward(dy, cache: cache, targets: targets)
+        }
+        stateImpl = { model.stateEntries(prefix: $0) }
+    }
+
+    public func forward(_ input: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
+        let (y, c) = forwardImpl(input, mode)
+        return (y, Cache(box: c))
+    }
+
+    public func backward(_ dLogits: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
+        backwardImpl(dLogits, cache.box, targets)
+    }
+
+    public func stateEntries(prefix: String) -> [StateEntry] { stateImpl(prefix) }
+}

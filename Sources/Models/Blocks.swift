@@ -1,0 +1,204 @@
+// Blocks.swift: the residual blocks the ResNet family is built from: the post-activation
+// BasicBlock (ResNet-18) and the pre-activation block (PreAct ResNet-18 and WideResNet, which
+// differ only in names and initialisation). Each block is a Layer with a typed cache.
+
+import Kernels
+import Layers
+import Tensors
+
+/// Targets for a layer inside a network: it must pass the input gradient on even when the caller
+/// wants only parameter gradients.
+@inline(__always) func innerTargets(_ targets: GradientTargets) -> GradientTargets {
+    targets.union(.input)
+}
+
+/// ResNet BasicBlock (He et al. 2016), CIFAR variant as in the HAT repository:
+/// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, shortcut = `bn(conv1×1(x))` when the
+/// stride or channel count changes, identity otherwise. PyTorch names: `conv1, bn1, conv2, bn2,
+/// shortcut.0, shortcut.1`.
+///
+/// Shapes: `[N, Cin, H, W]` → `[N, Cout, H/s, W/s]`.
+public final class BasicBlock: Layer {
+    public let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
+    public let shortcutConv: Conv2d?, shortcutBN: BatchNorm2d?
+
+    public struct Cache {
+        let c1: Conv2d.Cache, b1: BatchNorm2d.Cache, a1: Tensor
+        let c2: Conv2d.Cache, b2: BatchNorm2d.Cache
+        let sc: Conv2d.Cache?, sb: BatchNorm2d.Cache?
+        let sum: Tensor
+    }
+
+    public init(_ inPlanes: Int, _ planes: Int, stride: Int, rng: inout SplitMix64) {
+        conv1 = Conv2d(inPlanes, planes, kernel: 3, stride: stride, padding: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2d(planes)
+        conv2 = Conv2d(planes, planes, kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
+        bn2 = BatchNorm2d(planes)
+        if stride != 1 || inPlanes != planes {
+            shortcutConv = Conv2d(inPlanes, planes, kernel: 1, stride: stride, padding: 0, bias: false, rng: &rng)
+            shortcutBN = BatchNorm2d(planes)
+        } else {
+            shortcutConv = nil; shortcutBN = nil
+        }
+    }
+
+    public func forward(_ x: Tensor, mode: ForwardMode) -> (output: Tensor, cache: Cache) {
+        let (h1, c1) = conv1.forward(x, mode: mode)
+        let (n1, b1) = bn1.forward(h1, mode: mode)
+        let a1 = Activation.relu(n1)
+        let (h2, c2) = conv2.forward(a1, mode: mode)
+        let (n2, b2) = bn2.forward(h2, mode: mode)
+        var shortcut = x
+        var sc: Conv2d.Cache? = nil, sb: BatchNorm2d.Cache? = nil
+        if let shortcutConv, let shortcutBN {
+            let (s1, scc) = shortcutConv.forward(x, mode: mode)
+            let (s2, sbc) = shortcutBN.forward(s1, mode: mode)
+            shortcut = s2; sc = scc; sb = sbc
+        }
+        let sum = Elementwise.add(n2, shortcut)
+        return (Activation.relu(sum), Cache(c1: c1, b1: b1, a1: n1, c2: c2, b2: b2, sc: sc, sb: sb, sum: sum))
+    }
+
+    public func backward(_ dOutput: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
+        let inner = innerTargets(targets)
+        let dSum = Activation.reluBackward(dOutput, input: cache.sum)
+        let dH2 = bn2.backward(dSum, cache: cache.b2, targets: inner)!
+        let dA1 = conv2.backward(dH2, cache: cache.c2, targets: inner)!
+        let dN1 = Activation.reluBackward(dA1, input: cache.a1)
+        let dH1 = bn1.backward(dN1, cache: cache.b1, targets: inner)!
+        let dX = conv1.backward(dH1, cache: cache.c1, targets: targets)
+        var dShortcut = dSum
+        if let shortcutConv, let shortcutBN, let sc = cache.sc, let sb = cache.sb {
+            let dS1 = shortcutBN.backward(dSum, cache: sb, targets: inner)!
+            guard let d = shortcutConv.backward(dS1, cache: sc, targets: targets) else { return nil }
+            dShortcut = d
+        }
+        guard var dX else { return nil }
+        Elementwise.accumulate(&dX, dShortcut)
+        return dX
+    }
+
+    public func stateEntries(prefix: String) -> [StateEntry] {
+        var e = conv1.stateEntries(prefix: prefix + "conv1.") + bn1.stateEntries(prefix: prefix + "bn1.")
+            + conv2.stateEntries(prefix: prefix + "conv2.") + bn2.stateEntries(prefix: prefix + "bn2.")
+        if let shortcutConv, let shortcutBN {
+            e += shortcutConv.stateEntries(prefix: prefix + "shortcut.0.")
+            e += shortcutBN.stateEntries(prefix: prefix + "shortcut.1.")
+        }
+        return e
+    }
+
+    func macs(height: Int, width: Int) -> Int {
+        let h2 = (height - 1) / conv1.stride + 1, w2 = (width - 1) / conv1.stride + 1
+        return conv1.macs(height: height, width: width) + conv2.macs(height: h2, width: w2)
+            + (shortcutConv?.macs(height: height, width: width) ?? 0)
+    }
+}
+
+/// Pre-activation residual block: `a = relu(bn1(x))`,
+/// `out = conv2(relu(bn2(conv1(a)))) + (shortcut ? conv1×1(a) : x)`; the 1×1 shortcut has no BN
+/// and takes the *activated* input. Used by PreAct ResNet-18 (names `bn1, conv1, bn2, conv2,
+/// shortcut.0`) and WideResNet (names `bn1, conv1, bn2, conv2, convShortcut`).
+public final class PreActivationBlock: Layer {
+    public enum Naming: Sendable { case preActResNet, wideResNet }
+
+    public let bn1: BatchNorm2d, conv1: Conv2d, bn2: BatchNorm2d, conv2: Conv2d
+    public let shortcutConv: Conv2d?
+    public let naming: Naming
+
+    public struct Cache {
+        let b1: BatchNorm2d.Cache, n1: Tensor, a: Tensor
+        let c1: Conv2d.Cache, b2: BatchNorm2d.Cache, n2: Tensor, c2: Conv2d.Cache
+        let sc: Conv2d.Cache?
+    }
+
+    public init(_ inPlanes: Int, _ planes: Int, stride: Int, naming: Naming, convInit: Initializer,
+                rng: inout SplitMix64) {
+        self.naming = naming
+        bn1 = BatchNorm2d(inPlanes)
+        conv1 = Conv2d(inPlanes, planes, kernel: 3, stride: stride, padding: 1, bias: false, weightInit: convInit, rng: &rng)
+        bn2 = BatchNorm2d(planes)
+        conv2 = Conv2d(planes, planes, kernel: 3, stride: 1, padding: 1, bias: false, weightInit: convInit, rng: &rng)
+        // PreAct adds the projection when the stride or width changes; WRN only when the width
+        // changes (it never strides without widening).
+        let needsProjection = naming == .wideResNet ? inPlanes != planes : (stride != 1 || inPlanes != planes)
+        shortcutConv = needsProjection
+            ? Conv2d(inPlanes, planes, kernel: 1, stride: stride, padding: 0, bias: false, weightInit: convInit, rng: &rng)
+            : nil
+    }
+
+    public func forward(_ x: Tensor, mode: ForwardMode) -> (output: Tensor, cache: Cache) {
+        let (n1, b1) = bn1.forward(x, mode: mode)
+        let a = Activation.relu(n1)
+        let (h1, c1) = conv1.forward(a, mode: mode)
+        let (n2, b2) = bn2.forward(h1, mode: mode)
+        let (h2, c2) = conv2.forward(Activation.relu(n2), mode: mode)
+        var shortcut = x
+        var sc: Conv2d.Cache? = nil
+        if let shortcutConv {
+            let (s, scc) = shortcutConv.forward(a, mode: mode)
+            shortcut = s; sc = scc
+        }
+        return (Elementwise.add(h2, shortcut), Cache(b1: b1, n1: n1, a: a, c1: c1, b2: b2, n2: n2, c2: c2, sc: sc))
+    }
+
+    public func backward(_ dOutput: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
+        let inner = innerTargets(targets)
+        let dR2 = conv2.backward(dOutput, cache: cache.c2, targets: inner)!
+        let dN2 = Activation.reluBackward(dR2, input: cache.n2)
+        let dH1 = bn2.backward(dN2, cache: cache.b2, targets: inner)!
+        var dA = conv1.backward(dH1, cache: cache.c1, targets: inner)!
+        if let shortcutConv, let sc = cache.sc {
+            Elementwise.accumulate(&dA, shortcutConv.backward(dOutput, cache: sc, targets: inner)!)
+        }
+        let dN1 = Activation.reluBackward(dA, input: cache.n1)
+        guard var dX = bn1.backward(dN1, cache: cache.b1, targets: targets) else { return nil }
+        if shortcutConv == nil { Elementwise.accumulate(&dX, dOutput) }
+        return dX
+    }
+
+    public func stateEntries(prefix: String) -> [StateEntry] {
+        var e: [StateEntry] = []
+        switch naming {
+        case .preActResNet:
+            e += bn1.stateEntries(prefix: prefix + "bn1.") + conv1.stateEntries(prefix: prefix + "conv1.")
+            e += bn2.stateEntries(prefix: prefix + "bn2.") + conv2.stateEntries(prefix: prefix + "conv2.")
+            if let shortcutConv { e += shortcutConv.stateEntries(prefix: prefix + "shortcut.0.") }
+        case .wideResNet:
+            e += bn1.stateEntries(prefix: prefix + "bn1.") + conv1.stateEntries(prefix: prefix + "conv1.")
+            e += bn2.stateEntries(prefix: prefix + "bn2.") + conv2.stateEntries(prefix: prefix + "conv2.")
+            if let shortcutConv { e += shortcutConv.stateEntries(prefix: prefix + "convShortcut.") }
+        }
+        return e
+    }
+
+    func macs(height: Int, width: Int) -> Int {
+        let h2 = (height - 1) / conv1.stride + 1, w2 = (width - 1) / conv1.stride + 1
+        return conv1.macs(height: height, width: width) + conv2.macs(height: h2, width: w2)
+            + (shortcutConv?.macs(height: height, width: width) ?? 0)
+    }
+}
+
+/// Runs `blocks` in sequence, keeping each block's cache.
+func forwardSequence<B: Layer>(_ blocks: [B], _ x: Tensor, mode: ForwardMode) -> (Tensor, [B.Cache]) {
+    var h = x
+    var caches: [B.Cache] = []
+    caches.reserveCapacity(blocks.count)
+    for b in blocks {
+        let (y, c) = b.forward(h, mode: mode)
+        caches.append(c)
+        h = y
+    }
+    return (h, caches)
+}
+
+/// Backpropagates through `blocks` in reverse; the first block gets `targets`, the others also `.input`.
+func backwardSequence<B: Layer>(_ blocks: [B], _ dOutput: Tensor, caches: [B.Cache],
+                                targets: GradientTargets) -> Tensor? {
+    var d: Tensor? = dOutput
+    for i in stride(from: blocks.count - 1, through: 0, by: -1) {
+        d = blocks[i].backward(d!, cache: caches[i], targets: i == 0 ? targets : innerTargets(targets))
+        if d == nil { return nil }
+    }
+    return d
+}

@@ -1,0 +1,160 @@
+// ResNet.swift: ResNet-18 (CIFAR variant: 3×3 stem, no max pool) and PreAct ResNet-18, with the
+// HAT repository's layer shapes and PyTorch names (algorithms.md §6.1–6.2), a width multiplier and
+// a class count. PyTorch-default initialisation (no custom init in the reference code).
+
+import Kernels
+import Layers
+import Tensors
+
+/// ResNet-18 for 32×32 images: conv3×3(3→64) → BN → ReLU → 4 stages of 2 BasicBlocks
+/// (64, 128, 256, 512 channels; strides 1, 2, 2, 2) → 4×4 average pool → Linear.
+///
+/// Shapes: `[N, 3, 32, 32]` → `[N, classes]`. 11,173,962 parameters with 10 classes; 0.555 GMACs.
+public final class ResNet18: Classifier {
+    public let inputShape: [Int]
+    public let classCount: Int
+    public let conv1: Conv2d, bn1: BatchNorm2d
+    public let blocks: [BasicBlock]
+    public let pool: AvgPool2d
+    public let linear: Layers.Linear
+
+    public struct Cache {
+        let c1: Conv2d.Cache, b1: BatchNorm2d.Cache, n1: Tensor
+        let blocks: [BasicBlock.Cache], pool: AvgPool2d.Cache, featureShape: [Int], fc: Layers.Linear.Cache
+    }
+
+    public init(classes: Int = 10, width: Double = 1, inputSize: Int = 32, seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        inputShape = [3, inputSize, inputSize]
+        classCount = classes
+        let w = [64, 128, 256, 512].map { scaledWidth($0, width) }
+        conv1 = Conv2d(3, w[0], kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2d(w[0])
+        var b: [BasicBlock] = []
+        var inPlanes = w[0]
+        for (stage, planes) in w.enumerated() {
+            for i in 0..<2 {
+                b.append(BasicBlock(inPlanes, planes, stride: (i == 0 && stage > 0) ? 2 : 1, rng: &rng))
+                inPlanes = planes
+            }
+        }
+        blocks = b
+        pool = AvgPool2d(kernel: 4)
+        linear = Layers.Linear(w[3], classes, rng: &rng)
+    }
+
+    public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
+        let (h, c1) = conv1.forward(x, mode: mode)
+        let (n1, b1) = bn1.forward(h, mode: mode)
+        let (f, bc) = forwardSequence(blocks, Activation.relu(n1), mode: mode)
+        let (p, pc) = pool.forward(f, mode: mode)
+        let (z, fc) = linear.forward(p, mode: mode)
+        return (z, Cache(c1: c1, b1: b1, n1: n1, blocks: bc, pool: pc, featureShape: p.shape, fc: fc))
+    }
+
+    public func backward(_ dLogits: Tensor, cache k: Cache, targets: GradientTargets) -> Tensor? {
+        let t = innerTargets(targets)
+        var d = linear.backward(dLogits, cache: k.fc, targets: t)!.reshaped(k.featureShape)
+        d = pool.backward(d, cache: k.pool, targets: t)!
+        d = backwardSequence(blocks, d, caches: k.blocks, targets: t)!
+        d = Activation.reluBackward(d, input: k.n1)
+        d = bn1.backward(d, cache: k.b1, targets: t)!
+        return conv1.backward(d, cache: k.c1, targets: targets)
+    }
+
+    public func stateEntries(prefix: String) -> [StateEntry] {
+        var e = conv1.stateEntries(prefix: prefix + "conv1.") + bn1.stateEntries(prefix: prefix + "bn1.")
+        for (i, b) in blocks.enumerated() {
+            e += b.stateEntries(prefix: prefix + "layer\(i / 2 + 1).\(i % 2).")
+        }
+        return e + linear.stateEntries(prefix: prefix + "linear.")
+    }
+
+    public var forwardMACs: Int {
+        var s = inputShape[1]
+        var total = conv1.macs(height: s, width: s)
+        for b in blocks {
+            total += b.macs(height: s, width: s)
+            s = (s - 1) / b.conv1.stride + 1
+        }
+        return total + linear.inFeatures * linear.outFeatures
+    }
+}
+
+/// PreAct ResNet-18 (He et al. 2016b) as in the HAT repository: conv3×3(3→64) → 4 stages of 2
+/// pre-activation blocks → BN → ReLU → 4×4 average pool → Linear. No BN on the 1×1 shortcuts.
+///
+/// Shapes: `[N, 3, 32, 32]` → `[N, classes]`. 11,172,170 parameters with 10 classes (including the
+/// final BN); 0.555 GMACs.
+public final class PreActResNet18: Classifier {
+    public let inputShape: [Int]
+    public let classCount: Int
+    public let conv1: Conv2d
+    public let blocks: [PreActivationBlock]
+    public let bn: BatchNorm2d
+    public let pool: AvgPool2d
+    public let linear: Layers.Linear
+
+    public struct Cache {
+        let c1: Conv2d.Cache, blocks: [PreActivationBlock.Cache], b: BatchNorm2d.Cache, n: Tensor
+        let pool: AvgPool2d.Cache, featureShape: [Int], fc: Layers.Linear.Cache
+    }
+
+    public init(classes: Int = 10, width: Double = 1, inputSize: Int = 32, seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        inputShape = [3, inputSize, inputSize]
+        classCount = classes
+        let w = [64, 128, 256, 512].map { scaledWidth($0, width) }
+        conv1 = Conv2d(3, w[0], kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
+        var b: [PreActivationBlock] = []
+        var inPlanes = w[0]
+        for (stage, planes) in w.enumerated() {
+            for i in 0..<2 {
+                b.append(PreActivationBlock(inPlanes, planes, stride: (i == 0 && stage > 0) ? 2 : 1,
+                                            naming: .preActResNet, convInit: .pytorchDefault, rng: &rng))
+                inPlanes = planes
+            }
+        }
+        blocks = b
+        bn = BatchNorm2d(w[3])
+        pool = AvgPool2d(kernel: 4)
+        linear = Layers.Linear(w[3], classes, rng: &rng)
+    }
+
+    public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
+        let (h, c1) = conv1.forward(x, mode: mode)
+        let (f, bc) = forwardSequence(blocks, h, mode: mode)
+        let (n, b) = bn.forward(f, mode: mode)
+        let (p, pc) = pool.forward(Activation.relu(n), mode: mode)
+        let (z, fc) = linear.forward(p, mode: mode)
+        return (z, Cache(c1: c1, blocks: bc, b: b, n: n, pool: pc, featureShape: p.shape, fc: fc))
+    }
+
+    public func backward(_ dLogits: Tensor, cache k: Cache, targets: GradientTargets) -> Tensor? {
+        let t = innerTargets(targets)
+        var d = linear.backward(dLogits, cache: k.fc, targets: t)!.reshaped(k.featureShape)
+        d = pool.backward(d, cache: k.pool, targets: t)!
+        d = Activation.reluBackward(d, input: k.n)
+        d = bn.backward(d, cache: k.b, targets: t)!
+        d = backwardSequence(blocks, d, caches: k.blocks, targets: t)!
+        return conv1.backward(d, cache: k.c1, targets: targets)
+    }
+
+    public func stateEntries(prefix: String) -> [StateEntry] {
+        var e = conv1.stateEntries(prefix: prefix + "conv1.")
+        for (i, b) in blocks.enumerated() {
+            e += b.stateEntries(prefix: prefix + "layer\(i / 2 + 1).\(i % 2).")
+        }
+        return e + bn.stateEntries(prefix: prefix + "bn.") + linear.stateEntries(prefix: prefix + "linear.")
+    }
+
+    public var forwardMACs: Int {
+        var s = inputShape[1]
+        var total = conv1.macs(height: s, width: s)
+        for b in blocks {
+            total += b.macs(height: s, width: s)
+            s = (s - 1) / b.conv1.stride + 1
+        }
+        return total + linear.inFeatures * linear.outFeatures
+    }
+}

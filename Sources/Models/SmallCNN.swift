@@ -1,0 +1,110 @@
+// SmallCNN.swift: the TRADES MNIST network (algorithms.md §6.4): four 3×3 convs with bias and no
+// padding, two 2×2 max pools, FC 200 → ReLU → Dropout(0.5) → FC 200 → ReLU → FC classes.
+// PyTorch names: feature_extractor.conv{1..4}.*, classifier.fc{1,2,3}.*.
+
+import Kernels
+import Layers
+import Tensors
+
+/// SmallCNN for 28×28 single-channel images.
+///
+/// Shapes: `[N, 1, 28, 28]` → `[N, classes]`. With width 1 and 10 classes: 312,202 parameters,
+/// 9.95 M MACs per image. Initialisation as the reference: Kaiming-normal convs (fan in), zero
+/// conv biases, PyTorch-default FC1/FC2, and FC3 weight and bias all zero.
+public final class SmallCNN: Classifier {
+    public let inputShape: [Int]
+    public let classCount: Int
+    public let conv1: Conv2d, conv2: Conv2d, conv3: Conv2d, conv4: Conv2d
+    public let pool1 = MaxPool2d(kernel: 2), pool2 = MaxPool2d(kernel: 2)
+    public let fc1: Layers.Linear, fc2: Layers.Linear, fc3: Layers.Linear
+    public let dropout: Layers.Dropout
+
+    public struct Cache {
+        let c1: Conv2d.Cache, r1: Tensor, c2: Conv2d.Cache, r2: Tensor, p1: MaxPool2d.Cache
+        let c3: Conv2d.Cache, r3: Tensor, c4: Conv2d.Cache, r4: Tensor, p2: MaxPool2d.Cache
+        let f1: Layers.Linear.Cache, r5: Tensor, d: Layers.Dropout.Cache, f2: Layers.Linear.Cache, r6: Tensor, f3: Layers.Linear.Cache
+        let featureShape: [Int]
+    }
+
+    /// - Parameters:
+    ///   - classes: number of output classes (10 for MNIST).
+    ///   - width: multiplies every channel and hidden width (1 = the reference network).
+    ///   - inputChannels, inputSize: 1 and 28 for MNIST (the spatial size must leave ≥ 1 pixel
+    ///     after the two conv–conv–pool stages).
+    ///   - dropout: FC dropout probability (0.5 in the reference).
+    public init(classes: Int = 10, width: Double = 1, inputChannels: Int = 1, inputSize: Int = 28,
+                dropout p: Float = 0.5, seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        let c32 = scaledWidth(32, width), c64 = scaledWidth(64, width), f200 = scaledWidth(200, width)
+        inputShape = [inputChannels, inputSize, inputSize]
+        classCount = classes
+        conv1 = Conv2d(inputChannels, c32, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        conv2 = Conv2d(c32, c32, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        conv3 = Conv2d(c32, c64, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        conv4 = Conv2d(c64, c64, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        let s = ((inputSize - 4) / 2 - 4) / 2
+        precondition(s >= 1, "SmallCNN: input size \(inputSize) is too small (needs ≥ 14)")
+        fc1 = Layers.Linear(c64 * s * s, f200, rng: &rng)
+        fc2 = Layers.Linear(f200, f200, rng: &rng)
+        fc3 = Layers.Linear(f200, classes, weightInit: .zeros, biasInit: .zeros, rng: &rng)
+        dropout = Layers.Dropout(probability: p, seed: rng.next())
+    }
+
+    public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
+        let (h1, c1) = conv1.forward(x, mode: mode); let a1 = Activation.relu(h1)
+        let (h2, c2) = conv2.forward(a1, mode: mode); let a2 = Activation.relu(h2)
+        let (q1, p1) = pool1.forward(a2, mode: mode)
+        let (h3, c3) = conv3.forward(q1, mode: mode); let a3 = Activation.relu(h3)
+        let (h4, c4) = conv4.forward(a3, mode: mode); let a4 = Activation.relu(h4)
+        let (q2, p2) = pool2.forward(a4, mode: mode)
+        let (g1, f1) = fc1.forward(q2, mode: mode); let a5 = Activation.relu(g1)
+        let (dr, d) = dropout.forward(a5, mode: mode)
+        let (g2, f2) = fc2.forward(dr, mode: mode); let a6 = Activation.relu(g2)
+        let (z, f3) = fc3.forward(a6, mode: mode)
+        return (z, Cache(c1: c1, r1: h1, c2: c2, r2: h2, p1: p1, c3: c3, r3: h3, c4: c4, r4: h4, p2: p2,
+                         f1: f1, r5: g1, d: d, f2: f2, r6: g2, f3: f3, featureShape: q2.shape))
+    }
+
+    public func backward(_ dLogits: Tensor, cache k: Cache, targets: GradientTargets) -> Tensor? {
+        let t = innerTargets(targets)
+        var d = fc3.backward(dLogits, cache: k.f3, targets: t)!
+        d = Activation.reluBackward(d, input: k.r6)
+        d = fc2.backward(d, cache: k.f2, targets: t)!
+        d = dropout.backward(d, cache: k.d, targets: t)!
+        d = Activation.reluBackward(d, input: k.r5)
+        d = fc1.backward(d, cache: k.f1, targets: t)!.reshaped(k.featureShape)
+        d = pool2.backward(d, cache: k.p2, targets: t)!
+        d = Activation.reluBackward(d, input: k.r4)
+        d = conv4.backward(d, cache: k.c4, targets: t)!
+        d = Activation.reluBackward(d, input: k.r3)
+        d = conv3.backward(d, cache: k.c3, targets: t)!
+        d = pool1.backward(d, cache: k.p1, targets: t)!
+        d = Activation.reluBackward(d, input: k.r2)
+        d = conv2.backward(d, cache: k.c2, targets: t)!
+        d = Activation.reluBackward(d, input: k.r1)
+        return conv1.backward(d, cache: k.c1, targets: targets)
+    }
+
+    public func stateEntries(prefix: String) -> [StateEntry] {
+        let fe = prefix + "feature_extractor.", cl = prefix + "classifier."
+        return conv1.stateEntries(prefix: fe + "conv1.") + conv2.stateEntries(prefix: fe + "conv2.")
+            + conv3.stateEntries(prefix: fe + "conv3.") + conv4.stateEntries(prefix: fe + "conv4.")
+            + fc1.stateEntries(prefix: cl + "fc1.") + fc2.stateEntries(prefix: cl + "fc2.")
+            + fc3.stateEntries(prefix: cl + "fc3.")
+    }
+
+    /// Multiply-accumulates of one forward pass per image (convs and linears).
+    public var forwardMACs: Int {
+        let s = inputShape[1]
+        let s2 = (s - 4) / 2
+        let convs: Int = conv1.macs(height: s, width: s) + conv2.macs(height: s - 2, width: s - 2)
+        let convs2: Int = conv3.macs(height: s2, width: s2) + conv4.macs(height: s2 - 2, width: s2 - 2)
+        let fcs: Int = fc1.inFeatures * fc1.outFeatures + fc2.inFeatures * fc2.outFeatures
+        return convs + convs2 + fcs + fc3.inFeatures * fc3.outFeatures
+    }
+}
+
+/// `channels · width`, rounded, at least 1.
+func scaledWidth(_ channels: Int, _ width: Double) -> Int {
+    max(1, Int((Double(channels) * width).rounded()))
+}
