@@ -1,7 +1,318 @@
-// BenchConv.swift: placeholder until implemented.
+// BenchConv.swift: `memloss bench conv` — GFLOP/s of Conv2D.forward / backwardInput / backwardWeight on
+// every distinct conv shape of ResNet-18 (CIFAR) and SmallCNN, next to BLAS.gemm on the equivalent
+// single GEMM, all measured in one run. Only measures and prints; the whole-model images/s section
+// (`benchWholeModel()`) is appended later at the marked extension point.
+
 import ArgumentParser
+import Dispatch
+import Foundation
+import Kernels
+import Tensors
 
 struct BenchConv: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "conv", abstract: "Not implemented yet.")
-    func run() throws { throw ValidationError("memloss: 'conv' is not implemented yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "conv",
+        abstract: "Conv2D kernel throughput (GFLOP/s) on ResNet-18 and SmallCNN shapes vs. BLAS sgemm.")
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    @Option(help: "Batch size N of every shape (default \(ConvBenchConfig.standard.batch)).")
+    var batch: Int?
+
+    @Option(name: .customLong("min-time"),
+            help: "Seconds of timed repetitions per kernel and shape; the best repetition counts (default \(ConvBenchConfig.standard.minTime)).")
+    var minTime: Double?
+
+    @Flag(help: "Smoke test: batch \(ConvBenchConfig.quick.batch), min-time \(ConvBenchConfig.quick.minTime) unless given.")
+    var quick = false
+
+    func run() throws {
+        var config = quick ? ConvBenchConfig.quick : ConvBenchConfig.standard
+        if let batch { config.batch = batch }
+        if let minTime { config.minTime = minTime }
+        guard config.batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard config.minTime >= 0 else { throw ValidationError("--min-time must not be negative") }
+
+        var report = ConvBenchReport(
+            blasConfiguration: BLAS.configuration,
+            workers: Parallel.workerCount,
+            date: ISO8601DateFormatter().string(from: Date()),
+            batch: config.batch,
+            minTimeSeconds: config.minTime,
+            sgemmPolicy: ConvBench.sgemmPolicy,
+            kernels: [])
+        if !json { printHeader(report) }
+
+        ConvBench.warmUp()
+        // Section 1: per-shape kernels. Rows are printed as soon as they are measured.
+        if !json { print(ConvBenchRow.tableHeader) }
+        for shape in ConvBench.shapes(batch: config.batch) {
+            let row = ConvBench.measure(shape, minTime: config.minTime)
+            report.kernels.append(row)
+            if !json { print(row.tableLine); fflush(stdout) }
+        }
+
+        // MARK: Extension point — further sections
+        // The whole-model images/s section goes here: `report.wholeModel = benchWholeModel(config)` (an
+        // optional field added to ConvBenchReport), printed as its own table after the kernel table.
+
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        }
+    }
+
+    private func printHeader(_ report: ConvBenchReport) {
+        print("memloss bench conv — \(report.date)")
+        print("BLAS: \(report.blasConfiguration)")
+        print("workers: \(report.workers); batch \(report.batch); best of repetitions over ≥ \(report.minTimeSeconds) s per cell")
+        print("GF/s = 2·MACs / time; bwd-input and bwd-weight cost the same MACs as forward.")
+        print("sgemm: \(report.sgemmPolicy)")
+        print("")
+    }
+}
+
+// MARK: - Configuration and report
+
+/// Batch size and timing budget of the conv benchmark; the CLI only overrides these.
+struct ConvBenchConfig {
+    /// ResNet-18 training batch of this project.
+    var batch = 128
+    /// Seconds of timed repetitions per cell; about 3–5 repetitions of the largest shapes.
+    var minTime = 0.5
+
+    static let standard = ConvBenchConfig()
+    static let quick = ConvBenchConfig(batch: 16, minTime: 0.05)
+}
+
+/// Everything `bench conv` measured, in one JSON-encodable value.
+struct ConvBenchReport: Codable {
+    var blasConfiguration: String
+    var workers: Int
+    var date: String
+    var batch: Int
+    var minTimeSeconds: Double
+    var sgemmPolicy: String
+    var kernels: [ConvBenchRow]
+}
+
+/// One conv shape: MACs and GFLOP/s of the three kernels and of the equivalent GEMM.
+struct ConvBenchRow: Codable {
+    var model: String
+    var layer: String
+    var geometry: String
+    var n, c, h, w, k, r, s, stride, padding, p, q: Int
+    var macs: Int
+    /// GEMM dimensions of the equivalent single product: M = K, N = batch·P·Q, K = C·R·S.
+    var gemmM, gemmN, gemmK: Int
+    var forwardGFLOPS: Double
+    var backwardInputGFLOPS: Double
+    var backwardWeightGFLOPS: Double
+    var sgemmGFLOPS: Double
+    var forwardPercentOfSgemm: Double
+
+    static var tableHeader: String {
+        let head = pad("model", 9) + pad("layer", 20) + pad("shape", 40) + lpad("GMAC", 7)
+        return head + lpad("fwd", 8) + lpad("bwd-in", 8) + lpad("bwd-w", 8) + lpad("sgemm", 8) + lpad("fwd/sgemm", 11)
+            + "\n" + String(repeating: "-", count: 119)
+    }
+
+    var tableLine: String {
+        let gmac = Double(macs) / 1e9
+        let head = Self.pad(model, 9) + Self.pad(layer, 20) + Self.pad(geometry, 40) + Self.lpad(Self.fixed(gmac, 2), 7)
+        let rates = Self.lpad(Self.fixed(forwardGFLOPS, 1), 8) + Self.lpad(Self.fixed(backwardInputGFLOPS, 1), 8)
+            + Self.lpad(Self.fixed(backwardWeightGFLOPS, 1), 8) + Self.lpad(Self.fixed(sgemmGFLOPS, 1), 8)
+        return head + rates + Self.lpad(Self.fixed(forwardPercentOfSgemm, 0) + "%", 11)
+    }
+
+    private static func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+    private static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+    private static func lpad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
+    }
+}
+
+// MARK: - Measurement
+
+enum ConvBench {
+    struct Shape {
+        var model: String
+        var layer: String
+        var geometry: ConvGeometry
+    }
+
+    static let sgemmPolicy = "BLAS.gemm (1 BLAS thread) on the equivalent single GEMM M=K, N=batch·P·Q, K=C·R·S, "
+        + "split into one contiguous column block of N per worker and run with Parallel.forEachChunk (all cores)"
+
+    /// The distinct conv shapes of ResNet-18 (CIFAR variant, 32×32 input) and SmallCNN (28×28 input).
+    static func shapes(batch n: Int) -> [Shape] {
+        func conv(_ model: String, _ layer: String, c: Int, hw: Int, k: Int, kernel: Int, stride: Int, padding: Int) -> Shape {
+            Shape(model: model, layer: layer,
+                  geometry: ConvGeometry(n: n, c: c, h: hw, w: hw, k: k, kernel: kernel, stride: stride, padding: padding))
+        }
+        return [
+            conv("resnet18", "conv1 (stem)", c: 3, hw: 32, k: 64, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer1 3×3", c: 64, hw: 32, k: 64, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer2.0.conv1 s2", c: 64, hw: 32, k: 128, kernel: 3, stride: 2, padding: 1),
+            conv("resnet18", "layer2 3×3", c: 128, hw: 16, k: 128, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer3.0.conv1 s2", c: 128, hw: 16, k: 256, kernel: 3, stride: 2, padding: 1),
+            conv("resnet18", "layer3 3×3", c: 256, hw: 8, k: 256, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer4.0.conv1 s2", c: 256, hw: 8, k: 512, kernel: 3, stride: 2, padding: 1),
+            conv("resnet18", "layer4 3×3", c: 512, hw: 4, k: 512, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer2.0 shortcut", c: 64, hw: 32, k: 128, kernel: 1, stride: 2, padding: 0),
+            conv("resnet18", "layer3.0 shortcut", c: 128, hw: 16, k: 256, kernel: 1, stride: 2, padding: 0),
+            conv("resnet18", "layer4.0 shortcut", c: 256, hw: 8, k: 512, kernel: 1, stride: 2, padding: 0),
+            conv("smallcnn", "conv1", c: 1, hw: 28, k: 32, kernel: 3, stride: 1, padding: 0),
+            conv("smallcnn", "conv2", c: 32, hw: 26, k: 32, kernel: 3, stride: 1, padding: 0),
+            conv("smallcnn", "conv3", c: 32, hw: 12, k: 64, kernel: 3, stride: 1, padding: 0),
+            conv("smallcnn", "conv4", c: 64, hw: 10, k: 64, kernel: 3, stride: 1, padding: 0),
+        ]
+    }
+
+    /// Runs every kernel and a GEMM once on several shapes (small batch), so that no measured cell pays
+    /// for first-touch page faults or OpenBLAS's cold-shape slowdown (systems.md §2).
+    static func warmUp() {
+        let picks = [0, 1, 3, 5, 7]
+        let all = shapes(batch: 4)
+        for index in picks {
+            var buffers = Buffers(all[index].geometry)
+            buffers.forward()
+            buffers.backwardInput()
+            buffers.backwardWeight()
+        }
+        for index in picks {
+            let g = all[index].geometry
+            var gemm = GemmBuffers(m: g.k, n: g.n * g.p * g.q, k: g.c * g.r * g.s)
+            gemm.run()
+        }
+    }
+
+    /// Measures one shape: three conv kernels and the equivalent GEMM.
+    static func measure(_ shape: Shape, minTime: Double) -> ConvBenchRow {
+        let g = shape.geometry
+        let flop = 2 * Double(g.forwardMACs)
+        // Conv buffers are freed before the GEMM's (layer1's B alone is 300 MB at batch 128).
+        let (forward, backwardInput, backwardWeight): (Double, Double, Double) = {
+            var buffers = Buffers(g)
+            let forward = flop / bestSeconds(minTime: minTime) { buffers.forward() } / 1e9
+            let backwardInput = flop / bestSeconds(minTime: minTime) { buffers.backwardInput() } / 1e9
+            let backwardWeight = flop / bestSeconds(minTime: minTime) { buffers.backwardWeight() } / 1e9
+            return (forward, backwardInput, backwardWeight)
+        }()
+        let m = g.k, n = g.n * g.p * g.q, k = g.c * g.r * g.s
+        var gemm = GemmBuffers(m: m, n: n, k: k)
+        let sgemm = flop / bestSeconds(minTime: minTime) { gemm.run() } / 1e9
+        return ConvBenchRow(
+            model: shape.model, layer: shape.layer, geometry: g.description,
+            n: g.n, c: g.c, h: g.h, w: g.w, k: g.k, r: g.r, s: g.s, stride: g.strideH, padding: g.padH,
+            p: g.p, q: g.q, macs: g.forwardMACs, gemmM: m, gemmN: n, gemmK: k,
+            forwardGFLOPS: forward, backwardInputGFLOPS: backwardInput, backwardWeightGFLOPS: backwardWeight,
+            sgemmGFLOPS: sgemm, forwardPercentOfSgemm: 100 * forward / sgemm)
+    }
+
+    /// Best wall time of `body` in seconds: one untimed call, then timed calls until their total
+    /// reaches `minTime` (at least one).
+    static func bestSeconds(minTime: Double, _ body: () -> Void) -> Double {
+        body()
+        var best = Double.infinity
+        var total = 0.0
+        repeat {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            best = min(best, seconds)
+            total += seconds
+        } while total < minTime
+        return best
+    }
+
+    /// Inputs and outputs of one conv shape, filled with seeded values.
+    struct Buffers {
+        let g: ConvGeometry
+        var input, weight, bias, output, dOutput, dInput, dWeight, dBias: Tensor
+
+        init(_ g: ConvGeometry) {
+            self.g = g
+            var rng = SplitMix64(seed: 0xC0_4E_2D)
+            input = .randomUniform(shape: [g.n, g.c, g.h, g.w], low: -1, high: 1, rng: &rng)
+            weight = .randomUniform(shape: [g.k, g.c, g.r, g.s], low: -0.1, high: 0.1, rng: &rng)
+            bias = .randomUniform(shape: [g.k], low: -0.1, high: 0.1, rng: &rng)
+            dOutput = .randomUniform(shape: [g.n, g.k, g.p, g.q], low: -1, high: 1, rng: &rng)
+            output = Tensor(zeros: [g.n, g.k, g.p, g.q])
+            dInput = Tensor(zeros: [g.n, g.c, g.h, g.w])
+            dWeight = Tensor(zeros: [g.k, g.c, g.r, g.s])
+            dBias = Tensor(zeros: [g.k])
+        }
+
+        mutating func forward() {
+            let g = g
+            let (input, weight, bias) = (input, weight, bias)
+            output.withUnsafeMutablePointer { out in
+                input.withUnsafePointer { x in
+                    weight.withUnsafePointer { w in
+                        bias.withUnsafePointer { b in Conv2D.forward(output: out, input: x, weight: w, bias: b, geometry: g) }
+                    }
+                }
+            }
+        }
+
+        mutating func backwardInput() {
+            let g = g
+            let (dOutput, weight) = (dOutput, weight)
+            dInput.withUnsafeMutablePointer { dx in
+                dOutput.withUnsafePointer { dy in
+                    weight.withUnsafePointer { w in Conv2D.backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g) }
+                }
+            }
+        }
+
+        mutating func backwardWeight() {
+            let g = g
+            let (dOutput, input) = (dOutput, input)
+            var dBias = self.dBias
+            dWeight.withUnsafeMutablePointer { dw in
+                dBias.withUnsafeMutablePointer { db in
+                    dOutput.withUnsafePointer { dy in
+                        input.withUnsafePointer { x in
+                            Conv2D.backwardWeight(dWeight: dw, dBias: db, dOutput: dy, input: x, geometry: g)
+                        }
+                    }
+                }
+            }
+            self.dBias = dBias
+        }
+    }
+
+    /// `C [m, n] = A [m, k] · B [k, n]` split into one contiguous column block of C and B per worker.
+    struct GemmBuffers {
+        let m, n, k: Int
+        var a, b, c: Tensor
+
+        init(m: Int, n: Int, k: Int) {
+            self.m = m; self.n = n; self.k = k
+            var rng = SplitMix64(seed: 0x5_6E_33)
+            a = .randomUniform(shape: [m, k], low: -0.1, high: 0.1, rng: &rng)
+            b = .randomUniform(shape: [k, n], low: -1, high: 1, rng: &rng)
+            c = Tensor(zeros: [m, n])
+        }
+
+        mutating func run() {
+            let (m, n, k) = (self.m, self.n, self.k)
+            let (a, b) = (self.a, self.b)
+            c.withUnsafeMutablePointer { cp in
+                a.withUnsafePointer { ap in
+                    b.withUnsafePointer { bp in
+                        Parallel.forEachChunk(count: n) { columns, _ in
+                            BLAS.gemm(m: m, n: columns.count, k: k, a: ap, lda: k,
+                                      b: bp + columns.lowerBound, ldb: n, c: cp + columns.lowerBound, ldc: n)
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
