@@ -33,7 +33,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "memloss", targets: ["memloss"]),
-        .library(name: "MemLossCore", targets: ["Tensors", "Kernels", "Layers", "Models", "Datasets"]),
+        .library(name: "MemLossCore", targets: ["Tensors", "Kernels", "Layers", "Models", "Datasets", "Attacks", "Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,12 +52,15 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
         .target(name: "Datasets", dependencies: ["Tensors", "Kernels"],
                 resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),
+        .target(name: "Attacks", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
+        .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets"],
+                swiftSettings: librarySettings),
 
         // Executable.
         .executableTarget(
             name: "memloss",
             dependencies: [
-                "Tensors", "Kernels", "Layers", "Models", "Datasets",
+                "Tensors", "Kernels", "Layers", "Models", "Datasets", "Attacks", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: librarySettings),
@@ -70,6 +73,9 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "_TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "_TestSupport"]),
+        .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "_TestSupport"]),
+        .testTarget(name: "TrainingTests",
+                    dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

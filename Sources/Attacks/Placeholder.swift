@@ -1,0 +1,1 @@
+// Attacks module: placeholder until the first attack lands.

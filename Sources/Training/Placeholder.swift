@@ -1,0 +1,1 @@
+// Training module: placeholder until the first file lands.
