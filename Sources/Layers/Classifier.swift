@@ -17,9 +17,14 @@ public protocol Classifier: StateProvider {
     var classCount: Int { get }
     func forward(_ input: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache)
     func backward(_ dLogits: Tensor, cache: Cache, targets: GradientTargets) -> Tensor?
+    /// Layers that draw random numbers in `.training` mode (dropout), in a fixed order, so that a
+    /// checkpoint can save and restore their streams for an exact resume.
+    var stochasticLayers: [Dropout] { get }
 }
 
 extension Classifier {
+    public var stochasticLayers: [Dropout] { [] }
+
     /// Logits only (no cache kept).
     public func logits(_ input: Tensor, mode: ForwardMode) -> Tensor { forward(input, mode: mode).logits }
 }
@@ -36,6 +41,7 @@ public final class AnyClassifier: Classifier {
     private let forwardImpl: (Tensor, ForwardMode) -> (Tensor, Any)
     private let backwardImpl: (Tensor, Any, GradientTargets) -> Tensor?
     private let stateImpl: (String) -> [StateEntry]
+    public let stochasticLayers: [Dropout]
 
     public init<M: Classifier>(_ model: M) {
         base = model
@@ -47,6 +53,7 @@ public final class AnyClassifier: Classifier {
             return model.backward(dy, cache: cache, targets: targets)
         }
         stateImpl = { model.stateEntries(prefix: $0) }
+        stochasticLayers = model.stochasticLayers
     }
 
     public func forward(_ input: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {

@@ -18,6 +18,7 @@ public final class SmallCNN: Classifier {
     public let pool1 = MaxPool2d(kernel: 2), pool2 = MaxPool2d(kernel: 2)
     public let fc1: Layers.Linear, fc2: Layers.Linear, fc3: Layers.Linear
     public let dropout: Layers.Dropout
+    public var stochasticLayers: [Layers.Dropout] { [dropout] }
 
     public struct Cache {
         let c1: Conv2d.Cache, r1: Tensor, c2: Conv2d.Cache, r2: Tensor, p1: MaxPool2d.Cache

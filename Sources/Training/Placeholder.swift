@@ -1,1 +1,0 @@
-// Training module: placeholder until the first file lands.

@@ -1,0 +1,142 @@
+// Report.swift: report.md of a run, with SVG line plots of the training loss and the validation
+// accuracies drawn from metrics.jsonl (plain SVG 1.1 that any browser shows; no dependencies).
+
+import Foundation
+import Tensors
+
+/// A minimal SVG line chart: several named series over a shared x axis.
+public struct SVGLineChart {
+    public struct Series {
+        public var name: String
+        public var points: [(x: Double, y: Double)]
+        public var color: String
+        public init(name: String, points: [(x: Double, y: Double)], color: String) {
+            self.name = name; self.points = points; self.color = color
+        }
+    }
+    public var title: String
+    public var xLabel: String
+    public var yLabel: String
+    public var series: [Series]
+    public var yRange: ClosedRange<Double>?
+
+    public init(title: String, xLabel: String, yLabel: String, series: [Series], yRange: ClosedRange<Double>? = nil) {
+        self.title = title; self.xLabel = xLabel; self.yLabel = yLabel; self.series = series; self.yRange = yRange
+    }
+
+    /// The chart as an SVG document (640×360).
+    public func render() -> String {
+        let w = 640.0, h = 360.0, left = 60.0, right = 150.0, top = 36.0, bottom = 44.0
+        let all = series.flatMap(\.points)
+        let xs = all.map(\.x), ys = all.map(\.y)
+        let x0 = xs.min() ?? 0, x1 = max(xs.max() ?? 1, x0 + 1e-9)
+        var y0 = yRange?.lowerBound ?? (ys.min() ?? 0), y1 = yRange?.upperBound ?? (ys.max() ?? 1)
+        if y1 - y0 < 1e-9 { y0 -= 0.5; y1 += 0.5 }
+        let pw = w - left - right, ph = h - top - bottom
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
+        func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * ph }
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        func label(_ v: Double) -> String { abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.3g", v) }
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" "
+            + "viewBox=\"0 0 \(Int(w)) \(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        s += "<text x=\"\(f(left))\" y=\"22\" font-size=\"15\" font-weight=\"bold\">\(escape(title))</text>\n"
+        for i in 0...4 {
+            let yv = y0 + (y1 - y0) * Double(i) / 4, yy = py(yv)
+            s += "<line x1=\"\(f(left))\" y1=\"\(f(yy))\" x2=\"\(f(left + pw))\" y2=\"\(f(yy))\" stroke=\"#ddd\"/>\n"
+            s += "<text x=\"\(f(left - 6))\" y=\"\(f(yy + 4))\" text-anchor=\"end\">\(label(yv))</text>\n"
+            let xv = x0 + (x1 - x0) * Double(i) / 4, xx = px(xv)
+            s += "<text x=\"\(f(xx))\" y=\"\(f(top + ph + 16))\" text-anchor=\"middle\">\(label(xv))</text>\n"
+        }
+        s += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(pw))\" height=\"\(f(ph))\" fill=\"none\" stroke=\"#444\"/>\n"
+        s += "<text x=\"\(f(left + pw / 2))\" y=\"\(f(h - 8))\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
+        s += "<text transform=\"translate(14 \(f(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>\n"
+        for (k, ser) in series.enumerated() where !ser.points.isEmpty {
+            let pts = ser.points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+            s += "<polyline fill=\"none\" stroke=\"\(ser.color)\" stroke-width=\"2\" points=\"\(pts)\"/>\n"
+            if ser.points.count <= 40 {
+                for p in ser.points { s += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3\" fill=\"\(ser.color)\"/>\n" }
+            }
+            let ly = top + 14 + Double(k) * 18
+            s += "<line x1=\"\(f(left + pw + 12))\" y1=\"\(f(ly - 4))\" x2=\"\(f(left + pw + 32))\" y2=\"\(f(ly - 4))\" stroke=\"\(ser.color)\" stroke-width=\"3\"/>\n"
+            s += "<text x=\"\(f(left + pw + 38))\" y=\"\(f(ly))\">\(escape(ser.name))</text>\n"
+        }
+        return s + "</svg>\n"
+    }
+
+    private func escape(_ t: String) -> String {
+        t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
+
+public enum Report {
+    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+    /// Writes report.md, loss.svg and accuracy.svg into the run directory.
+    public static func write(run: RunDirectory, config: TrainConfig, summary: TrainingSummary) throws {
+        let records = MetricsLog.read(run.metrics)
+        let steps = records.filter { $0["type"] as? String == "step" }
+        let epochs = records.filter { $0["type"] as? String == "epoch" }
+        func series(_ rs: [[String: Any]], x: String, y: String) -> [(x: Double, y: Double)] {
+            rs.compactMap { r in
+                guard let xv = (r[x] as? NSNumber)?.doubleValue, let yv = (r[y] as? NSNumber)?.doubleValue else { return nil }
+                return (xv, yv)
+            }
+        }
+        let termKeys = Set(steps.flatMap { $0.keys.filter { $0.hasPrefix("loss_") } }).sorted()
+        var lossSeries = [SVGLineChart.Series(name: "total", points: series(steps, x: "step", y: "loss"), color: palette[0])]
+        for (i, k) in termKeys.enumerated() {
+            lossSeries.append(.init(name: String(k.dropFirst(5)), points: series(steps, x: "step", y: k),
+                                    color: palette[(i + 1) % palette.count]))
+        }
+        let loss = SVGLineChart(title: "Training loss", xLabel: "step", yLabel: "loss", series: lossSeries)
+        let acc = SVGLineChart(title: "Accuracy", xLabel: "epoch", yLabel: "accuracy", series: [
+            .init(name: "train clean", points: series(epochs, x: "epoch", y: "train_clean_accuracy"), color: palette[0]),
+            .init(name: "train adv", points: series(epochs, x: "epoch", y: "train_adversarial_accuracy"), color: palette[3]),
+            .init(name: "val clean", points: series(epochs, x: "epoch", y: "val_clean_accuracy"), color: palette[2]),
+            .init(name: "val robust", points: series(epochs, x: "epoch", y: "val_robust_accuracy"), color: palette[1]),
+        ], yRange: 0...1)
+        try AtomicFileWriter.write(loss.render(), to: run.url.appendingPathComponent("loss.svg"))
+        try AtomicFileWriter.write(acc.render(), to: run.url.appendingPathComponent("accuracy.svg"))
+
+        func pct(_ v: Double) -> String { String(format: "%.2f%%", v * 100) }
+        var md = "# memloss run report\n\n"
+        md += "| setting | value |\n|---|---|\n"
+        md += "| data | `\(config.data)` |\n| model | \(config.model) (width \(config.width)) |\n"
+        md += "| method | \(config.method.name) |\n| ε | \(config.epsilonText) |\n"
+        md += "| epochs × batch | \(config.epochs) × \(config.batchSize) |\n| seed | \(config.seed) |\n"
+        md += "| wall time | \(String(format: "%.1f", summary.wallSeconds)) s |\n"
+        md += "| peak RSS | \(String(format: "%.1f", Double(summary.peakRSSBytes) / 1_048_576)) MiB |\n\n"
+        md += "## Results\n\n"
+        md += "Best validation robust accuracy: \(pct(max(summary.bestValidationRobust, 0))) at epoch \(summary.bestEpoch) "
+            + "(the `best` checkpoint; chosen on the held-out validation split, never on test).\n\n"
+        if let t = summary.test {
+            md += "Test set (n = \(t.n), ε = \(t.epsilonText) = \(t.epsilon), BN mode \(t.bnMode), seed \(t.seed), best checkpoint):\n\n"
+            md += "| attack | accuracy |\n|---|---|\n| natural | \(pct(t.cleanAccuracy)) |\n"
+            for a in t.attacks { md += "| \(a.attack) | \(pct(a.accuracy)) |\n" }
+            md += "| worst case | \(pct(t.worstCaseAccuracy)) |\n\n"
+        }
+        md += "## Curves\n\n![training loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n"
+        md += "## Per epoch\n\n| epoch | train loss | train clean | train adv | val clean | val robust | img/s | data wait (s) |\n"
+        md += "|---|---|---|---|---|---|---|---|\n"
+        for r in epochs {
+            func v(_ k: String, _ p: Bool = true) -> String {
+                guard let x = (r[k] as? NSNumber)?.doubleValue else { return "–" }
+                return p ? pct(x) : String(format: "%.3f", x)
+            }
+            md += "| \(r["epoch"] ?? "") | \(v("train_loss", false)) | \(v("train_clean_accuracy")) | \(v("train_adversarial_accuracy")) "
+                + "| \(v("val_clean_accuracy")) | \(v("val_robust_accuracy")) | \(String(format: "%.0f", (r["images_per_second"] as? NSNumber)?.doubleValue ?? 0)) "
+                + "| \(String(format: "%.2f", (r["data_wait_seconds"] as? NSNumber)?.doubleValue ?? 0)) |\n"
+        }
+        md += "\nFiles: `config.json` (resolved configuration), `metrics.jsonl`, `checkpoints/`, `eval/`.\n"
+        try AtomicFileWriter.write(md, to: run.report)
+    }
+}
+
+/// Writes text atomically (temporary file, fsync, rename).
+enum AtomicFileWriter {
+    static func write(_ text: String, to url: URL) throws {
+        try AtomicFile.replace(Array(text.utf8), at: url)
+    }
+}

@@ -1,0 +1,156 @@
+// TrainConfig.swift: everything a training run needs, as one Codable value: data, model, method,
+// optimiser, schedule, evaluation, seeds. The CLI only parses flags into it; every default is
+// declared here (or in the method / optimiser configs it holds), once. The resolved value is
+// written to the run directory as config.json and read back on --resume.
+
+import Attacks
+import Foundation
+import Layers
+import Models
+
+public struct TrainConfig: Codable, Sendable, Equatable {
+    /// Data source: `demo`, `mnist:DIR`, `cifar10:DIR`, `cifar100:DIR[:coarse]`, `svhn:DIR`,
+    /// `npy:IMAGES,LABELS`, `synthetic:FILE` (Datasets.DataSource).
+    public var data: String
+    /// Model name (`smallcnn`, `resnet18`, `preactresnet18`, `wrn-D-K`) and width multiplier.
+    public var model: String
+    public var width: Double
+    /// The training method with its attack and loss weights.
+    public var method: MethodConfig
+    public var epochs: Int
+    public var batchSize: Int
+    public var optimizer: SGDConfig
+    public var schedule: LearningRateSchedule
+    /// Seeds the model initialisation, the data order, augmentation views, the validation split
+    /// and the attacks' random starts (each through its own derived stream).
+    public var seed: UInt64
+    /// Training samples held out for validation (model selection never looks at the test set).
+    public var validationSize: Int
+    /// Validate every this many epochs (and after the last).
+    public var evalEvery: Int
+    /// The validation attack (PGD-k) and how many validation samples it runs on.
+    public var validationAttack: PGDConfig
+    public var validationSamples: Int
+    /// Attacks of the final test-set evaluation (AttackSpec names, e.g. "pgd20", "cw") and the
+    /// number of test samples (0 = all).
+    public var testAttacks: [String]
+    public var testSamples: Int
+    /// ε as written by the user (e.g. "8/255"), for reports; the float lives in the attack configs.
+    public var epsilonText: String
+    /// Write a step line to metrics.jsonl every this many steps.
+    public var logEvery: Int
+    /// Augmentation: nil = the dataset's convention (crop + flip for CIFAR, none for MNIST/SVHN).
+    public var augment: Bool?
+    /// HAT only: a standard-trained checkpoint of the same architecture (the helper model).
+    public var helperCheckpoint: String?
+    /// Prefetch depth (batches produced ahead of the compute).
+    public var prefetchDepth: Int
+
+    /// The default run (`memloss train` with no arguments): TRADES on the embedded MNIST subset
+    /// with SmallCNN, sized to finish within 5 minutes on 2 cores.
+    ///
+    /// ε = 0.3 is the MNIST standard (TRADES, Madry); the attack uses 10 steps of 0.05 instead of
+    /// TRADES-MNIST's 40 steps of 0.01 to fit the time budget (the step count × size still crosses
+    /// the ball). β = 1 (TRADES MNIST default), SGD lr 0.01 momentum 0.9 no weight decay (TRADES
+    /// MNIST), batch 128.
+    public static let demo = TrainConfig(
+        data: "demo", model: "smallcnn", width: 0.5,
+        method: .trades(TRADESConfig(attack: PGDConfig(epsilon: 0.3, stepSize: 0.05, steps: 10, norm: .linf,
+                                                       randomStart: .gaussian(std: 0.001)),
+                                     beta: 1)),
+        epochs: 8, batchSize: 128,
+        optimizer: SGDConfig(learningRate: 0.05, momentum: 0.9, weightDecay: 0),
+        schedule: .piecewise(milestones: [6], factors: [0.1]),
+        seed: 1, validationSize: 400, evalEvery: 2,
+        validationAttack: PGDConfig(epsilon: 0.3, stepSize: 0.05, steps: 10, norm: .linf, randomStart: .uniform),
+        validationSamples: 400, testAttacks: ["pgd20"], testSamples: 0, epsilonText: "0.3",
+        logEvery: 10, augment: nil, helperCheckpoint: nil, prefetchDepth: 3)
+
+    /// Checks values a run cannot start with; the message names the field and what was expected.
+    public func validate() throws(TrainConfigError) {
+        if epochs < 1 { throw .invalid(field: "epochs", value: "\(epochs)", expected: "an integer ≥ 1") }
+        if batchSize < 1 { throw .invalid(field: "batchSize", value: "\(batchSize)", expected: "an integer ≥ 1") }
+        if validationSize < 0 { throw .invalid(field: "validationSize", value: "\(validationSize)", expected: "≥ 0") }
+        if evalEvery < 1 { throw .invalid(field: "evalEvery", value: "\(evalEvery)", expected: "an integer ≥ 1") }
+        if logEvery < 1 { throw .invalid(field: "logEvery", value: "\(logEvery)", expected: "an integer ≥ 1") }
+        if prefetchDepth < 1 { throw .invalid(field: "prefetchDepth", value: "\(prefetchDepth)", expected: "≥ 1") }
+        if let p = optimizer.problem { throw .invalid(field: "optimizer", value: "\(optimizer)", expected: p) }
+        for a in testAttacks {
+            do { _ = try AttackSpec(parsing: a, epsilon: validationAttack.epsilon) } catch {
+                throw .invalid(field: "testAttacks", value: a, expected: "\(error)")
+            }
+        }
+        do { _ = try ModelSpec(parsing: model, width: width) } catch {
+            throw .invalid(field: "model", value: model, expected: "\(error)")
+        }
+    }
+
+    /// Reads a JSON config file and lays its keys over `base`: keys absent from the file keep
+    /// their value in `base`; an unknown key or a value of the wrong type is an error naming it.
+    public static func load(file path: String, over base: TrainConfig) throws(TrainConfigError) -> TrainConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .file(path: path, problem: "cannot be read (missing or not a file)")
+        }
+        let overlay: [String: Any]
+        do {
+            guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw TrainConfigError.file(path: path, problem: "top level must be a JSON object")
+            }
+            overlay = obj
+        } catch let e as TrainConfigError { throw e } catch {
+            throw .file(path: path, problem: "is not valid JSON (\(error.localizedDescription))")
+        }
+        let baseData: Data
+        do { baseData = try JSONEncoder().encode(base) } catch { throw .file(path: path, problem: "\(error)") }
+        guard var merged = (try? JSONSerialization.jsonObject(with: baseData)) as? [String: Any] else {
+            throw .file(path: path, problem: "internal: base config did not encode")
+        }
+        for (key, value) in overlay {
+            guard merged.keys.contains(key) || TrainConfig.optionalKeys.contains(key) else {
+                throw .file(path: path, problem: "unknown key '\(key)'; expected one of "
+                            + (Array(merged.keys) + TrainConfig.optionalKeys).sorted().joined(separator: ", "))
+            }
+            merged[key] = value
+        }
+        do {
+            let out = try JSONSerialization.data(withJSONObject: merged)
+            return try JSONDecoder().decode(TrainConfig.self, from: out)
+        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx),
+                let DecodingError.dataCorrupted(ctx) {
+            let field = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+            throw .file(path: path, problem: "field '\(field)': \(ctx.debugDescription)")
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            let field = (ctx.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: ".")
+            throw .file(path: path, problem: "field '\(field)' is missing")
+        } catch {
+            throw .file(path: path, problem: "\(error)")
+        }
+    }
+
+    /// Optional keys that the encoder leaves out when nil.
+    static let optionalKeys = ["augment", "helperCheckpoint"]
+}
+
+public enum TrainConfigError: Error, CustomStringConvertible, Equatable {
+    case invalid(field: String, value: String, expected: String)
+    case file(path: String, problem: String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let f, let v, let e):
+            return "config field '\(f)' = \(v) is invalid: expected \(e)\nhint: see `memloss train --help`"
+        case .file(let p, let problem):
+            return "config file \(p): \(problem)\nhint: write a JSON object with TrainConfig keys; "
+                + "`memloss train --print-config` shows a complete example"
+        }
+    }
+}
+
+/// Parses ε written as a fraction ("8/255") or a decimal ("0.031").
+public func parseEpsilon(_ text: String) -> Float? {
+    let parts = text.split(separator: "/")
+    if parts.count == 2, let a = Float(parts[0].trimmingCharacters(in: .whitespaces)),
+       let b = Float(parts[1].trimmingCharacters(in: .whitespaces)), b != 0 { return a / b }
+    if parts.count == 1, let v = Float(text.trimmingCharacters(in: .whitespaces)) { return v }
+    return nil
+}

@@ -1,0 +1,285 @@
+// Trainer.swift: the training loop: data order from (seed, epoch), a prefetch thread ahead of the
+// compute, one method step per batch (attack + loss + backward), SGD, metrics, validation on a
+// held-out split, last/best checkpoints, exact resume, and the final test evaluation.
+// It reports progress through a callback and never prints (the CLI renders).
+
+import Attacks
+import Datasets
+import Foundation
+import Kernels
+import Layers
+import Models
+import Tensors
+
+/// What the trainer tells its caller while it runs.
+public enum TrainingEvent {
+    case started(totalEpochs: Int, stepsPerEpoch: Int, startEpoch: Int, trainSamples: Int, model: String, parameters: Int)
+    case step(epoch: Int, step: Int, stepsPerEpoch: Int, loss: Float, imagesPerSecond: Double, etaSeconds: Double)
+    case epoch(epoch: Int, summary: [String: Any])
+    case evaluated(split: String, result: EvaluationResult)
+    case finished(TrainingSummary)
+}
+
+/// The outcome of a run.
+public struct TrainingSummary: Codable, Sendable {
+    public var epochs: Int
+    public var steps: Int
+    public var wallSeconds: Double
+    public var bestEpoch: Int
+    public var bestValidationRobust: Double
+    public var test: EvaluationResult?
+    public var peakRSSBytes: Int
+}
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case data(String)
+    case modelMismatch(String)
+    case nonFinite(epoch: Int, step: Int, terms: [String: Float], checkpoint: String)
+    case resume(String)
+
+    public var description: String {
+        switch self {
+        case .data(let m): return "data: \(m)"
+        case .modelMismatch(let m): return "model: \(m)\nhint: pick a model for the dataset's image shape (smallcnn: 1×28×28; resnet18/preactresnet18/wrn: 3×32×32)"
+        case .nonFinite(let e, let s, let t, let c):
+            let terms = t.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+            return "the loss became NaN or infinite at epoch \(e), step \(s) (\(terms)); training stopped.\n"
+                + "The last good checkpoint is kept: \(c)\nhint: lower the learning rate or check the data"
+        case .resume(let m): return "resume: \(m)"
+        }
+    }
+}
+
+public final class Trainer {
+    public let config: TrainConfig
+    public let run: RunDirectory
+    public let model: AnyClassifier
+    public let spec: ModelSpec
+    let trainSet: Dataset
+    let testSet: Dataset?
+    let split: ValidationSplit
+    let trainIDs: [Int]
+    let method: any TrainingMethod
+    let optimizer: SGD
+    let augmentation: AugmentationConfig
+    var startEpoch = 0
+    var globalStep = 0
+    var bestRobust = -1.0
+    var bestEpoch = 0
+
+    /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
+    /// the configuration stored there (the `config` argument is then ignored).
+    public init(config: TrainConfig, runDirectory: URL, resume: Bool = false) throws {
+        run = RunDirectory(runDirectory)
+        var cfg = config
+        if resume {
+            guard let data = FileManager.default.contents(atPath: run.config.path) else {
+                throw TrainingError.resume("\(run.config.path) is missing; is \(runDirectory.path) a run directory?")
+            }
+            do { cfg = try JSONDecoder().decode(TrainConfig.self, from: data) } catch {
+                throw TrainingError.resume("\(run.config.path) is not a valid config: \(error)")
+            }
+        }
+        try cfg.validate()
+        self.config = cfg
+
+        let source: DataSource
+        do { source = try DataSource(parsing: cfg.data) } catch { throw TrainingError.data("\(error)") }
+        do {
+            trainSet = try source.open(.train)
+            testSet = source.hasTestSet ? try source.open(.test) : nil
+        } catch { throw TrainingError.data("\(error)") }
+        augmentation = cfg.augment.map { $0 ? source.standardAugmentation : .none } ?? source.standardAugmentation
+
+        spec = try ModelSpec(parsing: cfg.model, classes: trainSet.classCount, width: cfg.width)
+        guard spec.inputShape == trainSet.shape.dimensions else {
+            throw TrainingError.modelMismatch("\(spec.name) takes \(spec.inputShape.map(String.init).joined(separator: "×")) images "
+                                              + "but \(cfg.data) has \(trainSet.shape)")
+        }
+        model = spec.build(seed: cfg.seed)
+        split = ValidationSplit(dataset: trainSet, validationCount: min(cfg.validationSize, trainSet.count / 2), seed: cfg.seed)
+        trainIDs = split.train
+
+        var helper: AnyClassifier? = nil
+        if case .hat = cfg.method {
+            guard let path = cfg.helperCheckpoint else {
+                throw TrainingError.data("HAT needs --helper-checkpoint (a standard-trained checkpoint of \(spec.name))")
+            }
+            let h = spec.build(seed: cfg.seed)
+            do { _ = try Checkpoint.load(into: h.stateEntries(prefix: ""), from: URL(fileURLWithPath: path)) } catch {
+                throw TrainingError.data("helper checkpoint: \(error)")
+            }
+            helper = h
+        }
+        method = try makeMethod(cfg.method, helper: helper)
+        optimizer = SGD(parameters: model.namedParameters, config: cfg.optimizer)
+
+        try run.create()
+        if resume {
+            guard FileManager.default.fileExists(atPath: run.lastCheckpoint.path) else {
+                throw TrainingError.resume("no checkpoint at \(run.lastCheckpoint.path): the run has not finished an epoch")
+            }
+            let state = try Checkpoint.loadResumable(into: model.stateEntries(prefix: ""), optimizer: optimizer,
+                                                     from: run.lastCheckpoint)
+            startEpoch = state.epoch
+            globalStep = state.step
+            for (i, layer) in model.stochasticLayers.enumerated() {
+                if let s = state.rngStates["dropout.\(i)"] { layer.randomState = SplitMix64(seed: s) }
+            }
+            bestRobust = Double(state.extra["bestValidationRobust"] ?? "") ?? -1
+            bestEpoch = Int(state.extra["bestEpoch"] ?? "") ?? 0
+        } else {
+            try run.writeJSON(cfg, to: run.config)
+        }
+    }
+
+    public var stepsPerEpoch: Int { EpochPlan(population: trainIDs, seed: config.seed, epoch: 0, batchSize: config.batchSize).batchCount }
+
+    /// Runs the remaining epochs, the final test evaluation and the report.
+    @discardableResult
+    public func train(events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        let log = try MetricsLog(url: run.metrics, keepEpochsThrough: startEpoch)
+        let start = SystemStats.now
+        let perEpoch = stepsPerEpoch
+        events(.started(totalEpochs: config.epochs, stepsPerEpoch: perEpoch, startEpoch: startEpoch,
+                        trainSamples: trainIDs.count, model: spec.name, parameters: model.parameterCount))
+        var stepTimes: [Double] = []
+        for epoch in startEpoch..<config.epochs {
+            try runEpoch(epoch, log: log, events: events, stepTimes: &stepTimes, runStart: start)
+        }
+        // Final evaluation on the test split with the best (validation-selected) weights.
+        var test: EvaluationResult? = nil
+        if let testSet {
+            let evalModel = spec.build(seed: config.seed)
+            let source = FileManager.default.fileExists(atPath: run.bestCheckpoint.path) ? run.bestCheckpoint : run.lastCheckpoint
+            _ = try Checkpoint.load(into: evalModel.stateEntries(prefix: ""), from: source)
+            let n = config.testSamples > 0 ? min(config.testSamples, testSet.count) : testSet.count
+            let attacks = try config.testAttacks.map { (name: $0, spec: try AttackSpec(parsing: $0, epsilon: config.validationAttack.epsilon)) }
+            let r = Evaluation.run(model: evalModel, dataset: testSet, ids: Array(0..<n), attacks: attacks,
+                                   epsilonText: config.epsilonText, epsilon: config.validationAttack.epsilon,
+                                   seed: config.seed &+ 7)
+            try run.writeJSON(r, to: run.eval.appendingPathComponent("test.json"))
+            events(.evaluated(split: "test", result: r))
+            test = r
+        }
+        let summary = TrainingSummary(epochs: config.epochs, steps: globalStep, wallSeconds: SystemStats.now - start,
+                                      bestEpoch: bestEpoch, bestValidationRobust: bestRobust, test: test,
+                                      peakRSSBytes: SystemStats.peakRSSBytes)
+        try run.writeJSON(summary, to: run.eval.appendingPathComponent("summary.json"))
+        try Report.write(run: run, config: config, summary: summary)
+        events(.finished(summary))
+        return summary
+    }
+
+    private func runEpoch(_ epoch: Int, log: MetricsLog, events: (TrainingEvent) -> Void,
+                          stepTimes: inout [Double], runStart: Double) throws {
+        let plan = EpochPlan(population: trainIDs, seed: config.seed, epoch: epoch, batchSize: config.batchSize)
+        let loader = BatchLoader(dataset: trainSet, augmentation: augmentation, seed: config.seed)
+        let prefetcher = Prefetcher(loader: loader, plan: plan, depth: config.prefetchDepth)
+        defer { prefetcher.cancel() }
+        let epochStart = SystemStats.now
+        var sums: [String: Double] = [:]
+        var seen = 0, cleanCorrect = 0, advCorrect = 0, advSeen = 0, stepInEpoch = 0
+        var lr: Float = config.optimizer.learningRate
+        while let batch = try prefetcher.next() {
+            let t0 = SystemStats.now
+            lr = config.schedule.learningRate(base: config.optimizer.learningRate, iteration: globalStep,
+                                              stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
+            let momentum = config.schedule.momentum(base: config.optimizer.momentum, iteration: globalStep,
+                                                    stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
+            model.zeroGradients()
+            var rng = SplitMix64.derived(seed: config.seed ^ 0x5EED_A77A_C0DE, stream: UInt64(globalStep))
+            let result = method.step(model: model, images: batch.images, labels: batch.labels, ids: batch.ids,
+                                     auxiliary: [], rng: &rng)
+            guard result.loss.isFinite, result.terms.values.allSatisfy(\.isFinite) else {
+                log.append(["type": "error", "epoch": epoch + 1, "step": globalStep, "error": "non-finite loss",
+                            "terms": result.terms.mapValues { Double($0).isFinite ? Double($0) : -1 }])
+                throw TrainingError.nonFinite(epoch: epoch + 1, step: globalStep, terms: result.terms,
+                                              checkpoint: FileManager.default.fileExists(atPath: run.lastCheckpoint.path)
+                                                  ? run.lastCheckpoint.path : "(none yet: no epoch had finished)")
+            }
+            optimizer.step(learningRate: lr, momentum: momentum)
+
+            let b = batch.count
+            seen += b
+            cleanCorrect += correctCount(result.cleanLogits, batch.labels)
+            if let a = result.adversarialLogits { advCorrect += correctCount(a, batch.labels); advSeen += b }
+            sums["loss", default: 0] += Double(result.loss) * Double(b)
+            for (k, v) in result.terms { sums[k, default: 0] += Double(v) * Double(b) }
+            globalStep += 1
+            stepInEpoch += 1
+            let dt = SystemStats.now - t0
+            stepTimes.append(dt)
+            if stepTimes.count > 20 { stepTimes.removeFirst() }
+            let meanStep = stepTimes.reduce(0, +) / Double(stepTimes.count)
+            let remaining = (config.epochs - epoch - 1) * plan.batchCount + (plan.batchCount - stepInEpoch)
+            events(.step(epoch: epoch + 1, step: stepInEpoch, stepsPerEpoch: plan.batchCount, loss: result.loss,
+                         imagesPerSecond: Double(b) / dt, etaSeconds: meanStep * Double(remaining)))
+            if globalStep % config.logEvery == 0 {
+                var rec: [String: Any] = ["type": "step", "epoch": epoch + 1, "step": globalStep, "lr": Double(lr),
+                                          "loss": Double(result.loss), "images_per_second": Double(b) / dt,
+                                          "data_wait_seconds": prefetcher.statistics.consumerWaitSeconds,
+                                          "wall_seconds": SystemStats.now - runStart,
+                                          "peak_rss_bytes": SystemStats.peakRSSBytes]
+                for (k, v) in result.terms { rec["loss_" + k] = Double(v) }
+                log.append(rec)
+            }
+        }
+        let epochSeconds = SystemStats.now - epochStart
+        var record: [String: Any] = [
+            "type": "epoch", "epoch": epoch + 1, "step": globalStep, "lr": Double(lr),
+            "train_clean_accuracy": seen > 0 ? Double(cleanCorrect) / Double(seen) : 0,
+            "images_per_second": Double(seen) / epochSeconds, "epoch_seconds": epochSeconds,
+            "data_wait_seconds": prefetcher.statistics.consumerWaitSeconds,
+            "wall_seconds": SystemStats.now - runStart, "peak_rss_bytes": SystemStats.peakRSSBytes,
+        ]
+        if advSeen > 0 { record["train_adversarial_accuracy"] = Double(advCorrect) / Double(advSeen) }
+        for (k, v) in sums { record[k == "loss" ? "train_loss" : "train_loss_" + k] = v / Double(max(seen, 1)) }
+
+        var isBest = false
+        if (epoch + 1) % config.evalEvery == 0 || epoch + 1 == config.epochs, !split.validation.isEmpty {
+            let ids = Array(split.validation.prefix(config.validationSamples))
+            let name = "pgd\(config.validationAttack.steps)"
+            let r = Evaluation.run(model: model, dataset: trainSet, ids: ids, attacks: [(name, .pgd(config.validationAttack))],
+                                   epsilonText: config.epsilonText, epsilon: config.validationAttack.epsilon,
+                                   seed: config.seed &+ 3)
+            record["val_clean_accuracy"] = r.cleanAccuracy
+            record["val_robust_accuracy"] = r.worstCaseAccuracy
+            record["val_attack"] = name
+            events(.evaluated(split: "validation", result: r))
+            if r.worstCaseAccuracy > bestRobust {
+                bestRobust = r.worstCaseAccuracy
+                bestEpoch = epoch + 1
+                isBest = true
+            }
+        }
+        // Checkpoints: `last` every epoch (resumable), `best` when validation improved.
+        var rngStates: [String: UInt64] = [:]
+        for (i, layer) in model.stochasticLayers.enumerated() { rngStates["dropout.\(i)"] = layer.randomState.state }
+        let state = TrainingState(epoch: epoch + 1, step: globalStep, rngStates: rngStates,
+                                  checkpointID: Checkpoint.newCheckpointID(),
+                                  extra: ["bestValidationRobust": "\(bestRobust)", "bestEpoch": "\(bestEpoch)"])
+        let meta = ["memloss.model": spec.name, "memloss.epoch": "\(epoch + 1)"]
+        try Checkpoint.saveResumable(model: model.stateEntries(prefix: ""), optimizer: optimizer, state: state,
+                                     metadata: meta, to: run.lastCheckpoint)
+        if isBest {
+            try Checkpoint.save(model: model.stateEntries(prefix: ""), to: run.bestCheckpoint,
+                                metadata: meta.merging(["memloss.selected_on": "validation robust accuracy"]) { a, _ in a })
+        }
+        record["best_epoch"] = bestEpoch
+        log.append(record)
+        events(.epoch(epoch: epoch + 1, summary: record))
+    }
+
+    private func correctCount(_ logits: Tensor, _ labels: [Int32]) -> Int {
+        let k = logits.shape[1]
+        let z = logits.scalars
+        var c = 0
+        for (i, y) in labels.enumerated() {
+            var best = 0
+            for j in 1..<k where z[i * k + j] > z[i * k + best] { best = j }
+            if best == Int(y) { c += 1 }
+        }
+        return c
+    }
+}
