@@ -46,11 +46,11 @@ let package = Package(
                        providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
 
         // Library modules, bottom to top.
-        .target(name: "Tensors", swiftSettings: kernelSettings),
-        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"], swiftSettings: kernelSettings),
-        .target(name: "Layers", dependencies: ["Tensors", "Kernels"], swiftSettings: librarySettings),
-        .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
-        .target(name: "Datasets", dependencies: ["Tensors", "Kernels"],
+        .target(name: "Tensors", exclude: ["README.md"], swiftSettings: kernelSettings),
+        .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"], exclude: ["README.md"], swiftSettings: kernelSettings),
+        .target(name: "Layers", dependencies: ["Tensors", "Kernels"], exclude: ["README.md"], swiftSettings: librarySettings),
+        .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
+        .target(name: "Datasets", dependencies: ["Tensors", "Kernels"], exclude: ["README.md"],
                 resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),
         .target(name: "Attacks", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
         .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets"],

@@ -46,6 +46,9 @@ public struct BatchLoader: Sendable {
     /// Seed of the augmentation streams (usually the run seed).
     public let seed: UInt64
 
+    /// Samples between two resident-memory checks (Dataset.noteSamplesRead).
+    static let residencyCheckInterval = 16
+
     public init(dataset: Dataset, augmentation: AugmentationConfig, seed: UInt64) {
         self.dataset = dataset
         self.augmentation = augmentation
@@ -76,8 +79,10 @@ public struct BatchLoader: Sendable {
             batch.labels.append(Int32(dataset.label(at: id)))
             batch.views.append(v)
             dataset.renderView(id: id, view: v, into: &batch.images, row: row)
+            // Bounded RSS: check every `residencyCheckInterval` samples (one check ≈ a few µs).
+            if (row + 1) % BatchLoader.residencyCheckInterval == 0 { dataset.noteSamplesRead(BatchLoader.residencyCheckInterval) }
         }
-        dataset.noteTouched(bytes: n * dataset.touchedBytesPerSample)
+        dataset.noteSamplesRead(n % BatchLoader.residencyCheckInterval)
     }
 
     /// A freshly allocated batch of `ids`.

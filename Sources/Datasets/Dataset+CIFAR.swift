@@ -53,7 +53,7 @@ extension Dataset {
         var segments: [PixelLayout.Segment] = []
         var labels: [Int32] = []
         for path in paths {
-            let f = try MappedFile.openUncompressed(path, expected: "a \(what) file")
+            let f = try MappedFile.openUncompressed(path, expected: "a \(format == .cifar10 ? "CIFAR-10" : "CIFAR-100") binary batch of \(record)-byte records")
             let n = f.count / record
             if f.count % record != 0 || f.count == 0 {
                 // No header to compare with: a partial last record means the file was cut short.

@@ -6,7 +6,8 @@ import Foundation
 
 /// Axis order of 4-D `.npy` image arrays.
 public enum NPYLayout: String, Codable, Sendable, CaseIterable {
-    /// Decide from the shape: the axis of size ≤ 4 (1, 3 or 4 channels) next to larger axes.
+    /// Decide from the shape: channels are axis 3 (NHWC) or axis 1 (NCHW), whichever is ≤ 4 and smaller
+    /// than the other; equal sizes are ambiguous and throw.
     case auto
     /// N×H×W×C (NumPy/TensorFlow convention).
     case nhwc
@@ -177,7 +178,7 @@ extension Dataset {
             n = s[0]
             var chosen = layout
             if chosen == .auto {
-                let lastIsChannels = s[3] <= 4 && s[1] > 4, secondIsChannels = s[1] <= 4 && s[3] > 4
+                let lastIsChannels = s[3] <= 4 && s[3] < s[1], secondIsChannels = s[1] <= 4 && s[1] < s[3]
                 if lastIsChannels { chosen = .nhwc } else if secondIsChannels { chosen = .nchw } else {
                     throw DatasetError.unsupported(
                         path: images, feature: "ambiguous axis order for shape \(s.map(String.init).joined(separator: "×"))",

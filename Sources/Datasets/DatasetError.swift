@@ -35,7 +35,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case let .fileNotFound(path, expected):
             return "\(path): file not found (expected \(expected))\n"
-                + "hint: check the path; `memloss data info SPEC` lists the files each spec form needs"
+                + "hint: check the path; `memloss data --help` and docs/datasets.md list the files each spec form needs"
         case let .cannotOpen(path, reason):
             return "\(path): cannot open: \(reason)\nhint: check the file's permissions and that it is a regular file"
         case let .cannotWrite(path, reason):

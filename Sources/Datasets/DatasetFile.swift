@@ -190,7 +190,7 @@ extension Dataset {
                                  for (k, id) in range.enumerated() {
                                      self.copyImage(at: id, into: &buffer, offset: k * self.shape.pixelCount)
                                  }
-                                 self.noteTouched(bytes: range.count * self.touchedBytesPerSample)
+                                 self.noteSamplesRead(range.count)
                              })
     }
 }

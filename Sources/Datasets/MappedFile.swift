@@ -171,3 +171,35 @@ enum StoredNumber: Sendable, Equatable {
         }
     }
 }
+
+/// Resident-memory figures of this process, read without Foundation (cheap enough to call per batch).
+enum ProcessMemory {
+    /// File-backed (+ shared memory) resident bytes: field 3 of /proc/self/statm × page size; nil off Linux.
+    static func residentFileBytes() -> Int? {
+        #if os(Linux)
+        let fd = open("/proc/self/statm", O_RDONLY)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 160)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        var fields: [Int] = []
+        var value = 0, inNumber = false
+        for b in buffer[0..<n] {
+            if b >= 0x30 && b <= 0x39 {
+                value = value * 10 + Int(b - 0x30)
+                inNumber = true
+            } else if inNumber {
+                fields.append(value)
+                value = 0
+                inNumber = false
+                if fields.count == 3 { break }
+            }
+        }
+        guard fields.count == 3 else { return nil }
+        return fields[2] * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+        return nil
+        #endif
+    }
+}

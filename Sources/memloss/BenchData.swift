@@ -161,8 +161,9 @@ struct BenchData: ParsableCommand {
         print("  memory      peak RSS (VmHWM) \(mib(report.peakRSSBytes))\(peakReset ? " while streaming" : " (includes setup)"); "
               + "at end RSS \(mib(report.endRSSBytes)) = anon \(mib(report.endRSSAnonBytes)) + file \(mib(report.endRSSFileBytes))")
         print("  note        RSS counts mapped file pages only while they are in this process's page tables; "
-              + "they are dropped every resident-budget bytes (MADV_DONTNEED). The kernel page cache (see `free`) "
-              + "may still hold the file; it is reclaimable and not charged to RSS.")
+              + "they are dropped (MADV_DONTNEED) whenever file-backed RSS grew by the resident budget. The kernel "
+              + "page cache (see `free`) may still hold the file: reclaimable, not charged to RSS, and warm here, "
+              + "so these figures are page-cache-warm; a cold first epoch is bounded by disk reads instead.")
     }
 }
 

@@ -13,9 +13,20 @@ struct DataCommand: ParsableCommand {
         commandName: "data",
         abstract: "Inspect, generate and convert datasets.",
         discussion: """
-            Data specs: demo | mnist:DIR | cifar10:DIR | cifar100:DIR[:fine|:coarse] | svhn:DIR |
-            npy:IMAGES.npy,LABELS.npy[,TEST_IMAGES.npy,TEST_LABELS.npy][:nhwc|:nchw] |
-            synthetic:FILE[,TEST_FILE] | a directory in one of those layouts | a .mlds file.
+            Data specs and the files they read:
+              demo                embedded MNIST subset (4,000 train / 1,000 test)
+              mnist:DIR           train-images-idx3-ubyte, train-labels-idx1-ubyte,
+                                  t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte
+              cifar10:DIR         cifar-10-batches-bin/ data_batch_1..5.bin,
+                                  test_batch.bin
+              cifar100:DIR[:coarse]
+                                  cifar-100-binary/ train.bin, test.bin
+              svhn:DIR            train_32x32.mat, test_32x32.mat (MATLAB v5)
+              npy:IMG,LBL[,TIMG,TLBL][:nhwc|:nchw]
+                                  uint8 images .npy, integer labels .npy
+              synthetic:FILE[,TEST]
+                                  .mlds files (memloss data synth / convert)
+              PATH                a directory in one of these layouts, or .mlds
             """,
         subcommands: [DataInfo.self, DataSynth.self, DataConvert.self])
 }

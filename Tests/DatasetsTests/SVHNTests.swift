@@ -10,10 +10,18 @@ import _TestSupport
 final class SVHNTests: XCTestCase {
     let shape = ImageShape(channels: 3, height: 32, width: 32)
 
+    /// Inflated copies go to a per-process cache directory, removed after each test.
+    let cacheDirectory = NSTemporaryDirectory() + "memloss-test-cache-\(getpid())"
+
     override func setUp() {
         super.setUp()
-        // Inflated copies go to a per-test cache directory.
-        setenv("MEMLOSS_CACHE_DIR", NSTemporaryDirectory() + "memloss-test-cache-\(getpid())", 1)
+        setenv("MEMLOSS_CACHE_DIR", cacheDirectory, 1)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: cacheDirectory)
+        unsetenv("MEMLOSS_CACHE_DIR")
+        super.tearDown()
     }
 
     private func checkPattern(_ d: Dataset, count: Int, file: StaticString = #filePath, line: UInt = #line) {
