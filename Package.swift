@@ -33,7 +33,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "memloss", targets: ["memloss"]),
-        .library(name: "MemLossCore", targets: ["Tensors", "Kernels", "Layers", "Models", "Datasets", "Attacks", "Training"]),
+        .library(name: "MemLossCore", targets: ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,6 +52,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
         .target(name: "Datasets", dependencies: ["Tensors", "Kernels"], exclude: ["README.md"],
                 resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),
+        .target(name: "MemoryBank", dependencies: ["Tensors", "Kernels", "CLZ4"], swiftSettings: kernelSettings),
         .target(name: "Attacks", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
         .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets"],
                 swiftSettings: librarySettings),
@@ -73,6 +74,7 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "_TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "_TestSupport"]),
+        .testTarget(name: "MemoryBankTests", dependencies: ["MemoryBank", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "_TestSupport"]),

@@ -17,6 +17,7 @@ final class LayeringTests: XCTestCase {
         "Models": ["Tensors", "Kernels", "Layers"],
         "Datasets": ["Tensors", "Kernels"],
         "Attacks": ["Tensors", "Kernels", "Layers"],
+        "MemoryBank": ["Tensors", "Kernels", "CLZ4"],
         "Training": ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets"],
     ]
     private let ourModules: Set<String> = ["Tensors", "Kernels", "Layers", "Models", "Datasets", "CBLAS", "CLZ4",

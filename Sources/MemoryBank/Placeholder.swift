@@ -1,0 +1,1 @@
+// MemoryBank module: placeholder until the first file lands.
