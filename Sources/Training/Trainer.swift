@@ -98,7 +98,7 @@ public final class Trainer {
         }
         model = spec.build(seed: cfg.seed)
         split = ValidationSplit(dataset: trainSet, validationCount: min(cfg.validationSize, trainSet.count / 2), seed: cfg.seed)
-        trainIDs = split.train
+        trainIDs = cfg.trainSamples > 0 ? Array(split.train.prefix(cfg.trainSamples)) : split.train
 
         var helper: AnyClassifier? = nil
         if case .hat = cfg.method {
@@ -259,7 +259,7 @@ public final class Trainer {
         let state = TrainingState(epoch: epoch + 1, step: globalStep, rngStates: rngStates,
                                   checkpointID: Checkpoint.newCheckpointID(),
                                   extra: ["bestValidationRobust": "\(bestRobust)", "bestEpoch": "\(bestEpoch)"])
-        let meta = ["memloss.model": spec.name, "memloss.epoch": "\(epoch + 1)"]
+        let meta = checkpointMetadata(epoch: epoch + 1)
         try Checkpoint.saveResumable(model: model.stateEntries(prefix: ""), optimizer: optimizer, state: state,
                                      metadata: meta, to: run.lastCheckpoint)
         if isBest {
@@ -269,6 +269,14 @@ public final class Trainer {
         record["best_epoch"] = bestEpoch
         log.append(record)
         events(.epoch(epoch: epoch + 1, summary: record))
+    }
+
+    /// Metadata stored in every checkpoint, enough for `memloss eval` to rebuild the model and
+    /// find the data without the run directory.
+    func checkpointMetadata(epoch: Int) -> [String: String] {
+        ["memloss.model": config.model, "memloss.width": "\(config.width)", "memloss.classes": "\(spec.classes)",
+         "memloss.data": config.data, "memloss.epsilon": config.epsilonText, "memloss.method": config.method.name,
+         "memloss.epoch": "\(epoch)"]
     }
 
     private func correctCount(_ logits: Tensor, _ labels: [Int32]) -> Int {

@@ -41,7 +41,8 @@ struct BenchConv: ParsableCommand {
             batch: config.batch,
             minTimeSeconds: config.minTime,
             sgemmPolicy: ConvBench.sgemmPolicy,
-            kernels: [])
+            kernels: [],
+            modelTotals: [])
         if !json { printHeader(report) }
 
         ConvBench.warmUp()
@@ -52,10 +53,17 @@ struct BenchConv: ParsableCommand {
             report.kernels.append(row)
             if !json { print(row.tableLine); fflush(stdout) }
         }
+        // Section 2: per-model totals over every conv layer (shapes weighted by how often they occur).
+        report.modelTotals = ConvBenchTotal.totals(of: report.kernels)
+        if !json {
+            print("")
+            print(ConvBenchTotal.tableHeader)
+            for total in report.modelTotals { print(total.tableLine) }
+        }
 
         // MARK: Extension point — further sections
         // The whole-model images/s section goes here: `report.wholeModel = benchWholeModel(config)` (an
-        // optional field added to ConvBenchReport), printed as its own table after the kernel table.
+        // optional field added to ConvBenchReport), printed as its own table after the totals.
 
         if json {
             let encoder = JSONEncoder()
@@ -96,17 +104,22 @@ struct ConvBenchReport: Codable {
     var minTimeSeconds: Double
     var sgemmPolicy: String
     var kernels: [ConvBenchRow]
+    var modelTotals: [ConvBenchTotal]
 }
 
 /// One conv shape: MACs and GFLOP/s of the three kernels and of the equivalent GEMM.
 struct ConvBenchRow: Codable {
     var model: String
     var layer: String
+    /// Number of conv layers of `model` with this shape.
+    var uses: Int
     var geometry: String
     var n, c, h, w, k, r, s, stride, padding, p, q: Int
     var macs: Int
     /// GEMM dimensions of the equivalent single product: M = K, N = batch·P·Q, K = C·R·S.
     var gemmM, gemmN, gemmK: Int
+    /// Best wall time of one call, seconds.
+    var forwardSeconds, backwardInputSeconds, backwardWeightSeconds, sgemmSeconds: Double
     var forwardGFLOPS: Double
     var backwardInputGFLOPS: Double
     var backwardWeightGFLOPS: Double
@@ -127,12 +140,61 @@ struct ConvBenchRow: Codable {
         return head + rates + Self.lpad(Self.fixed(forwardPercentOfSgemm, 0) + "%", 11)
     }
 
-    private static func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
-    private static func pad(_ s: String, _ width: Int) -> String {
+    static func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+    static func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
     }
-    private static func lpad(_ s: String, _ width: Int) -> String {
+    static func lpad(_ s: String, _ width: Int) -> String {
         s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
+    }
+}
+
+/// All conv layers of one model at the benchmark batch: summed best times (each shape × its `uses`)
+/// and the resulting GFLOP/s — the conv share of one training step (forward + both backward passes).
+struct ConvBenchTotal: Codable {
+    var model: String
+    var convLayers: Int
+    var macs: Int
+    var forwardMilliseconds, backwardInputMilliseconds, backwardWeightMilliseconds, sgemmMilliseconds: Double
+    var forwardGFLOPS, backwardInputGFLOPS, backwardWeightGFLOPS, sgemmGFLOPS: Double
+
+    static func totals(of rows: [ConvBenchRow]) -> [ConvBenchTotal] {
+        var models: [String] = []
+        for row in rows where !models.contains(row.model) { models.append(row.model) }
+        return models.map { model in
+            let mine = rows.filter { $0.model == model }
+            func sum(_ value: (ConvBenchRow) -> Double) -> Double {
+                mine.reduce(0) { $0 + Double($1.uses) * value($1) }
+            }
+            let macs = mine.reduce(0) { $0 + $1.uses * $1.macs }
+            let flop = 2 * Double(macs)
+            let (fwd, bin, bw, gemm) = (sum(\.forwardSeconds), sum(\.backwardInputSeconds),
+                                        sum(\.backwardWeightSeconds), sum(\.sgemmSeconds))
+            return ConvBenchTotal(
+                model: model, convLayers: mine.reduce(0) { $0 + $1.uses }, macs: macs,
+                forwardMilliseconds: 1e3 * fwd, backwardInputMilliseconds: 1e3 * bin,
+                backwardWeightMilliseconds: 1e3 * bw, sgemmMilliseconds: 1e3 * gemm,
+                forwardGFLOPS: flop / fwd / 1e9, backwardInputGFLOPS: flop / bin / 1e9,
+                backwardWeightGFLOPS: flop / bw / 1e9, sgemmGFLOPS: flop / gemm / 1e9)
+        }
+    }
+
+    static var tableHeader: String {
+        let head = ConvBenchRow.pad("model totals", 16) + ConvBenchRow.lpad("layers", 7) + ConvBenchRow.lpad("GMAC", 8)
+        return head + ConvBenchRow.lpad("fwd ms", 9) + ConvBenchRow.lpad("bwd-in ms", 11) + ConvBenchRow.lpad("bwd-w ms", 10)
+            + ConvBenchRow.lpad("sgemm ms", 10) + "   GF/s fwd / bwd-in / bwd-w / sgemm"
+    }
+
+    var tableLine: String {
+        let head = ConvBenchRow.pad(model, 16) + ConvBenchRow.lpad("\(convLayers)", 7)
+            + ConvBenchRow.lpad(ConvBenchRow.fixed(Double(macs) / 1e9, 2), 8)
+        let times = ConvBenchRow.lpad(ConvBenchRow.fixed(forwardMilliseconds, 1), 9)
+            + ConvBenchRow.lpad(ConvBenchRow.fixed(backwardInputMilliseconds, 1), 11)
+            + ConvBenchRow.lpad(ConvBenchRow.fixed(backwardWeightMilliseconds, 1), 10)
+            + ConvBenchRow.lpad(ConvBenchRow.fixed(sgemmMilliseconds, 1), 10)
+        let rates = [forwardGFLOPS, backwardInputGFLOPS, backwardWeightGFLOPS, sgemmGFLOPS]
+            .map { ConvBenchRow.fixed($0, 1) }.joined(separator: " / ")
+        return head + times + "   " + rates
     }
 }
 
@@ -143,6 +205,8 @@ enum ConvBench {
         var model: String
         var layer: String
         var geometry: ConvGeometry
+        /// How many conv layers of the model have this shape (for the per-model totals).
+        var uses: Int
     }
 
     static let sgemmPolicy = "BLAS.gemm (1 BLAS thread) on the equivalent single GEMM M=K, N=batch·P·Q, K=C·R·S, "
@@ -150,19 +214,21 @@ enum ConvBench {
 
     /// The distinct conv shapes of ResNet-18 (CIFAR variant, 32×32 input) and SmallCNN (28×28 input).
     static func shapes(batch n: Int) -> [Shape] {
-        func conv(_ model: String, _ layer: String, c: Int, hw: Int, k: Int, kernel: Int, stride: Int, padding: Int) -> Shape {
+        func conv(_ model: String, _ layer: String, c: Int, hw: Int, k: Int, kernel: Int, stride: Int, padding: Int,
+                  uses: Int = 1) -> Shape {
             Shape(model: model, layer: layer,
-                  geometry: ConvGeometry(n: n, c: c, h: hw, w: hw, k: k, kernel: kernel, stride: stride, padding: padding))
+                  geometry: ConvGeometry(n: n, c: c, h: hw, w: hw, k: k, kernel: kernel, stride: stride, padding: padding),
+                  uses: uses)
         }
         return [
             conv("resnet18", "conv1 (stem)", c: 3, hw: 32, k: 64, kernel: 3, stride: 1, padding: 1),
-            conv("resnet18", "layer1 3×3", c: 64, hw: 32, k: 64, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer1 3×3", c: 64, hw: 32, k: 64, kernel: 3, stride: 1, padding: 1, uses: 4),
             conv("resnet18", "layer2.0.conv1 s2", c: 64, hw: 32, k: 128, kernel: 3, stride: 2, padding: 1),
-            conv("resnet18", "layer2 3×3", c: 128, hw: 16, k: 128, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer2 3×3", c: 128, hw: 16, k: 128, kernel: 3, stride: 1, padding: 1, uses: 3),
             conv("resnet18", "layer3.0.conv1 s2", c: 128, hw: 16, k: 256, kernel: 3, stride: 2, padding: 1),
-            conv("resnet18", "layer3 3×3", c: 256, hw: 8, k: 256, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer3 3×3", c: 256, hw: 8, k: 256, kernel: 3, stride: 1, padding: 1, uses: 3),
             conv("resnet18", "layer4.0.conv1 s2", c: 256, hw: 8, k: 512, kernel: 3, stride: 2, padding: 1),
-            conv("resnet18", "layer4 3×3", c: 512, hw: 4, k: 512, kernel: 3, stride: 1, padding: 1),
+            conv("resnet18", "layer4 3×3", c: 512, hw: 4, k: 512, kernel: 3, stride: 1, padding: 1, uses: 3),
             conv("resnet18", "layer2.0 shortcut", c: 64, hw: 32, k: 128, kernel: 1, stride: 2, padding: 0),
             conv("resnet18", "layer3.0 shortcut", c: 128, hw: 16, k: 256, kernel: 1, stride: 2, padding: 0),
             conv("resnet18", "layer4.0 shortcut", c: 256, hw: 8, k: 512, kernel: 1, stride: 2, padding: 0),
@@ -198,20 +264,23 @@ enum ConvBench {
         // Conv buffers are freed before the GEMM's (layer1's B alone is 300 MB at batch 128).
         let (forward, backwardInput, backwardWeight): (Double, Double, Double) = {
             var buffers = Buffers(g)
-            let forward = flop / bestSeconds(minTime: minTime) { buffers.forward() } / 1e9
-            let backwardInput = flop / bestSeconds(minTime: minTime) { buffers.backwardInput() } / 1e9
-            let backwardWeight = flop / bestSeconds(minTime: minTime) { buffers.backwardWeight() } / 1e9
-            return (forward, backwardInput, backwardWeight)
+            return (bestSeconds(minTime: minTime) { buffers.forward() },
+                    bestSeconds(minTime: minTime) { buffers.backwardInput() },
+                    bestSeconds(minTime: minTime) { buffers.backwardWeight() })
         }()
         let m = g.k, n = g.n * g.p * g.q, k = g.c * g.r * g.s
         var gemm = GemmBuffers(m: m, n: n, k: k)
-        let sgemm = flop / bestSeconds(minTime: minTime) { gemm.run() } / 1e9
+        let sgemm = bestSeconds(minTime: minTime) { gemm.run() }
+        let rate = { (seconds: Double) in flop / seconds / 1e9 }
         return ConvBenchRow(
-            model: shape.model, layer: shape.layer, geometry: g.description,
+            model: shape.model, layer: shape.layer, uses: shape.uses, geometry: g.description,
             n: g.n, c: g.c, h: g.h, w: g.w, k: g.k, r: g.r, s: g.s, stride: g.strideH, padding: g.padH,
             p: g.p, q: g.q, macs: g.forwardMACs, gemmM: m, gemmN: n, gemmK: k,
-            forwardGFLOPS: forward, backwardInputGFLOPS: backwardInput, backwardWeightGFLOPS: backwardWeight,
-            sgemmGFLOPS: sgemm, forwardPercentOfSgemm: 100 * forward / sgemm)
+            forwardSeconds: forward, backwardInputSeconds: backwardInput,
+            backwardWeightSeconds: backwardWeight, sgemmSeconds: sgemm,
+            forwardGFLOPS: rate(forward), backwardInputGFLOPS: rate(backwardInput),
+            backwardWeightGFLOPS: rate(backwardWeight), sgemmGFLOPS: rate(sgemm),
+            forwardPercentOfSgemm: 100 * sgemm / forward)
     }
 
     /// Best wall time of `body` in seconds: one untimed call, then timed calls until their total

@@ -8,7 +8,9 @@ struct Memloss: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "memloss",
         abstract: "Adversarial training with MemLoss on Linux CPUs (Swift, SIMD + OpenBLAS).",
-        subcommands: [ModelsCommand.self, BenchCommand.self, DataCommand.self])
+        subcommands: [TrainCommand.self, EvalCommand.self, ExportCommand.self, ModelsCommand.self, BenchCommand.self,
+                      DataCommand.self],
+        defaultSubcommand: nil)
 }
 
 struct BenchCommand: ParsableCommand {

@@ -1,0 +1,231 @@
+// TrainCommand.swift: `memloss train`: parses flags (over an optional --config JSON, over the demo
+// defaults) into a TrainConfig and runs the Trainer, rendering progress on a terminal or as plain
+// lines. No defaults live here: an absent flag leaves the config's value.
+
+import ArgumentParser
+import Attacks
+import Foundation
+import Layers
+import Training
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a model (with no arguments: TRADES on the embedded MNIST subset, then evaluate and write the report).")
+
+    @Option(help: "JSON file with TrainConfig keys; flags given here override its values.")
+    var config: String?
+    @Option(help: "Run directory to write (default: runs/<method>-<model>-<time>).")
+    var out: String?
+    @Option(help: "Continue the run in this directory from its last checkpoint, with its own config.")
+    var resume: String?
+    @Flag(help: "Print the resolved configuration as JSON and exit.")
+    var printConfig = false
+
+    @Option(help: "Data: demo | mnist:DIR | cifar10:DIR | cifar100:DIR[:coarse] | svhn:DIR | npy:IMAGES,LABELS | synthetic:FILE.")
+    var data: String?
+    @Option(help: "Model: smallcnn | resnet18 | preactresnet18 | wrn-DEPTH-WIDEN.")
+    var model: String?
+    @Option(help: "Channel width multiplier.")
+    var width: Double?
+    @Option(help: "Method: standard | pgd-at | trades | mart | hat.")
+    var method: String?
+    @Option(help: "Attack radius ε, as a fraction (8/255) or decimal (0.031); used for training and evaluation.")
+    var epsilon: String?
+    @Option(help: "Attack step size α (decimal or fraction).")
+    var stepSize: String?
+    @Option(help: "Attack steps of the inner maximisation.")
+    var attackSteps: Int?
+    @Option(help: "Loss weight β (TRADES, MART, HAT).")
+    var beta: Float?
+    @Option(help: "HAT helper-loss weight γ.")
+    var gamma: Float?
+    @Option(help: "HAT: standard-trained checkpoint of the same architecture.")
+    var helperCheckpoint: String?
+    @Option(help: "Epochs.")
+    var epochs: Int?
+    @Option(help: "Batch size.")
+    var batchSize: Int?
+    @Option(help: "Base learning rate.")
+    var lr: Float?
+    @Option(help: "SGD momentum.")
+    var momentum: Float?
+    @Option(help: "Weight decay.")
+    var weightDecay: Float?
+    @Option(help: "Nesterov momentum (true/false).")
+    var nesterov: Bool?
+    @Option(help: "LR schedule: constant | piecewise:E1,E2,... (×0.1 each) | cosine | onecycle.")
+    var schedule: String?
+    @Option(help: "Seed (model init, data order, views, split, attack starts).")
+    var seed: UInt64?
+    @Option(help: "Training samples held out for validation.")
+    var validationSize: Int?
+    @Option(help: "Validate every N epochs.")
+    var evalEvery: Int?
+    @Option(help: "Validation samples attacked.")
+    var validationSamples: Int?
+    @Option(help: "Comma-separated test attacks (e.g. pgd20,cw).")
+    var testAttacks: String?
+    @Option(help: "Test samples evaluated (0 = all).")
+    var testSamples: Int?
+    @Option(help: "Augmentation (true/false; default: the dataset's convention).")
+    var augment: Bool?
+    @Option(help: "Write a step line to metrics.jsonl every N steps.")
+    var logEvery: Int?
+    @Option(help: "Use only the first N training samples (0 = all).")
+    var trainSamples: Int?
+
+    func run() throws {
+        do {
+            try runTraining()
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("memloss train: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    private func runTraining() throws {
+        if let resume {
+            let trainer = try Trainer(config: .demo, runDirectory: URL(fileURLWithPath: resume), resume: true)
+            try execute(trainer)
+            return
+        }
+        var cfg = TrainConfig.demo
+        if let config { cfg = try TrainConfig.load(file: config, over: cfg) }
+        try applyFlags(&cfg)
+        try cfg.validate()
+        if printConfig {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(cfg), as: UTF8.self))
+            return
+        }
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let dir = out ?? "runs/\(cfg.method.name)-\(cfg.model)-\(stamp)"
+        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir))
+        try execute(trainer)
+    }
+
+    private func execute(_ trainer: Trainer) throws {
+        let progress = ProgressRenderer()
+        try trainer.train { progress.handle($0, runDirectory: trainer.run.url.path) }
+    }
+
+    /// Lays the given flags over `cfg`.
+    private func applyFlags(_ cfg: inout TrainConfig) throws {
+        if let data { cfg.data = data }
+        if let model { cfg.model = model }
+        if let width { cfg.width = width }
+        if let method {
+            guard let m = MethodConfig.defaultConfig(named: method, attack: cfg.method.attack) else {
+                throw ValidationError("unknown method '\(method)'; expected standard, pgd-at, trades, mart or hat")
+            }
+            cfg.method = m
+        }
+        if let epsilon {
+            guard let e = parseEpsilon(epsilon), e >= 0, e <= 1 else {
+                throw ValidationError("--epsilon '\(epsilon)': expected a number in [0, 1] or a fraction like 8/255")
+            }
+            cfg.epsilonText = epsilon
+            cfg.method.attack?.epsilon = e
+            cfg.validationAttack.epsilon = e
+        }
+        if let stepSize {
+            guard let a = parseEpsilon(stepSize), a > 0 else {
+                throw ValidationError("--step-size '\(stepSize)': expected a positive number or fraction")
+            }
+            cfg.method.attack?.stepSize = a
+        }
+        if let attackSteps { cfg.method.attack?.steps = attackSteps }
+        if let beta { cfg.method.beta = beta }
+        if let gamma {
+            guard case .hat(var h) = cfg.method else { throw ValidationError("--gamma applies to --method hat only") }
+            h.gamma = gamma
+            cfg.method = .hat(h)
+        }
+        if let helperCheckpoint { cfg.helperCheckpoint = helperCheckpoint }
+        if let epochs { cfg.epochs = epochs }
+        if let batchSize { cfg.batchSize = batchSize }
+        if let lr { cfg.optimizer.learningRate = lr }
+        if let momentum { cfg.optimizer.momentum = momentum }
+        if let weightDecay { cfg.optimizer.weightDecay = weightDecay }
+        if let nesterov { cfg.optimizer.nesterov = nesterov }
+        if let schedule { cfg.schedule = try parseSchedule(schedule, maxLR: cfg.optimizer.learningRate) }
+        if let seed { cfg.seed = seed }
+        if let validationSize { cfg.validationSize = validationSize }
+        if let evalEvery { cfg.evalEvery = evalEvery }
+        if let validationSamples { cfg.validationSamples = validationSamples }
+        if let testAttacks { cfg.testAttacks = testAttacks.split(separator: ",").map { String($0) } }
+        if let testSamples { cfg.testSamples = testSamples }
+        if let augment { cfg.augment = augment }
+        if let logEvery { cfg.logEvery = logEvery }
+        if let trainSamples { cfg.trainSamples = trainSamples }
+    }
+
+    private func parseSchedule(_ s: String, maxLR: Float) throws -> LearningRateSchedule {
+        switch s {
+        case "constant": return .constant
+        case "cosine": return .cosine
+        case "onecycle": return .oneCycle(maxLearningRate: maxLR)
+        default:
+            if s.hasPrefix("piecewise:") {
+                let ms = s.dropFirst("piecewise:".count).split(separator: ",").compactMap { Int($0) }
+                guard !ms.isEmpty else { throw ValidationError("--schedule \(s): expected piecewise:E1,E2,...") }
+                return .piecewise(milestones: ms, factors: ms.indices.map { Float(pow(0.1, Double($0 + 1))) })
+            }
+            throw ValidationError("--schedule '\(s)': expected constant, piecewise:E1,E2,..., cosine or onecycle")
+        }
+    }
+}
+
+/// Renders training events: a one-line progress bar on a terminal, plain lines otherwise.
+final class ProgressRenderer {
+    let isTerminal = isatty(STDOUT_FILENO) == 1
+    private var lastPlain = 0.0
+
+    func handle(_ event: TrainingEvent, runDirectory: String) {
+        switch event {
+        case let .started(total, steps, startEpoch, samples, model, params):
+            print("memloss: training \(model) (\(params) parameters) on \(samples) samples, "
+                  + "\(total) epochs × \(steps) steps\(startEpoch > 0 ? ", resuming after epoch \(startEpoch)" : "")")
+            print("run directory: \(runDirectory)")
+        case let .step(epoch, step, steps, loss, ips, eta):
+            if isTerminal {
+                let width = 24, filled = Int(Double(width) * Double(step) / Double(max(steps, 1)))
+                let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+                let line = String(format: "\repoch %d [%@] %d/%d  loss %.4f  %.0f img/s  ETA %@   ",
+                                  epoch, bar, step, steps, loss, ips, formatDuration(eta))
+                FileHandle.standardOutput.write(Data(line.utf8))
+            } else if SystemStats.now - lastPlain >= 10 || step == steps {
+                lastPlain = SystemStats.now
+                print(String(format: "epoch %d step %d/%d loss %.4f %.0f img/s ETA %@", epoch, step, steps, loss, ips,
+                             formatDuration(eta)))
+            }
+        case let .epoch(epoch, s):
+            if isTerminal { print("") }
+            var parts = ["epoch \(epoch)"]
+            if let l = s["train_loss"] as? Double { parts.append(String(format: "loss %.4f", l)) }
+            if let a = s["train_clean_accuracy"] as? Double { parts.append(String(format: "train clean %.1f%%", a * 100)) }
+            if let a = s["val_clean_accuracy"] as? Double { parts.append(String(format: "val clean %.1f%%", a * 100)) }
+            if let a = s["val_robust_accuracy"] as? Double { parts.append(String(format: "val robust %.1f%%", a * 100)) }
+            if let t = s["epoch_seconds"] as? Double { parts.append(String(format: "%.1f s", t)) }
+            print(parts.joined(separator: "  "))
+        case let .evaluated(split, r) where split == "test":
+            var line = String(format: "test (n=%d, ε=%@): natural %.2f%%", r.n, r.epsilonText, r.cleanAccuracy * 100)
+            for a in r.attacks { line += String(format: ", %@ %.2f%%", a.attack, a.accuracy * 100) }
+            print(line)
+        case .evaluated:
+            break
+        case let .finished(summary):
+            print(String(format: "done in %.1f s; report: %@/report.md", summary.wallSeconds, runDirectory))
+        }
+    }
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite, s >= 0 else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
+}
