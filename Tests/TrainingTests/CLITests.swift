@@ -1,0 +1,87 @@
+// CLITests.swift: the `memloss` executable as a user meets it: bad flags, a missing dataset and a
+// bad config file end with a clear message (naming what was wrong) and a non-zero exit status,
+// never a stack trace; `memloss models --json` lists the reference parameter counts.
+
+import Foundation
+import XCTest
+import _TestSupport
+
+final class CLITests: XCTestCase {
+    /// The memloss binary built beside the test bundle.
+    private var binary: URL {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let u = candidate.appendingPathComponent("memloss")
+            if FileManager.default.isExecutableFile(atPath: u.path) { return u }
+        }
+        return Bundle.main.bundleURL.appendingPathComponent("memloss")
+    }
+
+    private func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        XCTAssert(FileManager.default.isExecutableFile(atPath: binary.path), "memloss not found at \(binary.path)")
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func test_unknownMethod_isRejectedWithTheValidNames() throws {
+        let r = try run(["train", "--method", "bogus", "--print-config"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssert(r.err.contains("unknown method 'bogus'") && r.err.contains("trades"), r.err)
+    }
+
+    func test_badFlagValue_isRejected() throws {
+        let r = try run(["train", "--epochs", "three"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssert(r.err.contains("epochs"), r.err)
+        let e = try run(["train", "--epsilon", "8/0", "--print-config"])
+        XCTAssertNotEqual(e.status, 0)
+        XCTAssert(e.err.contains("--epsilon"), e.err)
+    }
+
+    func test_missingDataset_namesThePath() throws {
+        let tmp = TempDirectory("cli-missing")
+        let r = try run(["train", "--data", "cifar10:/nonexistent/cifar", "--out", tmp.path("run").path])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.err.contains("/nonexistent/cifar"), r.err)
+        XCTAssertFalse(r.err.contains("Fatal error"), r.err)
+    }
+
+    func test_badConfigFile_namesTheKey() throws {
+        let tmp = TempDirectory("cli-config")
+        let f = tmp.path("c.json")
+        try Data("{\"epochs\": 2, \"learningRate\": 0.1}".utf8).write(to: f)
+        let r = try run(["train", "--config", f.path, "--print-config"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssert(r.err.contains("unknown key 'learningRate'") && r.err.contains(f.path), r.err)
+    }
+
+    func test_configFile_isOverriddenByFlags() throws {
+        let tmp = TempDirectory("cli-override")
+        let f = tmp.path("c.json")
+        try Data("{\"epochs\": 2, \"batchSize\": 32}".utf8).write(to: f)
+        let r = try run(["train", "--config", f.path, "--epochs", "5", "--print-config"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let obj = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        XCTAssertEqual(obj?["epochs"] as? Int, 5)
+        XCTAssertEqual(obj?["batchSize"] as? Int, 32)
+    }
+
+    func test_modelsJSON_listsTheReferenceParameterCounts() throws {
+        let r = try run(["models", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [[String: Any]])
+        let counts = Dictionary(uniqueKeysWithValues: rows.map { ($0["name"] as! String, $0["parameters"] as! Int) })
+        XCTAssertEqual(counts["smallcnn"], 312_202)
+        XCTAssertEqual(counts["resnet18"], 11_173_962)
+        XCTAssertEqual(counts["preactresnet18"], 11_172_170)
+        XCTAssertEqual(counts["wrn-34-10"], 46_160_474)
+    }
+}
