@@ -57,17 +57,22 @@ public struct ConvGeometry: Hashable, Sendable, CustomStringConvertible {
 /// 2-D convolution kernels (NCHW, float32, row-major) built on im2col + `BLAS.gemm`.
 ///
 /// Work is split into one contiguous chunk of the batch per worker (`Parallel.forEachChunk`), each
-/// worker with its own scratch buffers allocated once per call; BLAS runs on one thread (systems.md §4).
-/// Within a chunk, images are processed in groups of `G` so that every GEMM has at least
-/// `minimumGemmColumns` columns (`G·P·Q`): layer4 of ResNet-18 has `P·Q = 16`, and a 16-column GEMM
-/// runs at about 60% of one whose N is in the hundreds (systems.md §2).
+/// worker with its own scratch buffers (taken from `ScratchCache` once per call); BLAS runs on one
+/// thread (systems.md §4). Within a chunk, images are processed in groups of `G` so that every GEMM
+/// has at least `minimumGemmColumns` columns (`G·P·Q`): layer4 of ResNet-18 has `P·Q = 16`, and its
+/// per-image forward ran at 51 GF/s against 71 GF/s grouped to 256 columns (1 thread, this machine).
 ///
 /// Results are deterministic for a fixed worker count (chunk boundaries and reduction order depend
 /// only on `N` and `Parallel.workerCount`). They are not bitwise equal across worker counts.
 public enum Conv2D {
     /// The GEMM N dimension (`G·P·Q`) that image grouping aims for. Per-image GEMMs narrower than this
-    /// lose 20–40% of BLAS throughput; wider groups only add scratch memory.
+    /// lose 20–40% of BLAS throughput; 512 and 1024 measured 2–8% slower than 256 on layer3/layer4
+    /// (batch 128, 2 workers) and need more scratch.
     static let minimumGemmColumns = 256
+
+    /// Spare floats at the end of every column-matrix row: im2col writes whole vectors, so a row of
+    /// `Q` outputs may spill up to one vector minus one float past its end (see `im2col`).
+    static let columnRowSlack = FloatVector.scalarCount
 
     /// Convolution forward pass.
     ///
@@ -95,7 +100,8 @@ public enum Conv2D {
             let groupSize = imagesPerGroup(g, chunkLength: range.count)
             // A pointwise conv's image [C, H·W] already is its column matrix [C·R·S, P·Q].
             let usesImageAsColumns = groupSize == 1 && isPointwise(g)
-            let columns = usesImageAsColumns ? nil : allocateScratch(crs * groupSize * pq)  // [C·R·S, G·P·Q]
+            // [C·R·S, G·P·Q] with `columnRowSlack` spare floats per row for im2col's rounded-up vector stores.
+            let columns = usesImageAsColumns ? nil : allocateScratch(crs * (groupSize * pq + columnRowSlack))
             let staging = groupSize > 1 ? allocateScratch(g.k * groupSize * pq) : nil      // [K, G·P·Q]
             let padded = PaddedImage(g, zeroed: true)                                        // [C, H+2padH, W+2padW]
             defer { releaseScratch(columns); releaseScratch(staging); padded.release() }
@@ -103,27 +109,28 @@ public enum Conv2D {
             var first = range.lowerBound
             while first < range.upperBound {
                 let count = min(groupSize, range.upperBound - first)
-                let width = count * pq  // GEMM N; the group's column matrix is dense with row stride `width`
-                let b: UnsafePointer<Float>
+                let width = count * pq  // GEMM N
+                let b: UnsafePointer<Float>, ldb: Int
                 if let columns {
+                    ldb = width + columnRowSlack
                     for i in 0..<count {
-                        let source = padded.source(for: input + (first + i) * chw)
-                        im2col(source, into: columns + i * pq, rowStride: width, g)
+                        let (source, end) = padded.source(for: input + (first + i) * chw)
+                        im2col(source, readableEnd: end, into: columns + i * pq, rowStride: ldb, g)
                     }
                     b = UnsafePointer(columns)
                 } else {
-                    b = input + first * chw
+                    (b, ldb) = (input + first * chw, width)
                 }
                 if count == 1 {
                     // One image: its output slab [K, P·Q] is the GEMM result, no staging.
                     let out = output + first * kpq
-                    BLAS.gemm(m: g.k, n: pq, k: crs, a: weight, lda: crs, b: b, ldb: pq, c: out, ldc: pq)
+                    BLAS.gemm(m: g.k, n: pq, k: crs, a: weight, lda: crs, b: b, ldb: ldb, c: out, ldc: pq)
                     if let bias {
                         for kk in 0..<g.k { addScalarRun(out + kk * pq, bias[kk], pq) }
                     }
                 } else {
                     let staging = staging!
-                    BLAS.gemm(m: g.k, n: width, k: crs, a: weight, lda: crs, b: b, ldb: width,
+                    BLAS.gemm(m: g.k, n: width, k: crs, a: weight, lda: crs, b: b, ldb: ldb,
                               c: staging, ldc: width)
                     // Scatter [K, G·P·Q] → G slabs [K, P·Q] of NCHW, adding the bias on the way.
                     for i in 0..<count {
@@ -235,7 +242,8 @@ public enum Conv2D {
         Parallel.forEachChunk(count: g.n) { range, worker in
             let groupSize = imagesPerGroup(g, chunkLength: range.count)
             let usesImageAsColumns = groupSize == 1 && isPointwise(g)
-            let columns = usesImageAsColumns ? nil : allocateScratch(crs * groupSize * pq)  // [C·R·S, G·P·Q]
+            // [C·R·S, G·P·Q] with `columnRowSlack` spare floats per row for im2col's rounded-up vector stores.
+            let columns = usesImageAsColumns ? nil : allocateScratch(crs * (groupSize * pq + columnRowSlack))
             let gathered = groupSize > 1 ? allocateScratch(g.k * groupSize * pq) : nil      // [K, G·P·Q]
             let padded = PaddedImage(g, zeroed: true)                                        // [C, H+2padH, W+2padW]
             defer { releaseScratch(columns); releaseScratch(gathered); padded.release() }
@@ -256,19 +264,20 @@ public enum Conv2D {
                     }
                     a = UnsafePointer(gathered)
                 }
-                let b: UnsafePointer<Float>
+                let b: UnsafePointer<Float>, ldb: Int
                 if let columns {
+                    ldb = width + columnRowSlack
                     for i in 0..<count {
-                        let source = padded.source(for: input + (first + i) * chw)
-                        im2col(source, into: columns + i * pq, rowStride: width, g)
+                        let (source, end) = padded.source(for: input + (first + i) * chw)
+                        im2col(source, readableEnd: end, into: columns + i * pq, rowStride: ldb, g)
                     }
                     b = UnsafePointer(columns)
                 } else {
-                    b = input + first * chw
+                    (b, ldb) = (input + first * chw, width)
                 }
                 // The first group overwrites the partial (beta 0), so it needs no zeroing.
                 BLAS.gemm(transposeB: .transposed, m: g.k, n: crs, k: width, a: a, lda: width,
-                          b: b, ldb: width, beta: first == range.lowerBound ? 0 : 1, c: partial, ldc: crs)
+                          b: b, ldb: ldb, beta: first == range.lowerBound ? 0 : 1, c: partial, ldc: crs)
                 first += count
             }
 
@@ -329,7 +338,7 @@ extension Conv2D {
         /// Floats in the bordered image `[C, H + 2·padH, W + 2·padW]` (without the slack).
         let count: Int
         let buffer: UnsafeMutablePointer<Float>?
-        /// Extra floats after the image; ≥ 2 vectors, the most the stride-2 gather reads past a row.
+        /// Extra floats after the image: im2col's rounded-up stride-2 gather reads up to 15 past a row.
         static let slack = 2 * FloatVector.scalarCount
 
         init(_ g: ConvGeometry, zeroed: Bool) {
@@ -340,24 +349,24 @@ extension Conv2D {
             } else {
                 let buffer = allocateScratch(count + Self.slack)
                 // The border is never written after this, so one zeroing per call serves every image.
-                buffer.update(repeating: 0, count: zeroed ? count + Self.slack : Self.slack)
+                if zeroed { buffer.update(repeating: 0, count: count + Self.slack) }
                 self.buffer = buffer
             }
         }
 
         func release() { releaseScratch(buffer) }
 
-        /// The bordered form of `image [C, H, W]` for im2col: the image itself when unpadded, else a copy
-        /// of its interior into the (already zero-bordered) buffer.
-        func source(for image: UnsafePointer<Float>) -> UnsafePointer<Float> {
-            guard let buffer else { return image }
+        /// The bordered form of `image [C, H, W]` for im2col — the image itself when unpadded, else a copy
+        /// of its interior into the (already zero-bordered) buffer — and the end of what may be read.
+        func source(for image: UnsafePointer<Float>) -> (UnsafePointer<Float>, readableEnd: UnsafePointer<Float>) {
+            guard let buffer else { return (image, image + count) }
             let wp = g.w + 2 * g.padW, hp = g.h + 2 * g.padH
             for c in 0..<g.c {
                 for ih in 0..<g.h {
                     copyRun(buffer + (c * hp + ih + g.padH) * wp + g.padW, image + (c * g.h + ih) * g.w, g.w)
                 }
             }
-            return UnsafePointer(buffer)
+            return (UnsafePointer(buffer), UnsafePointer(buffer + count + Self.slack))
         }
 
         /// Where col2im accumulates `image`'s gradient: the image itself when unpadded, else the buffer.
@@ -379,17 +388,21 @@ extension Conv2D {
 
     /// im2col of one image: writes the bordered image `source [C, H + 2·padH, W + 2·padW]` as the column
     /// block `[C·R·S, P·Q]` at `columns`, whose rows are `rowStride` floats apart (the group's width).
+    /// Vector reads stop before `readableEnd` (the bordered buffer has slack; an unpadded image has none).
     ///
     /// Row `(c·R + r)·S + s`, column `p·Q + q` holds `source[c, p·strideH + r, q·strideW + s]`.
     /// Loop order c → r → s → p keeps one bordered plane (≤ a few KiB) in L1 while its R·S rows are
     /// written; each output row is one contiguous (stride 1) or every-other (stride 2) read.
-    private static func im2col(_ source: UnsafePointer<Float>, into columns: UnsafeMutablePointer<Float>,
-                               rowStride: Int, _ g: ConvGeometry) {
+    ///
+    /// Output rows are written as whole vectors (no scalar tails, which dominated for Q = 4 and 26), so
+    /// each may spill up to 7 floats past its `Q`. Rows are written in increasing p, and images in
+    /// increasing column order, so a spill always lands on floats written later — except after the
+    /// group's last image, where it lands in the row's `columnRowSlack`.
+    private static func im2col(_ source: UnsafePointer<Float>, readableEnd end: UnsafePointer<Float>,
+                               into columns: UnsafeMutablePointer<Float>, rowStride: Int, _ g: ConvGeometry) {
         let p = g.p, q = g.q, strideW = g.strideW
         let wp = g.w + 2 * g.padW, planeSize = (g.h + 2 * g.padH) * wp
         let sourceRowStep = g.strideH * wp  // source floats between consecutive output rows
-        // Vector reads must stay inside the source: the bordered buffer has slack, the image has none.
-        let end = source + g.c * planeSize
         var row = columns
         for c in 0..<g.c {
             for r in 0..<g.r {
@@ -398,10 +411,13 @@ extension Conv2D {
                     var dst = row
                     switch strideW {
                     case 1:
-                        for _ in 0..<p { copyRun(dst, src, q); src += sourceRowStep; dst += q }
+                        for _ in 0..<p {
+                            copyRunRoundedUp(dst, src, q, readableEnd: end)
+                            src += sourceRowStep; dst += q
+                        }
                     case 2:
                         for _ in 0..<p {
-                            gatherEveryOther(dst, src, q, readableEnd: end)
+                            gatherEveryOtherRoundedUp(dst, src, q, readableEnd: end)
                             src += sourceRowStep; dst += q
                         }
                     default:
@@ -419,12 +435,13 @@ extension Conv2D {
     /// col2im of one image, accumulating into the zeroed bordered image `target [C, H + 2·padH, W + 2·padW]`:
     /// `target[c, p·strideH + r, q·strideW + s] += columns[(c·R + r)·S + s, p·Q + q]`.
     /// Loop order c → r → s → p keeps one bordered plane in L1 while its R·S rows are added into it.
+    /// (Masked whole-vector adds for short rows, as im2col does for copies, measured no faster.)
     private static func col2imAdd(_ columns: UnsafePointer<Float>, rowStride: Int,
                                   into target: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
         let p = g.p, q = g.q, strideW = g.strideW
         let wp = g.w + 2 * g.padW, planeSize = (g.h + 2 * g.padH) * wp
         let targetRowStep = g.strideH * wp
-        let end = UnsafePointer(target + g.c * planeSize)
+        let end = UnsafePointer(target + g.c * planeSize)  // vector read-modify-writes stay before this
         var row = columns
         for c in 0..<g.c {
             for r in 0..<g.r {
@@ -454,55 +471,57 @@ extension Conv2D {
 
 // MARK: - Scratch cache
 
-/// Reusable float buffers for the conv kernels' per-worker scratch (column matrices, staging, partial
-/// gradients). Allocating them fresh on every call costs a page fault per 4 KiB — several MB per call
-/// at ResNet-18 shapes, 2–5% of a kernel's time — so released buffers are kept and handed out again.
-///
-/// `take` returns the smallest cached buffer that is large enough (contents undefined), else a new
-/// one; `give` returns it. At most `maximumRetained` buffers are kept (the largest ones), so the cache
-/// holds roughly the scratch of the biggest layer seen, per worker. Thread-safe (one lock).
-final class ScratchCache: @unchecked Sendable {
-    static let shared = ScratchCache()
+extension Conv2D {
+    /// Reusable float buffers for the conv kernels' per-worker scratch (column matrices, staging, partial
+    /// gradients). Allocating them fresh on every call costs a page fault per 4 KiB — several MB per call
+    /// at ResNet-18 shapes, 2–5% of a kernel's time — so released buffers are kept and handed out again.
+    ///
+    /// `take` returns the smallest cached buffer that is large enough (contents undefined), else a new
+    /// one; `give` returns it. At most `maximumRetained` buffers are kept (the largest ones), so the cache
+    /// holds at most 16 × the largest request seen (≈ 50 MB after a ResNet-18 pass at batch 128).
+    /// Thread-safe (one lock); shared by concurrent and nested kernel calls.
+    final class ScratchCache: @unchecked Sendable {
+        static let shared = ScratchCache()
 
-    /// Enough for the buffers of every worker of one kernel call, with room for a second shape.
-    static let maximumRetained = 16
+        /// Enough for the buffers of every worker of one kernel call, with room for a second shape.
+        static let maximumRetained = 16
 
-    private let lock = NSLock()
-    private var capacities: [UnsafeMutablePointer<Float>: Int] = [:]  // every buffer handed out or cached
-    private var cached: [UnsafeMutablePointer<Float>] = []            // buffers free for reuse
+        private let lock = NSLock()
+        private var capacities: [UnsafeMutablePointer<Float>: Int] = [:]  // every buffer handed out or cached
+        private var cached: [UnsafeMutablePointer<Float>] = []            // buffers free for reuse
 
-    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
-        let count = max(count, 1)
-        lock.lock()
-        var best: Int? = nil
-        for (i, buffer) in cached.enumerated() where capacities[buffer]! >= count {
-            if best == nil || capacities[buffer]! < capacities[cached[best!]]! { best = i }
-        }
-        if let best {
-            let buffer = cached.remove(at: best)
+        /// A buffer of at least `count` floats (contents undefined); hand it back with `give`.
+        func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let count = max(count, 1)
+            lock.lock()
+            let fitting = cached.indices.filter { capacities[cached[$0]]! >= count }
+            if let best = fitting.min(by: { capacities[cached[$0]]! < capacities[cached[$1]]! }) {
+                let buffer = cached.remove(at: best)
+                lock.unlock()
+                return buffer
+            }
+            lock.unlock()
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            lock.lock()
+            capacities[buffer] = count
             lock.unlock()
             return buffer
         }
-        lock.unlock()
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        lock.lock()
-        capacities[buffer] = count
-        lock.unlock()
-        return buffer
-    }
 
-    func give(_ buffer: UnsafeMutablePointer<Float>) {
-        lock.lock()
-        cached.append(buffer)
-        var evicted: UnsafeMutablePointer<Float>? = nil
-        if cached.count > Self.maximumRetained {
-            // Drop the smallest: large buffers are the expensive ones to fault in again.
-            let smallest = cached.indices.min { capacities[cached[$0]]! < capacities[cached[$1]]! }!
-            evicted = cached.remove(at: smallest)
-            capacities[evicted!] = nil
+        /// Returns a buffer obtained from `take` to the cache.
+        func give(_ buffer: UnsafeMutablePointer<Float>) {
+            lock.lock()
+            cached.append(buffer)
+            var evicted: UnsafeMutablePointer<Float>? = nil
+            if cached.count > Self.maximumRetained {
+                // Drop the smallest: large buffers are the expensive ones to fault in again.
+                let smallest = cached.indices.min { capacities[cached[$0]]! < capacities[cached[$1]]! }!
+                evicted = cached.remove(at: smallest)
+                capacities[evicted!] = nil
+            }
+            lock.unlock()
+            evicted?.deallocate()
         }
-        lock.unlock()
-        evicted?.deallocate()
     }
 }
 
@@ -520,6 +539,38 @@ extension Conv2D {
             i += width
         }
         while i < count { dst[i] = src[i]; i += 1 }
+    }
+
+    /// `dst[i] = src[i]` for `i < count`, in whole vectors: writes (and reads) up to the next multiple
+    /// of the vector width. Falls back to `copyRun` when the over-read would pass `readableEnd`.
+    @inline(__always)
+    private static func copyRunRoundedUp(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
+                                         _ count: Int, readableEnd: UnsafePointer<Float>) {
+        let width = FloatVector.scalarCount
+        let roundedUp = (count + width - 1) / width * width
+        guard src + roundedUp <= readableEnd else { return copyRun(dst, src, count) }
+        var i = 0
+        while i < roundedUp {
+            storeVector(loadVector(src + i), dst + i)
+            i += width
+        }
+    }
+
+    /// `dst[j] = src[2·j]` for `j < count`, in whole vectors like `copyRunRoundedUp` (reads twice as far).
+    @inline(__always)
+    private static func gatherEveryOtherRoundedUp(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
+                                                  _ count: Int, readableEnd: UnsafePointer<Float>) {
+        let width = FloatVector.scalarCount
+        let roundedUp = (count + width - 1) / width * width
+        guard src + 2 * roundedUp <= readableEnd else {
+            return gatherEveryOther(dst, src, count, readableEnd: readableEnd)
+        }
+        var j = 0
+        while j < roundedUp {
+            let low = loadVector(src + 2 * j), high = loadVector(src + 2 * j + width)
+            storeVector(FloatVector(lowHalf: low.evenHalf, highHalf: high.evenHalf), dst + j)
+            j += width
+        }
     }
 
     /// `dst[i] += src[i]` for `i < count`.
@@ -600,7 +651,7 @@ extension Conv2D {
     }
 
     /// `Σ src[i]` for `i < count`. Four independent vector accumulators: Swift never reassociates a
-    /// float `+`, so one accumulator would serialise on the add latency (4 cycles on Zen1).
+    /// float `+`, so one accumulator would serialise on the add latency (3–4 cycles on Zen).
     @inline(__always)
     private static func sumRun(_ src: UnsafePointer<Float>, _ count: Int) -> Float {
         let width = FloatVector.scalarCount

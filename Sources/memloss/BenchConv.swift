@@ -7,6 +7,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Kernels
+import Models
 import Tensors
 
 struct BenchConv: ParsableCommand {
@@ -61,9 +62,23 @@ struct BenchConv: ParsableCommand {
             for total in report.modelTotals { print(total.tableLine) }
         }
 
-        // MARK: Extension point — further sections
-        // The whole-model images/s section goes here: `report.wholeModel = benchWholeModel(config)` (an
-        // optional field added to ConvBenchReport), printed as its own table after the totals.
+        // Section 3: whole models, a full training step (train-mode forward, CE, backward to
+        // parameters and input) at the same batch.
+        if !json {
+            print("")
+            print("whole model, training step (fwd + CE + bwd to params and input), batch \(config.batch):")
+            print("model              s/step    img/s   GF/s (3×fwd MACs)   fwd-only img/s")
+        }
+        let steps = quick ? 1 : 3
+        for spec in [ModelSpec(.resNet18), ModelSpec(.smallCNN)] {
+            let r = benchWholeModel(spec, batch: config.batch, steps: steps)
+            report.wholeModel.append(r)
+            if !json {
+                print(String(format: "%-16@ %8.3f %8.1f %12.1f %16.1f", r.model, r.secondsPerStep, r.imagesPerSecond,
+                             r.gflops, r.forwardOnlyImagesPerSecond))
+                fflush(stdout)
+            }
+        }
 
         if json {
             let encoder = JSONEncoder()
@@ -105,6 +120,7 @@ struct ConvBenchReport: Codable {
     var sgemmPolicy: String
     var kernels: [ConvBenchRow]
     var modelTotals: [ConvBenchTotal]
+    var wholeModel: [WholeModelResult] = []
 }
 
 /// One conv shape: MACs and GFLOP/s of the three kernels and of the equivalent GEMM.

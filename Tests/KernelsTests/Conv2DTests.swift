@@ -2,6 +2,7 @@
 // naive Reference twins over a geometry sweep, plus finite-difference checks that prove the Reference
 // backward passes themselves. No performance checks here (see `memloss bench conv`).
 
+import Foundation
 import XCTest
 @testable import Kernels
 import Tensors
@@ -113,6 +114,38 @@ final class Conv2DTests: XCTestCase {
         checkAllKernels(ConvGeometry(n: n + 6, c: 3, h: 5, w: 5, k: 3, kernel: 3, stride: 2, padding: 1), seed: 901)
     }
 
+    func test_forward_matchesReference_whenCalledFromInsideParallelChunks() {
+        // Nested calls run serially on each worker thread and share the scratch cache concurrently.
+        let geometries = [
+            ConvGeometry(n: 3, c: 8, h: 6, w: 6, k: 5, kernel: 3, stride: 1, padding: 1),
+            ConvGeometry(n: 2, c: 4, h: 18, w: 18, k: 6, kernel: 3, stride: 2, padding: 1),
+            ConvGeometry(n: 4, c: 16, h: 4, w: 4, k: 8, kernel: 3, stride: 1, padding: 1),
+            ConvGeometry(n: 3, c: 3, h: 17, w: 17, k: 4, kernel: 1, stride: 1, padding: 0),
+        ]
+        let lock = NSLock()
+        Parallel.forEachChunk(count: geometries.count) { range, _ in
+            for i in range {
+                // XCTest assertions are not thread-safe: serialise the checks, not the kernels' scratch use.
+                let g = geometries[i]
+                let input = seededUniform(g.n * g.c * g.h * g.w, seed: 1050 + UInt64(i))
+                let weight = seededUniform(g.k * g.c * g.r * g.s, seed: 1060 + UInt64(i))
+                var fast = [Float](repeating: .nan, count: g.n * g.k * g.p * g.q)
+                var expected = fast
+                for _ in 0..<3 {
+                    forwardPointers(&fast, input, weight, nil) {
+                        Conv2D.forward(output: $0, input: $1, weight: $2, bias: $3, geometry: g)
+                    }
+                }
+                forwardPointers(&expected, input, weight, nil) {
+                    Reference.conv2DForward(output: $0, input: $1, weight: $2, bias: $3, geometry: g)
+                }
+                lock.lock()
+                assertClose(fast, expected, atol: Self.atol, rtol: Self.rtol, "nested forward, \(g)")
+                lock.unlock()
+            }
+        }
+    }
+
     func test_backwardWeight_isBitwiseDeterministic_forAFixedWorkerCount() {
         let g = ConvGeometry(n: 7, c: 8, h: 6, w: 6, k: 8, kernel: 3, stride: 1, padding: 1)
         let dOutput = seededUniform(g.n * g.k * g.p * g.q, seed: 1000)
@@ -128,7 +161,7 @@ final class Conv2DTests: XCTestCase {
         XCTAssertEqual(first.1, second.1)
     }
 
-    func test_allKernels_doNothing_forAnEmptyBatch() {
+    func test_backwardWeight_leavesGradientsUntouched_forAnEmptyBatch() {
         let g = ConvGeometry(n: 0, c: 2, h: 4, w: 4, k: 2, kernel: 3, stride: 1, padding: 1)
         let weight = seededUniform(g.k * g.c * g.r * g.s, seed: 1100)
         var dWeight = weight
