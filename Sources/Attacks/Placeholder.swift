@@ -1,1 +1,0 @@
-// Attacks module: placeholder until the first attack lands.
