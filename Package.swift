@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Tensors", "Kernels"], exclude: ["README.md"],
                 resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),
         .target(name: "MemoryBank", dependencies: ["Tensors", "Kernels", "CLZ4"], swiftSettings: kernelSettings),
-        .target(name: "Attacks", dependencies: ["Tensors", "Kernels", "Layers"], swiftSettings: librarySettings),
+        .target(name: "Attacks", dependencies: ["Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
         .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets"],
                 swiftSettings: librarySettings),
 
@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "memloss",
             dependencies: [
-                "Tensors", "Kernels", "Layers", "Models", "Datasets", "Attacks", "Training",
+                "Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: librarySettings),
@@ -74,7 +74,8 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "_TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "_TestSupport"]),
-        .testTarget(name: "MemoryBankTests", dependencies: ["MemoryBank", "Kernels", "Tensors", "_TestSupport"]),
+        .testTarget(name: "MemoryBankTests", dependencies: ["MemoryBank", "Kernels", "Tensors", "_TestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "_TestSupport"]),

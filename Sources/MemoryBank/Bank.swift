@@ -1,0 +1,384 @@
+// Bank.swift: the writer side of a memory bank directory (docs/format/membank-v1.md §3): create or open,
+// generations (begin → append… → seal), the background encoder thread fed by a bounded queue, the
+// atomic manifest replacement, retention of the window's generations, orphan cleanup, and resume
+// (discard newer generations). Reading is BankReader's; records are SegmentBuilder/RecordCodec's.
+
+import Foundation
+import Tensors
+
+/// A memory bank opened for writing: the single writer of a bank directory.
+///
+/// ```
+/// let bank = try Bank.openOrCreate(at: runDirectory.appendingPathComponent("bank"), config: config)
+/// try bank.beginGeneration(epoch)
+/// for batch in epoch { try bank.append(ids: ids, deltas: δ, views: views, metadata: meta) }  // returns at once
+/// let summary = try bank.sealGeneration()      // index, fsync, rename, manifest, retention
+/// let reader = try bank.reader()               // snapshot of the sealed generations
+/// ```
+/// Contract:
+/// - One writer per directory (an flock on `writer.lock`; a second writer gets `bankLocked`).
+/// - `append` validates the ID, the size and duplicates at once, copies δ into the queue and returns;
+///   a background thread encodes and writes. It blocks only while `options.queueCapacity` entries are
+///   waiting (backpressure). Errors of the background thread (disk full, non-finite δ) are thrown by
+///   the next `append` and by `sealGeneration`, which then abandons the generation.
+/// - Entries are append-only within a generation: one per sample ID.
+/// - A generation becomes visible to readers only in `sealGeneration`; an unsealed one (crash,
+///   `abandonGeneration`, `close`) is never read and is deleted by the next `open`.
+/// - Methods are serialized by an internal lock; call them from one thread for predictable order.
+public final class Bank: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Entries in flight between `append` and the encoder thread (each holds one δ copy:
+        /// 12 KiB for 3×32×32). 2–4 batches is plenty (systems.md §7).
+        public var queueCapacity: Int
+        /// The encoder thread writes to the file once this many record bytes are buffered.
+        public var writeBufferBytes: Int
+        /// fsync the segment and the directory when sealing (crash safety). Turn off only in
+        /// throughput benchmarks and tests that do not test durability.
+        public var sync: Bool
+
+        public init(queueCapacity: Int = 512, writeBufferBytes: Int = 1 << 20, sync: Bool = true) {
+            self.queueCapacity = queueCapacity
+            self.writeBufferBytes = writeBufferBytes
+            self.sync = sync
+        }
+    }
+
+    /// Test hook: where `sealGeneration` stops as if the process died (nothing is cleaned up).
+    enum CrashPoint: String, Sendable {
+        /// Records written, nothing sealed: only `gen-g.mbs.tmp` exists.
+        case beforeSeal
+        /// Segment sealed and renamed, manifest not yet replaced.
+        case afterSegmentRename
+        /// Manifest replaced, old generations not yet deleted.
+        case afterManifest
+    }
+
+    /// Running totals over the bank's lifetime in this process.
+    public struct Statistics: Sendable, Equatable {
+        public var entriesAppended = 0
+        public var generationsSealed = 0
+        /// Seconds `append` spent blocked on a full queue (the writer's backpressure).
+        public var appendBlockedSeconds = 0.0
+        /// Largest number of queued entries seen.
+        public var peakQueued = 0
+    }
+
+    public let directory: URL
+    public let config: BankConfig
+    public let options: Options
+    var crashPoint: CrashPoint?
+
+    private let mutex = NSLock()
+    private var lock: WriterLock?
+    private var manifest: Manifest
+    private var current: SegmentBuilder?
+    /// Sample IDs appended to the open generation (duplicate detection on the caller's thread).
+    private var appended: [UInt64]
+    private let queue: BoundedQueue<EntryJob>
+    private let exited = ExitSignal()
+    private var closed = false
+    private var totals = Statistics()
+
+    // MARK: - Opening
+
+    /// Creates a new, empty bank in `directory` (created if needed).
+    /// - Throws: `invalidConfig`, `alreadyExists`, `bankLocked`, `io`.
+    public static func create(at directory: URL, config: BankConfig, options: Options = Options()) throws(MemoryBankError) -> Bank {
+        try config.validate()
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .io(path: directory.path, operation: "create directory", reason: "\(error)")
+        }
+        let lock = try WriterLock(directory: directory.path)
+        let manifestPath = directory.appendingPathComponent(BankLayout.manifestName).path
+        if MappedFile.size(ofFileAt: manifestPath) != nil { throw .alreadyExists(path: directory.path) }
+        let manifest = Manifest(sequence: 1, config: config, generations: [])
+        let bank = Bank(directory: directory, manifest: manifest, lock: lock, options: options)
+        try bank.cleanOrphans()
+        try bank.writeManifest(manifest)
+        return bank
+    }
+
+    /// Opens an existing bank for writing: takes the lock, reads the manifest, deletes unsealed
+    /// (`*.tmp`) and unlisted segments (spec §3 crash table).
+    /// - Throws: `notABank`, `bankLocked`, manifest errors, `segmentMissing` / `truncated` for a listed
+    ///   segment that is gone or has another size.
+    public static func open(at directory: URL, options: Options = Options()) throws(MemoryBankError) -> Bank {
+        let manifestPath = directory.appendingPathComponent(BankLayout.manifestName).path
+        if MappedFile.size(ofFileAt: manifestPath) == nil { throw .notABank(path: directory.path) }
+        let lock = try WriterLock(directory: directory.path)
+        let manifest = try BankReader.readManifest(at: manifestPath)
+        for g in manifest.generations {
+            let path = directory.appendingPathComponent(BankLayout.segmentName(g.generation)).path
+            guard let size = MappedFile.size(ofFileAt: path) else { throw .segmentMissing(file: path, generation: g.generation) }
+            if size != g.segmentBytes { throw .truncated(file: path, expectedBytes: g.segmentBytes, actualBytes: size) }
+        }
+        let bank = Bank(directory: directory, manifest: manifest, lock: lock, options: options)
+        try bank.cleanOrphans()
+        return bank
+    }
+
+    /// Opens the bank in `directory` if there is one (its configuration must match `config` except
+    /// `createdBy`), otherwise creates it.
+    /// - Throws: `configMismatch` naming the first differing field, or any error of `open`/`create`.
+    public static func openOrCreate(at directory: URL, config: BankConfig, options: Options = Options()) throws(MemoryBankError) -> Bank {
+        let manifestPath = directory.appendingPathComponent(BankLayout.manifestName).path
+        guard MappedFile.size(ofFileAt: manifestPath) != nil else { return try create(at: directory, config: config, options: options) }
+        let bank = try open(at: directory, options: options)
+        if let (field, found, expected) = bank.config.firstStructuralDifference(from: config) {
+            bank.closeQuietly()
+            throw .configMismatch(file: manifestPath, field: field, found: found, expected: expected)
+        }
+        return bank
+    }
+
+    private init(directory: URL, manifest: Manifest, lock: WriterLock, options: Options) {
+        precondition(options.queueCapacity >= 1 && options.writeBufferBytes >= 1, "Bank.Options: capacities must be ≥ 1")
+        self.directory = directory
+        self.manifest = manifest
+        config = manifest.config
+        self.options = options
+        self.lock = lock
+        appended = [UInt64](repeating: 0, count: (manifest.config.sampleCount + 63) / 64)
+        let queue = BoundedQueue<EntryJob>(capacity: options.queueCapacity)
+        self.queue = queue
+        let exited = self.exited
+        // The thread captures the queue only (never the Bank), so dropping the Bank runs deinit.
+        let thread = Thread {
+            while let job = queue.take() {
+                job.builder.append(job)
+                queue.taskDone()
+            }
+            exited.signal()
+        }
+        thread.name = "memloss.bank-writer"
+        thread.start()
+    }
+
+    deinit { closeQuietly() }
+
+    // MARK: - State
+
+    /// The sealed generations the manifest lists, ascending.
+    public var generations: [Int] {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return manifest.generations.map(\.generation)
+    }
+
+    /// The generation being written, if any.
+    public var openGeneration: Int? {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return current?.generation
+    }
+
+    public var statistics: Statistics {
+        mutex.lock()
+        defer { mutex.unlock() }
+        var s = totals
+        s.appendBlockedSeconds = queue.producerBlockedSeconds
+        s.peakQueued = queue.peakCount
+        return s
+    }
+
+    // MARK: - Generations
+
+    /// Starts writing generation `generation` (the epoch number).
+    /// - Throws: `generationAlreadyOpen`, `generationNotIncreasing` (must exceed every live
+    ///   generation; see `discardGenerations(after:)` for resume), `writerClosed`, `io`.
+    public func beginGeneration(_ generation: Int) throws(MemoryBankError) {
+        mutex.lock()
+        defer { mutex.unlock() }
+        if closed { throw .writerClosed }
+        if let open = current { throw .generationAlreadyOpen(generation: open.generation) }
+        if generation < 0 { throw .invalidConfig(reason: "generation \(generation) must be ≥ 0") }
+        if let newest = manifest.generations.last?.generation, generation <= newest {
+            throw .generationNotIncreasing(requested: generation, newest: newest)
+        }
+        current = try SegmentBuilder(directory: directory.path, config: config, generation: generation,
+                                     flushThreshold: options.writeBufferBytes)
+        for i in appended.indices { appended[i] = 0 }
+    }
+
+    /// Queues the entry of sample `id` in the open generation and returns (the copy is `delta` itself:
+    /// arrays are values). Blocks only while the queue is full.
+    /// - Parameters:
+    ///   - delta: δ = x̃ − view(x), `config.elementCount` floats in [C, H, W] order, finite.
+    ///   - view: the view's augmentation bytes (stored as given).
+    ///   - metadata: label, p_y(x̃), margin and loss at generation time.
+    /// - Throws: immediately `noOpenGeneration`, `sampleOutOfRange`, `shapeMismatch`, `duplicateEntry`;
+    ///   the background thread's first failure (e.g. `nonFiniteDelta`, `io`) on this or a later call.
+    public func append(id: Int, delta: [Float], view: EntryView, metadata: EntryMetadata) throws(MemoryBankError) {
+        let builder = try admit(id: id, count: delta.count)
+        queue.put(EntryJob(builder: builder, id: id, delta: delta, view: view, metadata: metadata))
+        mutex.lock()
+        totals.entriesAppended += 1
+        mutex.unlock()
+    }
+
+    /// Checks an append on the caller's thread and marks `id` as taken; returns the open segment.
+    func admit(id: Int, count: Int) throws(MemoryBankError) -> SegmentBuilder {
+        mutex.lock()
+        defer { mutex.unlock() }
+        if closed { throw .writerClosed }
+        guard let builder = current else { throw .noOpenGeneration }
+        if let e = builder.error { throw e }
+        if id < 0 || id >= config.sampleCount { throw .sampleOutOfRange(id: id, sampleCount: config.sampleCount) }
+        if count != config.elementCount { throw .shapeMismatch(expected: config.elementCount, actual: count) }
+        let word = id / 64, bit = UInt64(1) << UInt64(id % 64)
+        if appended[word] & bit != 0 { throw .duplicateEntry(generation: builder.generation, sampleID: id) }
+        appended[word] |= bit
+        return builder
+    }
+
+    /// Seals the open generation: waits for the encoder thread, writes the index and the sealed header,
+    /// fsyncs, renames, replaces the manifest atomically, then deletes the generations outside
+    /// `config.retainedRange(afterSealing:)` (spec §3, §3.1).
+    /// - Returns: the generation's statistics.
+    /// - Throws: the background thread's first failure or an I/O error; the generation is then
+    ///   abandoned (its temporary file deleted) and the bank stays usable.
+    @discardableResult
+    public func sealGeneration() throws(MemoryBankError) -> GenerationStatistics {
+        mutex.lock()
+        defer { mutex.unlock() }
+        if closed { throw .writerClosed }
+        guard let builder = current else { throw .noOpenGeneration }
+        queue.waitUntilIdle()
+        if crashPoint == .beforeSeal { return try simulateCrash(builder) }
+        let entry: ManifestGeneration
+        do {
+            entry = try builder.seal(sync: options.sync, directory: directory.path)
+        } catch {
+            builder.discard()
+            current = nil
+            throw error
+        }
+        current = nil
+        if crashPoint == .afterSegmentRename { return try simulateCrash(nil) }
+
+        let retained = config.retainedRange(afterSealing: builder.generation)
+        var next = manifest
+        next.sequence += 1
+        next.generations = (manifest.generations + [entry]).filter { retained.contains($0.generation) }
+        let dropped = manifest.generations.filter { !retained.contains($0.generation) }.map(\.generation)
+        do {
+            try writeManifest(next)
+        } catch {
+            try? OutputFile.remove(builder.finalPath)  // not listed: would be an orphan anyway
+            throw error
+        }
+        manifest = next
+        if crashPoint == .afterManifest { return try simulateCrash(nil) }
+        try deleteSegments(dropped)
+        totals.generationsSealed += 1
+        return builder.statistics
+    }
+
+    /// Discards the open generation (waits for queued appends, deletes its temporary file).
+    public func abandonGeneration() {
+        mutex.lock()
+        defer { mutex.unlock() }
+        guard let builder = current else { return }
+        queue.waitUntilIdle()
+        builder.discard()
+        current = nil
+    }
+
+    /// Resume support: removes every sealed generation newer than `generation` (a new manifest
+    /// first, then the files), so a run restarted from the checkpoint of epoch `generation` writes
+    /// `generation + 1` next. No generation may be open.
+    public func discardGenerations(after generation: Int) throws(MemoryBankError) {
+        mutex.lock()
+        defer { mutex.unlock() }
+        if closed { throw .writerClosed }
+        if let open = current { throw .generationAlreadyOpen(generation: open.generation) }
+        let dropped = manifest.generations.filter { $0.generation > generation }.map(\.generation)
+        if dropped.isEmpty { return }
+        var next = manifest
+        next.sequence += 1
+        next.generations.removeAll { $0.generation > generation }
+        try writeManifest(next)
+        manifest = next
+        try deleteSegments(dropped)
+    }
+
+    /// A read-only snapshot of the sealed generations (maps their segments).
+    public func reader() throws(MemoryBankError) -> BankReader {
+        try BankReader.open(at: directory)
+    }
+
+    /// Abandons an open generation, stops the encoder thread and releases the lock. Idempotent.
+    public func close() {
+        closeQuietly()
+    }
+
+    private func closeQuietly() {
+        mutex.lock()
+        defer { mutex.unlock() }
+        if closed { return }
+        if let builder = current {
+            queue.waitUntilIdle()
+            builder.discard()
+            current = nil
+        }
+        stopThread()
+    }
+
+    private func stopThread() {
+        closed = true
+        queue.close()
+        exited.wait()
+        lock?.release()
+        lock = nil
+    }
+
+    /// Stops like a killed process: no cleanup of the open generation, lock released.
+    private func simulateCrash(_ builder: SegmentBuilder?) throws(MemoryBankError) -> GenerationStatistics {
+        builder?.abandonWithoutCleanup()
+        current = nil
+        let point = crashPoint?.rawValue ?? "?"
+        stopThread()
+        throw .simulatedCrash(point: point)
+    }
+
+    // MARK: - Files
+
+    private func writeManifest(_ m: Manifest) throws(MemoryBankError) {
+        let url = directory.appendingPathComponent(BankLayout.manifestName)
+        do {
+            try AtomicFile.replace(m.encode(), at: url)
+        } catch {
+            throw .io(path: error.path, operation: error.operation, reason: error.reason)
+        }
+    }
+
+    private func deleteSegments(_ generations: [Int]) throws(MemoryBankError) {
+        if generations.isEmpty { return }
+        for g in generations { try OutputFile.remove(directory.appendingPathComponent(BankLayout.segmentName(g)).path) }
+        if options.sync { try OutputFile.syncDirectory(directory.path) }
+    }
+
+    /// Deletes `*.tmp` files and final-named segments the manifest does not list (spec §3).
+    private func cleanOrphans() throws(MemoryBankError) {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw .io(path: directory.path, operation: "list directory", reason: "\(error)")
+        }
+        let live = Set(manifest.generations.map(\.generation))
+        var removed = false
+        for name in names {
+            let isTemporary = name.hasSuffix(BankLayout.temporarySuffix)
+                && (name.hasPrefix("gen-") || name.hasPrefix(BankLayout.manifestName))
+            let isOrphan = BankLayout.generation(ofSegmentName: name).map { !live.contains($0) } ?? false
+            if isTemporary || isOrphan {
+                try OutputFile.remove(directory.appendingPathComponent(name).path)
+                removed = true
+            }
+        }
+        if removed && options.sync { try OutputFile.syncDirectory(directory.path) }
+    }
+}

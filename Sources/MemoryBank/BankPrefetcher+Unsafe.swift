@@ -1,0 +1,94 @@
+// BankPrefetcher+Unsafe.swift: fills one MemoryBatch slot on the producer thread: for every sample of
+// the batch and every window slot, decode the entry straight into its place in the δ tensor
+// [B, K, C, H, W], or zero it when absent or damaged. Ring mechanics are in BankPrefetcher.swift.
+
+import Tensors
+
+/// Decodes batches for one prefetcher (producer thread only; owns its decoder).
+final class BatchFiller: @unchecked Sendable {
+    let reader: BankReader
+    let generations: [Int?]
+    let segments: [BankSegment?]
+    let policy: BankPrefetcher.CorruptEntryPolicy
+    let decoder: RecordDecoder
+    let residentBudget: Int
+    /// Payload bytes read since the mapped pages were last released.
+    private var sinceRelease = 0
+
+    init(reader: BankReader, generations: [Int?], policy: BankPrefetcher.CorruptEntryPolicy, residentBudget: Int) {
+        self.reader = reader
+        self.residentBudget = residentBudget
+        self.generations = generations
+        segments = generations.map { g in g.flatMap { reader.segment($0) } }
+        self.policy = policy
+        decoder = reader.makeDecoder()
+    }
+
+    func fill(index: Int, ids: [Int], into batch: inout MemoryBatch) throws -> FillCounts {
+        precondition(ids.count <= batch.capacity, "BankPrefetcher: batch \(index) has \(ids.count) IDs, capacity \(batch.capacity)")
+        precondition(batch.window == generations.count, "BankPrefetcher: window mismatch")
+        let k = batch.window, n = batch.elementCount, sampleCount = reader.config.sampleCount
+        batch.index = index
+        batch.ids = ids
+        batch.generations = generations.map { g in g.flatMap { reader.segment($0) == nil ? nil : $0 } }
+        batch.problems.removeAll(keepingCapacity: true)
+        // Move the arrays out so the tensor's mutable access below overlaps nothing else of `batch`.
+        var present: [Bool] = [], views: [EntryView] = [], metadata: [EntryMetadata] = [], problems: [MemoryBankError] = []
+        swap(&present, &batch.present)
+        swap(&views, &batch.views)
+        swap(&metadata, &batch.metadata)
+        swap(&problems, &batch.problems)
+        defer {
+            swap(&present, &batch.present)
+            swap(&views, &batch.views)
+            swap(&metadata, &batch.metadata)
+            swap(&problems, &batch.problems)
+        }
+        var counts = FillCounts()
+        try batch.deltas.withUnsafeMutablePointer { base in
+            for i in 0..<batch.capacity {
+                let id = i < ids.count ? ids[i] : -1
+                if i < ids.count && (id < 0 || id >= sampleCount) {
+                    throw MemoryBankError.sampleOutOfRange(id: id, sampleCount: sampleCount)
+                }
+                for slot in 0..<k {
+                    let entry = i * k + slot
+                    let out = base + entry * n
+                    var info: EntryInfo?
+                    var damaged = false
+                    if i < ids.count, let segment = segments[slot] {
+                        do throws(MemoryBankError) {
+                            info = try segment.decode(id: id, into: out, decoder: decoder)
+                        } catch {
+                            if !(error.isRecordLevel && policy == .skip) { throw error }
+                            problems.append(error)
+                            counts.corrupt += 1
+                            damaged = true
+                        }
+                    }
+                    if i < ids.count && info == nil && !damaged { counts.absent += 1 }
+                    if let info {
+                        present[entry] = true
+                        views[entry] = info.view
+                        metadata[entry] = info.metadata
+                        counts.decoded += 1
+                        counts.storedBytes += info.storedBytes
+                    } else {
+                        out.update(repeating: 0, count: n)
+                        present[entry] = false
+                        views[entry] = .identity
+                        metadata[entry] = .zero
+                    }
+                }
+            }
+        }
+        // Each entry touches its record's pages and one index page; count a page for the index.
+        sinceRelease += counts.storedBytes + 4096 * counts.decoded
+        if residentBudget > 0 && sinceRelease >= residentBudget {
+            reader.releaseResidentPages()
+            sinceRelease = 0
+            counts.releases = 1
+        }
+        return counts
+    }
+}

@@ -1,0 +1,323 @@
+// BankPrefetcher.swift: decodes the memory entries of an epoch's known batch order on one dedicated
+// thread into a bounded ring of pre-allocated batch slots, ahead of the trainer (design.md §3; systems.md
+// §7, R9). A slot holds δ for B samples × K window slots, a presence mask, the view bytes and metadata.
+// Not here: rebuilding x' = clamp(view(x) + δ, 0, 1), which needs the dataset (Training does it).
+
+import Foundation
+import Tensors
+
+/// The memory entries of one batch: for sample `i` of the batch and window slot `k` (k = 0 reads
+/// generation `e − s`, k = K−1 reads `e − K·s`), δ, whether it exists, its view and metadata.
+public struct MemoryBatch: Sendable {
+    /// Position of the batch in the epoch order.
+    public var index: Int
+    /// The batch's sample IDs (at most `capacity`).
+    public var ids: [Int]
+    /// Rows allocated (the batch size B).
+    public let capacity: Int
+    /// Window slots K.
+    public let window: Int
+    /// C·H·W.
+    public let elementCount: Int
+    /// The generation slot k reads, nil when it does not exist (then every entry of the slot is absent).
+    public var generations: [Int?]
+    /// δ as `[capacity, K, C, H, W]`; absent entries and rows past `count` are zero.
+    public var deltas: Tensor
+    /// `present[i·K + k]`: the entry of sample i in slot k was found and decoded.
+    public var present: [Bool]
+    /// `views[i·K + k]`, meaningful where present.
+    public var views: [EntryView]
+    /// `metadata[i·K + k]`, meaningful where present.
+    public var metadata: [EntryMetadata]
+    /// Damaged entries that were skipped (their `present` is false): the trainer counts them
+    /// (design.md §4: skip the sample's memory term, never crash, never use garbage).
+    public var problems: [MemoryBankError]
+
+    public var count: Int { ids.count }
+
+    public func isPresent(_ i: Int, slot k: Int) -> Bool { present[i * window + k] }
+
+    /// Entries found in this batch.
+    public var presentCount: Int { present.reduce(0) { $0 + ($1 ? 1 : 0) } }
+
+    /// An empty slot of the ring.
+    public init(capacity: Int, window: Int, shape: [Int]) {
+        let n = shape.reduce(1, *)
+        index = -1
+        ids = []
+        self.capacity = capacity
+        self.window = window
+        elementCount = n
+        generations = Array(repeating: nil, count: window)
+        deltas = Tensor(zeros: [capacity, window] + shape)
+        present = Array(repeating: false, count: capacity * window)
+        views = Array(repeating: .identity, count: capacity * window)
+        metadata = Array(repeating: .zero, count: capacity * window)
+        problems = []
+    }
+}
+
+/// Decodes batches `firstBatch..<batchCount` of memory entries on a background thread, at most
+/// `depth` ahead of the consumer.
+///
+/// Contract:
+/// - It owns one background `Thread`, started by `init`, and `depth` pre-allocated `MemoryBatch`
+///   slots (a ring); batch `b` goes to slot `(b − firstBatch) % depth` once the consumer released it.
+/// - `next()` returns batches strictly in order and releases the slot of the batch it returned
+///   before. A returned batch is a value: keeping it longer is safe (the slot's tensor is then
+///   copied on refill instead of reused).
+/// - A damaged entry is skipped and listed in `MemoryBatch.problems` (policy `.skip`, the default),
+///   or fails the batch (`.fail`). A failure of the producer is rethrown by the `next()` that
+///   reaches the failed batch, after every earlier batch; later calls return nil.
+/// - `cancel()` is idempotent, stops the producer after its current batch and joins its thread;
+///   `deinit` cancels. After cancellation `next()` returns nil.
+/// - RAM: `depth × B × K × C·H·W × 4` bytes of δ, independent of N (design.md §4).
+public final class BankPrefetcher: @unchecked Sendable {
+    public enum CorruptEntryPolicy: Sendable {
+        /// Mark the entry absent and list the error in the batch (training policy).
+        case skip
+        /// Fail the batch: `next()` throws the error.
+        case fail
+    }
+
+    public struct Statistics: Sendable, Equatable {
+        public var batchesDelivered = 0
+        public var batchesProduced = 0
+        /// Entries decoded / absent / skipped as damaged.
+        public var entriesDecoded = 0
+        public var entriesAbsent = 0
+        public var entriesCorrupt = 0
+        /// Payload bytes read from the mappings (stored, i.e. compressed, sizes).
+        public var storedBytesRead = 0
+        /// Seconds the consumer spent blocked in `next()` (the bank-wait of a run).
+        public var consumerWaitSeconds = 0.0
+        /// Seconds the producer spent decoding.
+        public var producerBusySeconds = 0.0
+        /// Seconds the producer waited for a free slot.
+        public var producerBlockedSeconds = 0.0
+        /// Largest number of filled, unconsumed slots seen.
+        public var peakReady = 0
+        /// Times the mapped pages were dropped from RSS (`residentBudget`).
+        public var residentReleases = 0
+    }
+
+    enum SlotState: Equatable { case free, filling, ready, inUse }
+
+    /// State shared by the producer thread and the consumer, guarded by `condition`.
+    final class Ring: @unchecked Sendable {
+        let condition = NSCondition()
+        var slots: [MemoryBatch?]
+        var states: [SlotState]
+        /// Fills per slot (the debug generation counter of style.md §9.10).
+        var fills: [Int]
+        var inUse: Int?
+        var nextToConsume: Int
+        var cancelled = false
+        var producerExited = false
+        var error: Error?
+        var errorDelivered = false
+        var readyCount = 0
+        var statistics = Statistics()
+
+        init(slots: [MemoryBatch], firstBatch: Int) {
+            self.slots = slots
+            states = Array(repeating: .free, count: slots.count)
+            fills = Array(repeating: 0, count: slots.count)
+            nextToConsume = firstBatch
+        }
+    }
+
+    public let depth: Int
+    public let batchCount: Int
+    public let firstBatch: Int
+    let ring: Ring
+    private let thread: Thread
+
+    /// A prefetcher over the batches `firstBatch..<batchCount` whose IDs `batchIDs(b)` gives.
+    /// - Parameters:
+    ///   - reader: the bank snapshot to read (must include the window's generations).
+    ///   - generations: the generation of each window slot, K values (`reader.windowGenerations(forEpoch:)`).
+    ///   - batchCapacity: B, the largest batch.
+    ///   - depth: ring slots ≥ 1 (2–4 is enough, systems.md §7).
+    ///   - residentBudget: after this many payload bytes read, the reader's mapped pages are dropped
+    ///     from RSS (`BankReader.releaseResidentPages`), so file-backed RSS stays bounded however
+    ///     large the bank (the page cache keeps the data). 0 = never.
+    ///   - batchIDs: the sample IDs of batch `b` (called on the producer thread).
+    public init(reader: BankReader, generations: [Int?], batchCount: Int, batchCapacity: Int, depth: Int = 3,
+                firstBatch: Int = 0, corruptEntries: CorruptEntryPolicy = .skip,
+                residentBudget: Int = BankPrefetcher.defaultResidentBudget,
+                batchIDs: @escaping @Sendable (Int) -> [Int]) {
+        precondition(depth >= 1, "BankPrefetcher: depth must be ≥ 1")
+        precondition(batchCapacity >= 1 && !generations.isEmpty, "BankPrefetcher: need B ≥ 1 and K ≥ 1")
+        precondition(firstBatch >= 0 && firstBatch <= batchCount, "BankPrefetcher: firstBatch \(firstBatch) out of 0...\(batchCount)")
+        self.depth = depth
+        self.batchCount = batchCount
+        self.firstBatch = firstBatch
+        let shape = reader.config.shape
+        let ring = Ring(slots: (0..<depth).map { _ in MemoryBatch(capacity: batchCapacity, window: generations.count, shape: shape) },
+                        firstBatch: firstBatch)
+        self.ring = ring
+        let filler = BatchFiller(reader: reader, generations: generations, policy: corruptEntries, residentBudget: residentBudget)
+        thread = Thread {
+            BankPrefetcher.produce(ring: ring, range: firstBatch..<batchCount) { index, batch in
+                try filler.fill(index: index, ids: batchIDs(index), into: &batch)
+            }
+        }
+        thread.name = "memloss.bank-prefetch"
+        thread.start()
+    }
+
+    /// A prefetcher over explicit batches of IDs, reading the window of `epoch`.
+    public convenience init(reader: BankReader, epoch: Int, batches: [[Int]], depth: Int = 3, firstBatch: Int = 0,
+                            corruptEntries: CorruptEntryPolicy = .skip, residentBudget: Int = BankPrefetcher.defaultResidentBudget) {
+        self.init(reader: reader, generations: reader.windowGenerations(forEpoch: epoch), batchCount: batches.count,
+                  batchCapacity: max(1, batches.map(\.count).max() ?? 1), depth: depth, firstBatch: firstBatch,
+                  corruptEntries: corruptEntries, residentBudget: residentBudget, batchIDs: { batches[$0] })
+    }
+
+    /// 256 MiB of payload read between two releases of the mapped pages.
+    public static let defaultResidentBudget = 256 << 20
+
+    deinit { cancel() }
+
+    // MARK: - Consumer side
+
+    /// The next batch in order, or nil at the end or after `cancel()`. Blocks while the producer is
+    /// behind; that time is added to `statistics.consumerWaitSeconds`.
+    /// - Throws: the producer's error, once, when the consumer reaches the batch that failed.
+    public func next() throws -> MemoryBatch? {
+        let r = ring
+        r.condition.lock()
+        defer { r.condition.unlock() }
+        if let previous = r.inUse {
+            r.states[previous] = .free
+            r.inUse = nil
+            r.condition.broadcast()
+        }
+        if r.cancelled || r.nextToConsume >= batchCount { return nil }
+        let slot = (r.nextToConsume - firstBatch) % depth
+        if r.states[slot] != .ready {
+            let start = DispatchTime.now().uptimeNanoseconds
+            while r.states[slot] != .ready && !r.producerExited && !r.cancelled { r.condition.wait() }
+            r.statistics.consumerWaitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        }
+        guard r.states[slot] == .ready else {
+            if let e = r.error, !r.errorDelivered {
+                r.errorDelivered = true
+                throw e
+            }
+            return nil
+        }
+        r.states[slot] = .inUse
+        r.inUse = slot
+        r.readyCount -= 1
+        r.nextToConsume += 1
+        r.statistics.batchesDelivered += 1
+        return r.slots[slot]!
+    }
+
+    /// Stops the producer after its current batch and waits for its thread to exit. Idempotent.
+    public func cancel() {
+        let r = ring
+        r.condition.lock()
+        if !r.cancelled {
+            r.cancelled = true
+            r.condition.broadcast()
+        }
+        if Thread.current !== thread {
+            while !r.producerExited { r.condition.wait() }
+        }
+        r.condition.unlock()
+    }
+
+    public var statistics: Statistics {
+        ring.condition.lock()
+        defer { ring.condition.unlock() }
+        return ring.statistics
+    }
+
+    /// Filled slots not yet handed out (a snapshot).
+    public var readyCount: Int {
+        ring.condition.lock()
+        defer { ring.condition.unlock() }
+        return ring.readyCount
+    }
+
+    /// How many times each ring slot was filled (tests: slots are reused only after release).
+    var slotFillCounts: [Int] {
+        ring.condition.lock()
+        defer { ring.condition.unlock() }
+        return ring.fills
+    }
+
+    // MARK: - Producer side
+
+    private static func produce(ring r: Ring, range: Range<Int>,
+                                fill: (_ index: Int, _ batch: inout MemoryBatch) throws -> FillCounts) {
+        let depth = r.slots.count
+        defer {
+            r.condition.lock()
+            r.producerExited = true
+            r.condition.broadcast()
+            r.condition.unlock()
+        }
+        for index in range {
+            let slot = (index - range.lowerBound) % depth
+            r.condition.lock()
+            if r.states[slot] != .free && !r.cancelled {
+                let start = DispatchTime.now().uptimeNanoseconds
+                while r.states[slot] != .free && !r.cancelled { r.condition.wait() }
+                r.statistics.producerBlockedSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            }
+            if r.cancelled {
+                r.condition.unlock()
+                return
+            }
+            // Take the batch out so the fill mutates the only ring reference (no copy unless the
+            // consumer still holds the previous value of this slot).
+            var batch = r.slots[slot]!
+            r.slots[slot] = nil
+            r.states[slot] = .filling
+            r.condition.unlock()
+
+            let start = DispatchTime.now().uptimeNanoseconds
+            var failure: Error?
+            var counts = FillCounts()
+            do { counts = try fill(index, &batch) } catch { failure = error }
+            let busy = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+
+            r.condition.lock()
+            r.slots[slot] = batch
+            r.statistics.producerBusySeconds += busy
+            if let failure {
+                r.states[slot] = .free
+                r.error = failure
+                r.condition.broadcast()
+                r.condition.unlock()
+                return
+            }
+            assert(r.states[slot] == .filling, "BankPrefetcher: slot \(slot) changed state while filling")
+            r.states[slot] = .ready
+            r.fills[slot] += 1
+            r.readyCount += 1
+            r.statistics.peakReady = max(r.statistics.peakReady, r.readyCount)
+            r.statistics.batchesProduced += 1
+            r.statistics.entriesDecoded += counts.decoded
+            r.statistics.entriesAbsent += counts.absent
+            r.statistics.entriesCorrupt += counts.corrupt
+            r.statistics.storedBytesRead += counts.storedBytes
+            r.statistics.residentReleases += counts.releases
+            r.condition.broadcast()
+            r.condition.unlock()
+        }
+    }
+}
+
+/// Per-batch counts reported by the filler.
+struct FillCounts {
+    var decoded = 0
+    var absent = 0
+    var corrupt = 0
+    var storedBytes = 0
+    var releases = 0
+}

@@ -1,0 +1,148 @@
+// Manifest.swift: the bank's manifest (docs/format/membank-v1.md §4): the configuration and the list of
+// live generations with their segment sizes and header checksums. Replaced atomically as a whole
+// (Tensors.AtomicFile); this file only encodes and decodes it.
+
+/// One live generation as the manifest records it.
+struct ManifestGeneration: Equatable {
+    var generation: Int
+    /// Exact size of the sealed segment file.
+    var segmentBytes: Int
+    /// The segment's header checksum: ties the manifest to exactly that file.
+    var segmentHeaderChecksum: UInt32
+}
+
+/// The manifest: configuration + live generations, ascending.
+///
+/// Layout: docs/format/membank-v1.md §4 (72-byte header, 24-byte generation entries, createdBy,
+/// padding to 4, CRC32C of everything before it).
+struct Manifest: Equatable {
+    /// "MBANKMAN".
+    static let magic: [UInt8] = [0x4D, 0x42, 0x41, 0x4E, 0x4B, 0x4D, 0x41, 0x4E]
+    static let currentMajor: UInt16 = 1
+    static let currentMinor: UInt16 = 0
+    static let headerByteCount = 72
+    static let entryByteCount = 24
+
+    static let fieldOffsets: [(String, Int)] = [
+        ("magic", 0), ("versionMajor", 8), ("versionMinor", 10), ("headerBytes", 12), ("sequence", 16),
+        ("sampleCount", 24), ("shape", 32), ("epsilon", 48), ("codec", 52), ("norm", 53), ("window", 54),
+        ("stride", 56), ("reserved0", 58), ("generationCount", 60), ("createdByLength", 64), ("reserved1", 68),
+    ]
+
+    var sequence: UInt64
+    var config: BankConfig
+    var generations: [ManifestGeneration]
+
+    func encode() -> [UInt8] {
+        let text = Array(config.createdBy.utf8)
+        var w = ByteWriter(capacity: Manifest.headerByteCount + generations.count * Manifest.entryByteCount + text.count + 8)
+        w.write(Manifest.magic)
+        w.writeLE(Manifest.currentMajor)
+        w.writeLE(Manifest.currentMinor)
+        w.writeLE(UInt32(Manifest.headerByteCount))
+        w.writeLE(sequence)
+        w.writeLE(UInt64(config.sampleCount))
+        for d in config.shape { w.writeLE(UInt32(d)) }
+        w.writeLE(UInt32(1))
+        w.writeLE(config.epsilon)
+        w.writeLE(config.codec.code)
+        w.writeLE(config.norm.code)
+        w.writeLE(UInt16(config.window))
+        w.writeLE(UInt16(config.stride))
+        w.writeLE(UInt16(0))
+        w.writeLE(UInt32(generations.count))
+        w.writeLE(UInt32(text.count))
+        w.writeLE(UInt32(0))
+        assert(w.count == Manifest.headerByteCount, "Manifest: header layout drifted")
+        for g in generations {
+            w.writeLE(UInt64(g.generation))
+            w.writeLE(UInt64(g.segmentBytes))
+            w.writeLE(g.segmentHeaderChecksum)
+            w.writeLE(UInt32(0))
+        }
+        w.write(text)
+        w.pad(toMultipleOf: 4)
+        w.writeLE(CRC32C.checksum(w.bytes))
+        return w.bytes
+    }
+
+    /// Decodes and checks a manifest file's bytes (spec §4 reader actions, except the segment checks).
+    static func decode(_ bytes: [UInt8], file: String) throws(MemoryBankError) -> Manifest {
+        if bytes.count >= 8, Array(bytes[0..<8]) != magic {
+            throw .badMagic(file: file, found: Array(bytes[0..<8]), expected: magic)
+        }
+        if bytes.count >= 12 {
+            var r = ByteReader(bytes, offset: 8)
+            let major: UInt16 = r.readLE()
+            let minor: UInt16 = r.readLE()
+            if major != currentMajor { throw .unsupportedMajor(file: file, found: major, minor: minor, reader: currentMajor) }
+        }
+        let minimum = headerByteCount + 4
+        if bytes.count < minimum { throw .truncated(file: file, expectedBytes: minimum, actualBytes: bytes.count) }
+        var r = ByteReader(bytes, offset: 12)
+        let headerBytes: UInt32 = r.readLE()
+        let sequence: UInt64 = r.readLE()
+        let sampleCount: UInt64 = r.readLE()
+        let shape: [UInt32] = (0..<4).map { _ in r.readLE() }
+        let epsilon = r.readFloat()
+        let codecCode: UInt8 = r.readLE()
+        let normCode: UInt8 = r.readLE()
+        let window: UInt16 = r.readLE()
+        let stride: UInt16 = r.readLE()
+        r.skip(2)
+        let count: UInt32 = r.readLE()
+        let textLength: UInt32 = r.readLE()
+        if headerBytes < UInt32(headerByteCount) || headerBytes % 8 != 0 || headerBytes > 1 << 20 {
+            throw .invalidField(file: file, field: "headerBytes", value: "\(headerBytes)", allowed: "≥ 72, a multiple of 8")
+        }
+        if textLength > UInt32(BankConfig.maximumCreatedByBytes) || count > 1 << 24 {
+            throw .invalidField(file: file, field: count > 1 << 24 ? "generationCount" : "createdByLength",
+                                value: "\(count > 1 << 24 ? count : textLength)", allowed: "≤ 2²⁴")
+        }
+        let entriesEnd = Int(headerBytes) + Int(count) * entryByteCount
+        let expected = alignUp(entriesEnd + Int(textLength), to: 4) + 4
+        if bytes.count != expected { throw .truncated(file: file, expectedBytes: expected, actualBytes: bytes.count) }
+        var crc = CRC32C()
+        crc.update(bytes[0..<(expected - 4)])
+        var tail = ByteReader(bytes, offset: expected - 4)
+        let stored: UInt32 = tail.readLE()
+        if stored != crc.value { throw .checksumMismatch(file: file, region: "manifest", stored: stored, computed: crc.value) }
+
+        guard let codec = BankCodec(code: codecCode) else {
+            throw .invalidField(file: file, field: "codec", value: "\(codecCode)", allowed: "1…5 (f32, f16, q8, q4, levels)")
+        }
+        guard let norm = PerturbationNorm(code: normCode) else {
+            throw .invalidField(file: file, field: "norm", value: "\(normCode)", allowed: "1 (L∞), 2 (L2)")
+        }
+        if shape[3] != 1 { throw .invalidField(file: file, field: "shape[3]", value: "\(shape[3])", allowed: "1") }
+        r.seek(to: entriesEnd)
+        let text = String(decoding: r.readBytes(Int(textLength)), as: UTF8.self)
+        let config = BankConfig(sampleCount: Int(clamping: sampleCount), shape: shape[0..<3].map { Int($0) },
+                                epsilon: epsilon, norm: norm, codec: codec, window: Int(window), stride: Int(stride),
+                                createdBy: text)
+        do {
+            try config.validate()
+        } catch {
+            throw .invalidField(file: file, field: "configuration", value: "\(config.structuralFields())",
+                                allowed: "\(error)".split(separator: "\n").first.map(String.init) ?? "")
+        }
+        r.seek(to: Int(headerBytes))
+        var generations: [ManifestGeneration] = []
+        for _ in 0..<Int(count) {
+            let g: UInt64 = r.readLE()
+            let size: UInt64 = r.readLE()
+            let checksum: UInt32 = r.readLE()
+            r.skip(4)
+            if let last = generations.last, UInt64(last.generation) >= g {
+                throw .invalidField(file: file, field: "generations", value: "\(last.generation) then \(g)",
+                                    allowed: "strictly ascending generation numbers")
+            }
+            if g > UInt64(Int.max / 2) || size > 1 << 50 {
+                throw .invalidField(file: file, field: "generation entry", value: "\(g) (\(size) bytes)",
+                                    allowed: "generation < 2⁶², segment size < 2⁵⁰")
+            }
+            generations.append(ManifestGeneration(generation: Int(g), segmentBytes: Int(size), segmentHeaderChecksum: checksum))
+        }
+        return Manifest(sequence: sequence, config: config, generations: generations)
+    }
+}

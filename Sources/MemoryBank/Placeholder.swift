@@ -1,1 +1,0 @@
-// MemoryBank module: placeholder until the first file lands.

@@ -1,0 +1,191 @@
+// SegmentBuilder.swift: writes one generation's segment file (docs/format/membank-v1.md §3, §5): the
+// unsealed header and createdBy at creation, records appended sequentially through a write buffer (on
+// the writer thread), then — on the caller's thread, once the queue is idle — the index, the sealed
+// header, fsync and the rename to the final name. The manifest is Bank's business.
+
+import Foundation
+
+/// One generation being written. Appends run on the writer thread; `seal` / `discard` run on the
+/// caller's thread after `BoundedQueue.waitUntilIdle()`, which orders them after every append.
+final class SegmentBuilder: @unchecked Sendable {
+    let generation: Int
+    let config: BankConfig
+    let temporaryPath: String
+    let finalPath: String
+    private let file: OutputFile
+    private var header: SegmentHeader
+    private let encoder: RecordEncoder
+    /// Absolute record offset per sample ID, 0 = absent (spec §5.3). 8·N bytes of RAM.
+    private var index: [UInt64]
+    /// File offset where the next record starts (records written + buffered).
+    private var position: Int
+    private var pending = ByteWriter()
+    private let flushThreshold: Int
+    /// Totals of this generation.
+    private(set) var statistics = GenerationStatistics()
+    /// The first failure on the writer thread; later appends are skipped.
+    private let failure = FailureBox()
+
+    init(directory: String, config: BankConfig, generation: Int, flushThreshold: Int) throws(MemoryBankError) {
+        self.generation = generation
+        self.config = config
+        let name = BankLayout.segmentName(generation)
+        finalPath = directory + "/" + name
+        temporaryPath = finalPath + BankLayout.temporarySuffix
+        self.flushThreshold = flushThreshold
+        file = try OutputFile(creating: temporaryPath)
+        header = SegmentHeader(config: config, generation: generation)
+        encoder = RecordEncoder(config: config)
+        index = [UInt64](repeating: 0, count: config.sampleCount)
+        var w = ByteWriter(capacity: Int(header.dataOffset))
+        w.write(header.encode())
+        w.write(Array(config.createdBy.utf8))
+        w.pad(toMultipleOf: SegmentHeader.regionAlignment)
+        position = w.count
+        try file.write(w.bytes)
+        pending = ByteWriter(capacity: flushThreshold + 64 * 1024)
+    }
+
+    var error: MemoryBankError? { failure.value }
+
+    // MARK: - Writer thread
+
+    /// Encodes and buffers one entry (writer thread). Failures are recorded, not thrown.
+    func append(_ job: EntryJob) {
+        if failure.value != nil { return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        if !RecordEncoder.allFinite(job.delta) {
+            failure.set(.nonFiniteDelta(generation: generation, sampleID: job.id))
+            return
+        }
+        let offset = position
+        let before = pending.count
+        let stats = encoder.appendRecord(id: job.id, delta: job.delta, view: job.view, metadata: job.metadata, to: &pending)
+        position += pending.count - before
+        index[job.id] = UInt64(offset)
+        statistics.add(stats)
+        if pending.count >= flushThreshold {
+            do {
+                try flush()
+            } catch {
+                failure.set(error)
+            }
+        }
+        statistics.encodeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+    }
+
+    private func flush() throws(MemoryBankError) {
+        if pending.count == 0 { return }
+        try file.write(pending.bytes)
+        pending.bytes.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: - Caller thread (queue idle)
+
+    /// Writes the index and the sealed header, fsyncs and renames to the final name (spec §3 steps
+    /// 3). Returns the manifest entry of the sealed segment.
+    func seal(sync: Bool, directory: String) throws(MemoryBankError) -> ManifestGeneration {
+        if let e = failure.value { throw e }
+        try flush()
+        let indexOffset = alignUp(position, to: SegmentHeader.regionAlignment)
+        var w = ByteWriter(capacity: indexOffset - position + 8 * index.count)
+        w.write(repeatElement(0, count: indexOffset - position))
+        let indexStart = w.count
+        var records: UInt64 = 0
+        for offset in index {
+            w.writeLE(offset)
+            if offset != 0 { records += 1 }
+        }
+        var crc = CRC32C()
+        crc.update(w.bytes[indexStart...])
+        try file.write(w.bytes)
+        header.flags |= SegmentHeader.sealedFlag
+        header.indexOffset = UInt64(indexOffset)
+        header.indexBytes = UInt64(8 * index.count)
+        header.recordCount = records
+        header.indexChecksum = crc.value
+        let headerBytes = header.encode()
+        try file.write(headerBytes, at: 0)
+        if sync { try file.sync() }
+        try file.close()
+        try OutputFile.rename(temporaryPath, to: finalPath)
+        if sync { try OutputFile.syncDirectory(directory) }
+        statistics.fileBytes = indexOffset + 8 * index.count
+        statistics.records = Int(records)
+        var tail = ByteReader(headerBytes, offset: SegmentHeader.encodedByteCount - 4)
+        return ManifestGeneration(generation: generation, segmentBytes: statistics.fileBytes, segmentHeaderChecksum: tail.readLE())
+    }
+
+    /// Closes and deletes the temporary file (abandon).
+    func discard() {
+        try? file.close()
+        try? OutputFile.remove(temporaryPath)
+    }
+
+    /// Closes the file without deleting it (the crash simulation of the tests).
+    func abandonWithoutCleanup() {
+        try? file.close()
+    }
+}
+
+/// One queued append: the bank copied the caller's data into it.
+struct EntryJob: @unchecked Sendable {
+    let builder: SegmentBuilder
+    let id: Int
+    let delta: [Float]
+    let view: EntryView
+    let metadata: EntryMetadata
+}
+
+/// Totals of one generation, reported by `Bank.sealGeneration()`.
+public struct GenerationStatistics: Sendable, Equatable {
+    /// Entries written (non-empty index slots once sealed).
+    public var records = 0
+    /// Bytes of records (headers, payloads, padding).
+    public var recordBytes = 0
+    /// Payload bytes before LZ4 and on disk.
+    public var rawPayloadBytes = 0
+    public var storedPayloadBytes = 0
+    /// Records whose payload is an LZ4 block.
+    public var lz4Records = 0
+    /// Values clamped by the quantiser over all records.
+    public var clampedValues = 0
+    /// Records per `levels` bit width 0…8 (empty for other codecs).
+    public var bitWidthHistogram = [Int](repeating: 0, count: 9)
+    /// Size of the sealed segment file (0 until sealed).
+    public var fileBytes = 0
+    /// Writer-thread time spent encoding and writing.
+    public var encodeSeconds = 0.0
+
+    mutating func add(_ s: RecordStatistics) {
+        recordBytes += s.recordBytes
+        rawPayloadBytes += s.rawBytes
+        storedPayloadBytes += s.storedBytes
+        if s.lz4 { lz4Records += 1 }
+        clampedValues += s.clampedCount
+        if s.paletteCount > 0 { bitWidthHistogram[s.bitWidth] += 1 }
+    }
+
+    /// Mean bytes per entry on disk: the record plus its 8-byte index slot.
+    public var bytesPerEntry: Double {
+        records == 0 ? 0 : Double(recordBytes + 8 * records) / Double(records)
+    }
+}
+
+/// A lock-protected first error, shared between the writer thread and the caller.
+final class FailureBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: MemoryBankError?
+
+    var value: MemoryBankError? {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
+
+    func set(_ error: MemoryBankError) {
+        lock.lock()
+        if stored == nil { stored = error }
+        lock.unlock()
+    }
+}
