@@ -47,6 +47,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var prefetchDepth: Int
     /// Use only the first N samples of the training split (0 = all): quick runs and tests.
     public var trainSamples: Int
+    /// The MemLoss term (nil = off). In-RAM memory of the previous epoch (K = 1).
+    public var memLoss: MemLossConfig? = nil
 
     /// The default run (`memloss train` with no arguments): TRADES on the embedded MNIST subset
     /// with SmallCNN, sized to finish within 5 minutes on 2 cores.
@@ -132,7 +134,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     }
 
     /// Optional keys that the encoder leaves out when nil.
-    static let optionalKeys = ["augment", "helperCheckpoint"]
+    static let optionalKeys = ["augment", "helperCheckpoint", "memLoss"]
 }
 
 public enum TrainConfigError: Error, CustomStringConvertible, Equatable {

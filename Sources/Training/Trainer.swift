@@ -66,6 +66,9 @@ public final class Trainer {
     var globalStep = 0
     var bestRobust = -1.0
     var bestEpoch = 0
+    /// The MemLoss memory (nil when the term is off). Not saved in checkpoints: a resumed run
+    /// starts its next epoch with an empty memory.
+    let memory: RAMMemory?
 
     /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
     /// the configuration stored there (the `config` argument is then ignored).
@@ -113,6 +116,7 @@ public final class Trainer {
         }
         method = try makeMethod(cfg.method, helper: helper)
         optimizer = SGD(parameters: model.namedParameters, config: cfg.optimizer)
+        memory = cfg.memLoss == nil ? nil : RAMMemory(imageShape: spec.inputShape)
 
         try run.create()
         if resume {
@@ -189,8 +193,11 @@ public final class Trainer {
                                                     stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
             model.zeroGradients()
             var rng = SplitMix64.derived(seed: config.seed ^ 0x5EED_A77A_C0DE, stream: UInt64(globalStep))
+            var auxiliary: [any AuxiliaryLoss] = []
+            if let memory, let mc = config.memLoss { auxiliary.append(MemLossTerm(config: mc, memory: memory)) }
             let result = method.step(model: model, images: batch.images, labels: batch.labels, ids: batch.ids,
-                                     auxiliary: [], rng: &rng)
+                                     auxiliary: auxiliary, rng: &rng)
+            if let memory, let adv = result.adversarial { memory.store(ids: batch.ids, adversarial: adv) }
             guard result.loss.isFinite, result.terms.values.allSatisfy(\.isFinite) else {
                 log.append(["type": "error", "epoch": epoch + 1, "step": globalStep, "error": "non-finite loss",
                             "terms": result.terms.mapValues { Double($0).isFinite ? Double($0) : -1 }])
@@ -226,6 +233,7 @@ public final class Trainer {
             }
         }
         let epochSeconds = SystemStats.now - epochStart
+        memory?.endEpoch()
         var record: [String: Any] = [
             "type": "epoch", "epoch": epoch + 1, "step": globalStep, "lr": Double(lr),
             "train_clean_accuracy": seen > 0 ? Double(cleanCorrect) / Double(seen) : 0,

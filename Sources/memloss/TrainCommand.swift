@@ -74,6 +74,12 @@ struct TrainCommand: ParsableCommand {
     var logEvery: Int?
     @Option(help: "Use only the first N training samples (0 = all).")
     var trainSamples: Int?
+    @Flag(help: "Add the MemLoss term (in-RAM memory of the previous epoch's adversarial examples, K = 1).")
+    var memloss = false
+    @Option(help: "MemLoss weight β′ (implies --memloss).")
+    var memBeta: Float?
+    @Option(help: "MemLoss weighting: difficulty | difficulty-detached | uniform (implies --memloss).")
+    var memWeight: String?
 
     func run() throws {
         do {
@@ -162,6 +168,17 @@ struct TrainCommand: ParsableCommand {
         if let augment { cfg.augment = augment }
         if let logEvery { cfg.logEvery = logEvery }
         if let trainSamples { cfg.trainSamples = trainSamples }
+        if memloss || memBeta != nil || memWeight != nil {
+            var m = cfg.memLoss ?? MemLossConfig()
+            if let memBeta { m.beta = memBeta }
+            if let memWeight {
+                guard let w = MemoryWeighting(rawValue: memWeight) else {
+                    throw ValidationError("--mem-weight '\(memWeight)': expected difficulty, difficulty-detached or uniform")
+                }
+                m.weighting = w
+            }
+            cfg.memLoss = m
+        }
     }
 
     private func parseSchedule(_ s: String, maxLR: Float) throws -> LearningRateSchedule {
