@@ -456,3 +456,55 @@ extension Loss {
         return (loss, dp, dq, per)
     }
 }
+
+// MARK: - In-place variants (no allocation; for benchmarks and reused buffers)
+
+extension Conv2D {
+    /// `output [N, K, P, Q] = input ⋆ weight + bias`, written into an existing tensor.
+    public static func forward(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry,
+                               into output: inout Tensor) {
+        precondition(output.count == g.n * g.k * g.p * g.q, "Conv2D.forward(into:): output \(output.shape) for \(g)")
+        output.withUnsafeMutablePointer { out in
+            input.withUnsafePointer { x in
+                weight.withUnsafePointer { w in
+                    if let bias {
+                        bias.withUnsafePointer { b in forward(output: out, input: x, weight: w, bias: b, geometry: g) }
+                    } else {
+                        forward(output: out, input: x, weight: w, bias: nil, geometry: g)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dInput [N, C, H, W]` from `dOutput`, written into an existing tensor.
+    public static func backwardInput(_ dOutput: Tensor, weight: Tensor, geometry g: ConvGeometry,
+                                     into dInput: inout Tensor) {
+        precondition(dInput.count == g.n * g.c * g.h * g.w, "Conv2D.backwardInput(into:): \(dInput.shape) for \(g)")
+        dInput.withUnsafeMutablePointer { dx in
+            dOutput.withUnsafePointer { dy in
+                weight.withUnsafePointer { w in backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g) }
+            }
+        }
+    }
+}
+
+extension BLAS {
+    /// `c [m, n] = a [m, k] · b [k, n]` with the columns split into one contiguous block per worker
+    /// (`Parallel`), each block a single-threaded sgemm: the project's threading policy applied to
+    /// one GEMM (the reference figure `memloss bench conv` compares the conv kernels against).
+    public static func parallelGEMM(_ a: Tensor, _ b: Tensor, into c: inout Tensor) {
+        let m = a.shape[0], k = a.shape[1], n = b.shape[1]
+        precondition(b.shape[0] == k && c.count == m * n, "BLAS.parallelGEMM: \(a.shape) · \(b.shape) → \(c.shape)")
+        c.withUnsafeMutablePointer { cp in
+            a.withUnsafePointer { ap in
+                b.withUnsafePointer { bp in
+                    Parallel.forEachChunk(count: n) { columns, _ in
+                        gemm(m: m, n: columns.count, k: k, a: ap, lda: k,
+                             b: bp + columns.lowerBound, ldb: n, c: cp + columns.lowerBound, ldc: n)
+                    }
+                }
+            }
+        }
+    }
+}

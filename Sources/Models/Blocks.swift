@@ -202,3 +202,55 @@ func backwardSequence<B: Layer>(_ blocks: [B], _ dOutput: Tensor, caches: [B.Cac
     }
     return d
 }
+
+/// Forward cache of a pre-activation network (PreAct ResNet-18, WideResNet): stem conv → blocks →
+/// BN → ReLU → average pool → linear.
+public struct PreActivationNetworkCache {
+    let c1: Conv2d.Cache, blocks: [PreActivationBlock.Cache], b: BatchNorm2d.Cache, n: Tensor
+    let pool: AvgPool2d.Cache, featureShape: [Int], fc: Layers.Linear.Cache
+}
+
+/// The forward pass shared by PreAct ResNet-18 and WideResNet.
+func preActivationNetworkForward(_ x: Tensor, mode: ForwardMode, stem: Conv2d, blocks: [PreActivationBlock],
+                                 bn: BatchNorm2d, pool: AvgPool2d, fc: Layers.Linear)
+    -> (logits: Tensor, cache: PreActivationNetworkCache) {
+    let (h, c1) = stem.forward(x, mode: mode)
+    let (f, bc) = forwardSequence(blocks, h, mode: mode)
+    let (n, b) = bn.forward(f, mode: mode)
+    let (p, pc) = pool.forward(Activation.relu(n), mode: mode)
+    let (z, fcc) = fc.forward(p, mode: mode)
+    return (z, PreActivationNetworkCache(c1: c1, blocks: bc, b: b, n: n, pool: pc, featureShape: p.shape, fc: fcc))
+}
+
+/// The backward pass shared by PreAct ResNet-18 and WideResNet.
+func preActivationNetworkBackward(_ dLogits: Tensor, cache k: PreActivationNetworkCache, targets: GradientTargets,
+                                  stem: Conv2d, blocks: [PreActivationBlock], bn: BatchNorm2d, pool: AvgPool2d,
+                                  fc: Layers.Linear) -> Tensor? {
+    let t = innerTargets(targets)
+    var d = fc.backward(dLogits, cache: k.fc, targets: t)!.reshaped(k.featureShape)
+    d = pool.backward(d, cache: k.pool, targets: t)!
+    d = Activation.reluBackward(d, input: k.n)
+    d = bn.backward(d, cache: k.b, targets: t)!
+    d = backwardSequence(blocks, d, caches: k.blocks, targets: t)!
+    return stem.backward(d, cache: k.c1, targets: targets)
+}
+
+/// A residual block's arithmetic cost and downsampling, for MAC counting.
+protocol ResidualBlock {
+    var stride: Int { get }
+    func macs(height: Int, width: Int) -> Int
+}
+
+extension BasicBlock: ResidualBlock { var stride: Int { conv1.stride } }
+extension PreActivationBlock: ResidualBlock { var stride: Int { conv1.stride } }
+
+/// Forward MACs per image of stem → residual blocks → linear head (square inputs).
+func residualNetworkMACs<B: ResidualBlock>(inputSize: Int, stem: Conv2d, blocks: [B], head: Layers.Linear) -> Int {
+    var s = inputSize
+    var total = stem.macs(height: s, width: s)
+    for b in blocks {
+        total += b.macs(height: s, width: s)
+        s = (s - 1) / b.stride + 1
+    }
+    return total + head.inFeatures * head.outFeatures
+}

@@ -71,13 +71,7 @@ public final class ResNet18: Classifier {
     }
 
     public var forwardMACs: Int {
-        var s = inputShape[1]
-        var total = conv1.macs(height: s, width: s)
-        for b in blocks {
-            total += b.macs(height: s, width: s)
-            s = (s - 1) / b.conv1.stride + 1
-        }
-        return total + linear.inFeatures * linear.outFeatures
+        residualNetworkMACs(inputSize: inputShape[1], stem: conv1, blocks: blocks, head: linear)
     }
 }
 
@@ -95,10 +89,7 @@ public final class PreActResNet18: Classifier {
     public let pool: AvgPool2d
     public let linear: Layers.Linear
 
-    public struct Cache {
-        let c1: Conv2d.Cache, blocks: [PreActivationBlock.Cache], b: BatchNorm2d.Cache, n: Tensor
-        let pool: AvgPool2d.Cache, featureShape: [Int], fc: Layers.Linear.Cache
-    }
+    public typealias Cache = PreActivationNetworkCache
 
     public init(classes: Int = 10, width: Double = 1, inputSize: Int = 32, seed: UInt64) {
         var rng = SplitMix64(seed: seed)
@@ -122,22 +113,12 @@ public final class PreActResNet18: Classifier {
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
-        let (h, c1) = conv1.forward(x, mode: mode)
-        let (f, bc) = forwardSequence(blocks, h, mode: mode)
-        let (n, b) = bn.forward(f, mode: mode)
-        let (p, pc) = pool.forward(Activation.relu(n), mode: mode)
-        let (z, fc) = linear.forward(p, mode: mode)
-        return (z, Cache(c1: c1, blocks: bc, b: b, n: n, pool: pc, featureShape: p.shape, fc: fc))
+        preActivationNetworkForward(x, mode: mode, stem: conv1, blocks: blocks, bn: bn, pool: pool, fc: linear)
     }
 
-    public func backward(_ dLogits: Tensor, cache k: Cache, targets: GradientTargets) -> Tensor? {
-        let t = innerTargets(targets)
-        var d = linear.backward(dLogits, cache: k.fc, targets: t)!.reshaped(k.featureShape)
-        d = pool.backward(d, cache: k.pool, targets: t)!
-        d = Activation.reluBackward(d, input: k.n)
-        d = bn.backward(d, cache: k.b, targets: t)!
-        d = backwardSequence(blocks, d, caches: k.blocks, targets: t)!
-        return conv1.backward(d, cache: k.c1, targets: targets)
+    public func backward(_ dLogits: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
+        preActivationNetworkBackward(dLogits, cache: cache, targets: targets, stem: conv1, blocks: blocks, bn: bn,
+                                     pool: pool, fc: linear)
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] {
@@ -149,12 +130,6 @@ public final class PreActResNet18: Classifier {
     }
 
     public var forwardMACs: Int {
-        var s = inputShape[1]
-        var total = conv1.macs(height: s, width: s)
-        for b in blocks {
-            total += b.macs(height: s, width: s)
-            s = (s - 1) / b.conv1.stride + 1
-        }
-        return total + linear.inFeatures * linear.outFeatures
+        residualNetworkMACs(inputSize: inputShape[1], stem: conv1, blocks: blocks, head: linear)
     }
 }

@@ -334,41 +334,15 @@ enum ConvBench {
         }
 
         mutating func forward() {
-            let g = g
-            let (input, weight, bias) = (input, weight, bias)
-            output.withUnsafeMutablePointer { out in
-                input.withUnsafePointer { x in
-                    weight.withUnsafePointer { w in
-                        bias.withUnsafePointer { b in Conv2D.forward(output: out, input: x, weight: w, bias: b, geometry: g) }
-                    }
-                }
-            }
+            Conv2D.forward(input, weight: weight, bias: bias, geometry: g, into: &output)
         }
 
         mutating func backwardInput() {
-            let g = g
-            let (dOutput, weight) = (dOutput, weight)
-            dInput.withUnsafeMutablePointer { dx in
-                dOutput.withUnsafePointer { dy in
-                    weight.withUnsafePointer { w in Conv2D.backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g) }
-                }
-            }
+            Conv2D.backwardInput(dOutput, weight: weight, geometry: g, into: &dInput)
         }
 
         mutating func backwardWeight() {
-            let g = g
-            let (dOutput, input) = (dOutput, input)
-            var dBias = self.dBias
-            dWeight.withUnsafeMutablePointer { dw in
-                dBias.withUnsafeMutablePointer { db in
-                    dOutput.withUnsafePointer { dy in
-                        input.withUnsafePointer { x in
-                            Conv2D.backwardWeight(dWeight: dw, dBias: db, dOutput: dy, input: x, geometry: g)
-                        }
-                    }
-                }
-            }
-            self.dBias = dBias
+            Conv2D.backwardWeight(dOutput, input: input, geometry: g, dWeight: &dWeight, dBias: &dBias)
         }
     }
 
@@ -386,18 +360,7 @@ enum ConvBench {
         }
 
         mutating func run() {
-            let (m, n, k) = (self.m, self.n, self.k)
-            let (a, b) = (self.a, self.b)
-            c.withUnsafeMutablePointer { cp in
-                a.withUnsafePointer { ap in
-                    b.withUnsafePointer { bp in
-                        Parallel.forEachChunk(count: n) { columns, _ in
-                            BLAS.gemm(m: m, n: columns.count, k: k, a: ap, lda: k,
-                                      b: bp + columns.lowerBound, ldb: n, c: cp + columns.lowerBound, ldc: n)
-                        }
-                    }
-                }
-            }
+            BLAS.parallelGEMM(a, b, into: &c)
         }
     }
 }
