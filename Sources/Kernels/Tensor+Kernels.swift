@@ -18,28 +18,14 @@ extension Conv2D {
     /// `output [N, K, P, Q] = input ⋆ weight + bias`.
     public static func forward(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry) -> Tensor {
         var output = Tensor(zeros: [g.n, g.k, g.p, g.q])
-        output.withUnsafeMutablePointer { out in
-            input.withUnsafePointer { x in
-                weight.withUnsafePointer { w in
-                    if let bias {
-                        bias.withUnsafePointer { b in forward(output: out, input: x, weight: w, bias: b, geometry: g) }
-                    } else {
-                        forward(output: out, input: x, weight: w, bias: nil, geometry: g)
-                    }
-                }
-            }
-        }
+        forward(input, weight: weight, bias: bias, geometry: g, into: &output)
         return output
     }
 
     /// `dInput [N, C, H, W]` from `dOutput [N, K, P, Q]`.
     public static func backwardInput(_ dOutput: Tensor, weight: Tensor, geometry g: ConvGeometry) -> Tensor {
         var dInput = Tensor(zeros: [g.n, g.c, g.h, g.w])
-        dInput.withUnsafeMutablePointer { dx in
-            dOutput.withUnsafePointer { dy in
-                weight.withUnsafePointer { w in backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g) }
-            }
-        }
+        backwardInput(dOutput, weight: weight, geometry: g, into: &dInput)
         return dInput
     }
 
