@@ -54,7 +54,7 @@ let package = Package(
                 resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),
         .target(name: "MemoryBank", dependencies: ["Tensors", "Kernels", "CLZ4"], swiftSettings: kernelSettings),
         .target(name: "Attacks", dependencies: ["Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
-        .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets"],
+        .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
                 swiftSettings: librarySettings),
 
         // Executable.
@@ -78,7 +78,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
-                    dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "_TestSupport"]),
+                    dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -35,6 +35,27 @@ extension Dataset {
         }
     }
 
+    /// Adds the view `view` of sample `id` to row `row` of `images` and clamps to [0, 1], in place:
+    /// `images[row] = clamp(images[row] + view(x), 0, 1)`, with `view(x)` exactly what `renderView`
+    /// writes. A row holding a stored perturbation δ becomes the example `clamp(view(x) + δ, 0, 1)`
+    /// (how the trainer rebuilds a memory-bank entry).
+    /// - Precondition: as `renderView`.
+    public func addView(id: Int, view: ViewParameters, to images: inout Tensor, row: Int) {
+        precondition(images.rank == 4 && Array(images.shape.dropFirst()) == shape.dimensions,
+                     "Dataset.addView: tensor shape \(images.shape) is not [N, \(shape.dimensions)]")
+        precondition(row >= 0 && row < images.shape[0], "Dataset.addView: row \(row) out of 0..<\(images.shape[0])")
+        precondition(id >= 0 && id < count, "Dataset \(name): sample ID \(id) out of 0..<\(count)")
+        let n = shape.pixelCount
+        images.withUnsafeMutablePointer { base in
+            byteToUnit.withUnsafeBufferPointer { table in
+                gather(id: id, view: view) { index, value in
+                    let sum = base[row * n + index] + (value < 0 ? 0 : table[Int(value)])
+                    base[row * n + index] = min(max(sum, 0), 1)
+                }
+            }
+        }
+    }
+
     /// Copies image `id` (identity view) as uint8 CHW into `buffer[offset ..< offset + pixelCount]`.
     public func copyImage(at id: Int, into buffer: inout [UInt8], offset: Int = 0) {
         precondition(id >= 0 && id < count, "Dataset \(name): sample ID \(id) out of 0..<\(count)")

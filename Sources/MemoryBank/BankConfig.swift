@@ -139,10 +139,12 @@ public struct BankConfig: Codable, Hashable, Sendable {
         (1...window).map { epoch - $0 * stride }
     }
 
-    /// The generations the writer keeps after sealing `generation`: `[g + 1 − K·s, g]`. Every
-    /// generation in that range is read by some later epoch; none outside it is.
+    /// The generations the writer keeps after sealing `generation`: `[g − K·s, g]`, i.e. every
+    /// generation an epoch `e ≥ g` reads. Epochs after g need `[g + 1 − K·s, g]`; the one extra
+    /// generation `g − K·s` is what epoch g itself read, kept so that a run that crashes after
+    /// sealing g but before its checkpoint can redo epoch g exactly (spec §3.1).
     public func retainedRange(afterSealing generation: Int) -> ClosedRange<Int> {
-        (generation + 1 - window * stride)...generation
+        (generation - window * stride)...generation
     }
 
     /// The configuration fields that must agree between a manifest, its segments and a reopened

@@ -142,10 +142,14 @@ public final class BankPrefetcher: @unchecked Sendable {
     ///   - residentBudget: after this many payload bytes read, the reader's mapped pages are dropped
     ///     from RSS (`BankReader.releaseResidentPages`), so file-backed RSS stays bounded however
     ///     large the bank (the page cache keeps the data). 0 = never.
+    ///   - prepare: called on the producer thread with each filled batch before it is handed out
+    ///     (e.g. the trainer turns every present δ into x' = clamp(view(x) + δ, 0, 1) in place, so the
+    ///     rebuild overlaps the compute). A thrown error fails the batch like a fill error.
     ///   - batchIDs: the sample IDs of batch `b` (called on the producer thread).
     public init(reader: BankReader, generations: [Int?], batchCount: Int, batchCapacity: Int, depth: Int = 3,
                 firstBatch: Int = 0, corruptEntries: CorruptEntryPolicy = .skip,
                 residentBudget: Int = BankPrefetcher.defaultResidentBudget,
+                prepare: (@Sendable (inout MemoryBatch) throws -> Void)? = nil,
                 batchIDs: @escaping @Sendable (Int) -> [Int]) {
         precondition(depth >= 1, "BankPrefetcher: depth must be ≥ 1")
         precondition(batchCapacity >= 1 && !generations.isEmpty, "BankPrefetcher: need B ≥ 1 and K ≥ 1")
@@ -160,7 +164,9 @@ public final class BankPrefetcher: @unchecked Sendable {
         let filler = BatchFiller(reader: reader, generations: generations, policy: corruptEntries, residentBudget: residentBudget)
         thread = Thread {
             BankPrefetcher.produce(ring: ring, range: firstBatch..<batchCount) { index, batch in
-                try filler.fill(index: index, ids: batchIDs(index), into: &batch)
+                let counts = try filler.fill(index: index, ids: batchIDs(index), into: &batch)
+                try prepare?(&batch)
+                return counts
             }
         }
         thread.name = "memloss.bank-prefetch"

@@ -153,6 +153,19 @@ public struct Tensor: @unchecked Sendable {
         return out
     }
 
+    /// The rows `indices` of the leading dimension, in that order (a copy; repeats allowed), e.g. the
+    /// selected entries of a `[B·K, C, H, W]` memory slab.
+    public func gatherRows(_ indices: [Int]) -> Tensor {
+        precondition(rank >= 1, "Tensor.gatherRows: needs rank ≥ 1")
+        let rowSize = shape[0] == 0 ? 0 : count / shape[0]
+        let out = Tensor(zeros: [indices.count] + shape.dropFirst())
+        for (r, i) in indices.enumerated() {
+            precondition(i >= 0 && i < shape[0], "Tensor.gatherRows: row \(i) out of 0..<\(shape[0])")
+            (out.storage.base + r * rowSize).update(from: storage.base + i * rowSize, count: rowSize)
+        }
+        return out
+    }
+
     /// Concatenates tensors along the leading dimension (all other dimensions must agree).
     public static func concatenateRows(_ parts: [Tensor]) -> Tensor {
         precondition(!parts.isEmpty, "Tensor.concatenateRows: no parts")

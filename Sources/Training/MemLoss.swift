@@ -1,18 +1,21 @@
-// MemLoss.swift: the MemLoss term (algorithms.md §1.4) with an in-RAM float32 memory of the
-// previous epoch's adversarial examples, keyed by sample ID (K = 1). This is the reference path the
-// on-disk bank (MemoryBank) will be checked against; the bank-backed window K > 1 is not wired yet.
+// MemLoss.swift: the MemLoss term (algorithms.md §1.4, design.md §3) over a window of K remembered
+// generations, its options (β′, weighting, K, stride, reduction, selection, codec, store), the
+// selection of memory entries, and the term itself as an `AuxiliaryLoss`:
 //
-//   L_mem = β′ · (1/B) Σ_{i with memory} w_i · KL(p(x_i) ‖ p(x′_i)),   w_i = 1.0000001 − p_y(x′_i)
+//   L_mem = β′ · (1/B) Σ_i c_i Σ_{k∈S_i} w_ik · KL(p(x_i) ‖ p(x′_ik)),
+//   w_ik = 1.0000001 − p_y(x′_ik),   c_i = 1/|S_i| (mean) or 1 (sum)
 //
-// with a separate training-mode forward pass for the memory batch, gradients through both KL
-// arguments and (by default, author style) through the weight.
+// with a separate training-mode forward pass for the memory examples, gradients through both KL
+// arguments and (by default, author style) through the weight. Where the examples come from (RAM or
+// the on-disk bank) is MemoryStore's business.
 
 import Foundation
 import Kernels
 import Layers
+import MemoryBank
 import Tensors
 
-/// How the memory term weights each sample.
+/// How the memory term weights each entry.
 public enum MemoryWeighting: String, Codable, Sendable, CaseIterable {
     /// w = 1.0000001 − p_y(x′), gradient flows through w (the authors' commented "XPRIME WEIGHTED").
     case difficulty
@@ -22,102 +25,260 @@ public enum MemoryWeighting: String, Codable, Sendable, CaseIterable {
     case uniform
 }
 
-/// Options of the MemLoss term. Defaults follow the paper's suggested first experiment (β′ = 2,
-/// difficulty weighting).
+/// How the entries of one sample are combined (design.md §3; algorithms.md §1.4 for K > 1).
+public enum MemoryReduction: String, Codable, Sendable, CaseIterable {
+    /// c_i = 1/|S_i|: a sample weighs the same whatever the number of its remembered entries.
+    case mean
+    /// c_i = 1: every remembered entry counts fully.
+    case sum
+}
+
+/// Which stored entries of a batch enter the term. Uses only what the bank recorded at generation
+/// time (no extra forward pass): p_y(x̃) and the margin z_y − max_{j≠y} z_j.
+public enum MemorySelection: Hashable, Sendable, CustomStringConvertible, Codable {
+    /// Every entry present.
+    case all
+    /// The ⌈F·M⌉ entries of the batch (M present) with the lowest stored p_y (ties: batch order,
+    /// then window slot), at least one when M > 0. F in (0, 1].
+    case hardest(fraction: Double)
+    /// Entries whose stored margin is negative (the example fooled the model when it was made).
+    case misclassified
+
+    /// Parses `all`, `hardest:F` or `misclassified`.
+    public init?(parsing text: String) {
+        switch text {
+        case "all": self = .all
+        case "misclassified": self = .misclassified
+        default:
+            guard text.hasPrefix("hardest:"), let f = Double(text.dropFirst("hardest:".count)), f > 0, f <= 1 else {
+                return nil
+            }
+            self = .hardest(fraction: f)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .all: return "all"
+        case .misclassified: return "misclassified"
+        case .hardest(let f): return "hardest:\(f)"
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let s = MemorySelection(parsing: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "'\(text)' is not all, hardest:F (0 < F ≤ 1) or misclassified"))
+        }
+        self = s
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// Where the remembered examples live.
+public enum MemoryStoreKind: String, Codable, Sendable, CaseIterable {
+    /// The on-disk bank (MemoryBank): quantised δ + view, memory-mapped, prefetched. The default.
+    case disk
+    /// float32 adversarial images in RAM (O(N·K·image)): the reference the bank is checked against.
+    case ram
+}
+
+/// Options of the MemLoss term. Defaults (design.md §3): K = 1, stride 1, β′ = 2, difficulty
+/// weighting, mean reduction, all entries, q8 on disk.
 public struct MemLossConfig: Codable, Sendable, Hashable {
     /// β′, the memory-term weight.
     public var beta: Float
     public var weighting: MemoryWeighting
+    /// K: generations remembered per sample (window slots).
+    public var window: Int
+    /// s: epochs between remembered generations; epoch e reads e − s, e − 2s, …, e − K·s.
+    public var stride: Int
+    public var reduce: MemoryReduction
+    public var select: MemorySelection
+    /// Codec of the disk bank.
+    public var codec: BankCodec
+    public var store: MemoryStoreKind
+    /// Bank directory (nil: `bank/` inside the run directory).
+    public var directory: String?
 
     public static let defaultBeta: Float = 2
     /// Keeps the weight above 0 when p_y(x′) = 1 (the authors' 1.0000001).
     public static let weightOffset: Float = 1.0000001
 
-    public init(beta: Float = MemLossConfig.defaultBeta, weighting: MemoryWeighting = .difficulty) {
-        self.beta = beta; self.weighting = weighting
-    }
-}
-
-/// Adversarial examples of the previous epoch, float32, keyed by sample ID (the `--mem-store ram`
-/// reference path; O(N · image) memory).
-public final class RAMMemory {
-    private var previous: [Int: [Float]] = [:]
-    private var current: [Int: [Float]] = [:]
-    public let imageShape: [Int]
-
-    public init(imageShape: [Int]) { self.imageShape = imageShape }
-
-    /// Number of samples with a memory example available this epoch.
-    public var availableCount: Int { previous.count }
-
-    /// Stores rows of `adversarial [B, C, H, W]` for this epoch's generation.
-    public func store(ids: [Int], adversarial: Tensor) {
-        let row = adversarial.count / max(ids.count, 1)
-        let all = adversarial.scalars
-        for (i, id) in ids.enumerated() { current[id] = Array(all[(i * row)..<((i + 1) * row)]) }
+    public init(beta: Float = MemLossConfig.defaultBeta, weighting: MemoryWeighting = .difficulty, window: Int = 1,
+                stride: Int = 1, reduce: MemoryReduction = .mean, select: MemorySelection = .all, codec: BankCodec = .q8,
+                store: MemoryStoreKind = .disk, directory: String? = nil) {
+        self.beta = beta; self.weighting = weighting; self.window = window; self.stride = stride
+        self.reduce = reduce; self.select = select; self.codec = codec; self.store = store; self.directory = directory
     }
 
-    /// Ends the epoch: this epoch's examples become the memory of the next.
-    public func endEpoch() {
-        previous = current
-        current = [:]
+    enum CodingKeys: String, CodingKey { case beta, weighting, window, stride, reduce, select, codec, store, directory }
+
+    /// Keys absent from a config file keep their defaults (a file may say only `{"beta": 4}`).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = MemLossConfig()
+        beta = try c.decodeIfPresent(Float.self, forKey: .beta) ?? d.beta
+        weighting = try c.decodeIfPresent(MemoryWeighting.self, forKey: .weighting) ?? d.weighting
+        window = try c.decodeIfPresent(Int.self, forKey: .window) ?? d.window
+        stride = try c.decodeIfPresent(Int.self, forKey: .stride) ?? d.stride
+        reduce = try c.decodeIfPresent(MemoryReduction.self, forKey: .reduce) ?? d.reduce
+        select = try c.decodeIfPresent(MemorySelection.self, forKey: .select) ?? d.select
+        codec = try c.decodeIfPresent(BankCodec.self, forKey: .codec) ?? d.codec
+        store = try c.decodeIfPresent(MemoryStoreKind.self, forKey: .store) ?? d.store
+        directory = try c.decodeIfPresent(String.self, forKey: .directory)
     }
 
-    /// The memory examples for `ids`: the batch positions that have one and their images.
-    public func lookup(ids: [Int]) -> (positions: [Int], images: Tensor)? {
-        var positions: [Int] = [], values: [Float] = []
-        for (i, id) in ids.enumerated() {
-            if let v = previous[id] { positions.append(i); values += v }
+    /// The first invalid field as (name, value, expectation).
+    public var problem: (field: String, value: String, expected: String)? {
+        if !(beta.isFinite && beta >= 0) { return ("memLoss.beta", "\(beta)", "a finite number ≥ 0") }
+        if window < 1 || window > 64 { return ("memLoss.window", "\(window)", "an integer in 1…64") }
+        if stride < 1 || stride > 1000 { return ("memLoss.stride", "\(stride)", "an integer in 1…1000") }
+        if case .hardest(let f) = select, !(f > 0 && f <= 1) { return ("memLoss.select", "\(select)", "hardest:F with 0 < F ≤ 1") }
+        return nil
+    }
+
+    /// The generations epoch `epoch` (0-based; generation g = the epoch that made it) reads,
+    /// slot k = 0…K−1: `epoch − (k+1)·stride` (negative ones do not exist).
+    public func generationsRead(atEpoch epoch: Int) -> [Int] {
+        (1...window).map { epoch - $0 * stride }
+    }
+
+    /// One selected memory entry: its row in the `[B·K]` slab, its batch position and c_i.
+    public struct SelectedEntry: Equatable, Sendable {
+        public var row: Int
+        public var position: Int
+        public var coefficient: Float
+    }
+
+    /// Applies the selection rule and the reduction to a batch's examples (pure: tests drive it).
+    /// Rows are returned in slab order (sample-major, then slot).
+    public func selectEntries(_ m: MemoryExamples) -> [SelectedEntry] {
+        var rows: [Int] = []
+        for r in 0..<(m.count * m.window) where m.present[r] {
+            if select == .misclassified && !(m.storedMargin[r] < 0) { continue }
+            rows.append(r)
         }
-        guard !positions.isEmpty else { return nil }
-        return (positions, Tensor(shape: [positions.count] + imageShape, values: values))
+        if case .hardest(let f) = select, !rows.isEmpty {
+            let keep = max(1, Int((f * Double(rows.count)).rounded(.up)))
+            let ranked = rows.sorted { a, b in
+                m.storedPY[a] != m.storedPY[b] ? m.storedPY[a] < m.storedPY[b] : a < b
+            }
+            rows = Array(ranked.prefix(keep)).sorted()
+        }
+        var perSample = [Int](repeating: 0, count: m.count)
+        for r in rows { perSample[r / m.window] += 1 }
+        return rows.map { r in
+            let i = r / m.window
+            return SelectedEntry(row: r, position: i, coefficient: reduce == .mean ? 1 / Float(perSample[i]) : 1)
+        }
     }
 }
 
-/// The MemLoss term as an `AuxiliaryLoss`: with no memory for the batch it does nothing at all (no
-/// forward pass), so epoch 1 is exactly the base method.
+/// The memory examples of one batch of B samples and K window slots, as the term consumes them.
+public struct MemoryExamples {
+    /// B (rows of the training batch).
+    public var count: Int
+    /// K.
+    public var window: Int
+    /// x′ as `[R, C, H, W]` with R ≥ B·K; row `i·K + k` is sample i's example from slot k where present.
+    public var images: Tensor
+    /// `present[i·K + k]` (B·K values).
+    public var present: [Bool]
+    /// p_y(x̃) and margin recorded when each entry was made (B·K values; meaningful where present).
+    public var storedPY: [Float]
+    public var storedMargin: [Float]
+    /// Entries looked up but not found (sample not in that generation) and entries skipped as damaged.
+    public var absent: Int
+    public var corrupt: Int
+    /// One line per damaged entry, naming the file, generation and sample.
+    public var problems: [String]
+
+    public init(count: Int, window: Int, images: Tensor, present: [Bool], storedPY: [Float], storedMargin: [Float],
+                absent: Int = 0, corrupt: Int = 0, problems: [String] = []) {
+        precondition(present.count >= count * window && storedPY.count >= count * window && storedMargin.count >= count * window,
+                     "MemoryExamples: need B·K presence and metadata values")
+        self.count = count; self.window = window; self.images = images; self.present = present
+        self.storedPY = storedPY; self.storedMargin = storedMargin
+        self.absent = absent; self.corrupt = corrupt; self.problems = problems
+    }
+
+    /// A batch without memory (epoch 1, or every slot's generation missing).
+    public static func empty(count: Int, window: Int, absent: Int = 0) -> MemoryExamples {
+        MemoryExamples(count: count, window: window, images: Tensor(zeros: [0]), present: Array(repeating: false, count: count * window),
+                       storedPY: Array(repeating: 0, count: count * window), storedMargin: Array(repeating: 0, count: count * window),
+                       absent: absent)
+    }
+
+    /// Entries present.
+    public var presentCount: Int { present.prefix(count * window).reduce(0) { $0 + ($1 ? 1 : 0) } }
+}
+
+/// The MemLoss term as an `AuxiliaryLoss` for one step. With no selected entry it does nothing at
+/// all (no forward pass), so epoch 1 is exactly the base method.
 public struct MemLossTerm: AuxiliaryLoss {
     public let config: MemLossConfig
-    public let memory: RAMMemory
+    public let examples: MemoryExamples
 
-    public init(config: MemLossConfig, memory: RAMMemory) {
-        self.config = config; self.memory = memory
+    public init(config: MemLossConfig, examples: MemoryExamples) {
+        self.config = config; self.examples = examples
     }
 
+    /// Terms: `mem`, the weighted, β′-scaled value added to the loss.
     public func apply(model: AnyClassifier, cleanLogits: Tensor, labels: [Int32], ids: [Int])
         -> (terms: [String: Float], dCleanLogits: Tensor) {
         var dClean = Tensor(zeros: cleanLogits.shape)
-        guard let (positions, images) = memory.lookup(ids: ids) else { return ([:], dClean) }
-        let b = cleanLogits.shape[0], k = cleanLogits.shape[1], m = positions.count
-        let clean = cleanLogits.scalars
-        var sub = [Float](repeating: 0, count: m * k)
-        for (r, i) in positions.enumerated() { for c in 0..<k { sub[r * k + c] = clean[i * k + c] } }
-        let cleanSub = Tensor(shape: [m, k], values: sub)
-        let (memLogits, cache) = model.forward(images, mode: .training)
+        precondition(examples.count == cleanLogits.shape[0], "MemLossTerm: examples for \(examples.count) samples, batch \(cleanLogits.shape[0])")
+        let selected = config.selectEntries(examples)
+        guard !selected.isEmpty else { return ([:], dClean) }
+        let b = cleanLogits.shape[0], k = cleanLogits.shape[1], m = selected.count
+        let cleanSub = cleanLogits.gatherRows(selected.map(\.position))
+        let (memLogits, cache) = model.forward(examples.images.gatherRows(selected.map(\.row)), mode: .training)
         let q = Loss.softmax(memLogits).scalars
-        let ys = positions.map { labels[$0] }
-        let weights: [Float] = ys.enumerated().map { r, y in
-            config.weighting == .uniform ? 1 : MemLossConfig.weightOffset - q[r * k + Int(y)]
+        let ys = selected.map { Int(labels[$0.position]) }
+        let weights: [Float] = selected.enumerated().map { r, e in
+            e.coefficient * (config.weighting == .uniform ? 1 : MemLossConfig.weightOffset - q[r * k + ys[r]])
         }
-        // Σ w·KL / m from the kernel; rescale to β′/B.
+        // The kernel computes scale · Σ_r w_r·KL_r / m (value unscaled); scale = β′·m/B gives β′/B.
         let scale = config.beta * Float(m) / Float(b)
         let kl = Loss.kl(cleanSub, memLogits, sampleWeights: weights, scale: scale)
         var dMem = kl.dLogitsQ
         if config.weighting == .difficulty {
-            // ∂w/∂z′_j = −q_y (δ_yj − q_j); contributes β′/B · KL_i · ∂w/∂z′.
+            // ∂w/∂z′_j = −c·q_y (δ_yj − q_j); contributes β′/B · KL_r · ∂w/∂z′.
             let f = config.beta / Float(b)
             for r in 0..<m {
-                let y = Int(ys[r]), qy = q[r * k + y]
+                let y = ys[r], qy = q[r * k + y], c = selected[r].coefficient
                 for j in 0..<k {
-                    let dw = -qy * ((j == y ? 1 : 0) - q[r * k + j])
+                    let dw = -c * qy * ((j == y ? 1 : 0) - q[r * k + j])
                     dMem[flat: r * k + j] += f * kl.perSample[r] * dw
                 }
             }
         }
         _ = model.backward(dMem, cache: cache, targets: .parameters)
         let dp = kl.dLogitsP.scalars
-        for (r, i) in positions.enumerated() { for c in 0..<k { dClean[flat: i * k + c] = dp[r * k + c] } }
-        let value = kl.loss * scale  // kernel returns Σ w·KL / m (unscaled); × β′·m/B
+        for (r, e) in selected.enumerated() {
+            for c in 0..<k { dClean[flat: e.position * k + c] += dp[r * k + c] }
+        }
+        let value = kl.loss * scale
         return (["mem": value], dClean)
+    }
+}
+
+/// What the bank records about an adversarial example when it is made (from the training-mode
+/// logits of x̃): label, p_y(x̃), margin z_y − max_{j≠y} z_j, and CE(f(x̃), y).
+public func memoryMetadata(adversarialLogits logits: Tensor, labels: [Int32]) -> [EntryMetadata] {
+    let k = logits.shape[1]
+    let p = Loss.softmax(logits).scalars, z = logits.scalars
+    return labels.enumerated().map { i, y in
+        let yi = Int(y)
+        var other = -Float.infinity
+        for j in 0..<k where j != yi { other = max(other, z[i * k + j]) }
+        let py = p[i * k + yi]
+        return EntryMetadata(label: y, pY: py, margin: z[i * k + yi] - other, loss: -log(max(py, .leastNormalMagnitude)))
     }
 }

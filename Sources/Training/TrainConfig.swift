@@ -47,11 +47,13 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var prefetchDepth: Int
     /// Use only the first N samples of the training split (0 = all): quick runs and tests.
     public var trainSamples: Int
-    /// The MemLoss term (nil = off). In-RAM memory of the previous epoch (K = 1).
+    /// The MemLoss term (nil = off): window, weighting, selection and where the memory lives
+    /// (the on-disk bank by default, `bank/` in the run directory).
     public var memLoss: MemLossConfig? = nil
 
-    /// The default run (`memloss train` with no arguments): TRADES on the embedded MNIST subset
-    /// with SmallCNN, sized to finish within 5 minutes on 2 cores.
+    /// The default run (`memloss train` with no arguments): TRADES + MemLoss (K = 1, β′ = 2,
+    /// difficulty weighting, q8 disk bank) on the embedded MNIST subset with SmallCNN, sized to
+    /// finish within 5 minutes on 2 cores.
     ///
     /// ε = 0.3 is the MNIST standard (TRADES, Madry); the attack uses 10 steps of 0.05 instead of
     /// TRADES-MNIST's 40 steps of 0.01 to fit the time budget (the step count × size still crosses
@@ -69,7 +71,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         seed: 1, validationSize: 400, evalEvery: 3,
         validationAttack: PGDConfig(epsilon: 0.3, stepSize: 0.05, steps: 10, norm: .linf, randomStart: .uniform),
         validationSamples: 400, testAttacks: ["pgd20"], testSamples: 0, epsilonText: "0.3",
-        logEvery: 10, augment: nil, helperCheckpoint: nil, prefetchDepth: 3, trainSamples: 0)
+        logEvery: 10, augment: nil, helperCheckpoint: nil, prefetchDepth: 3, trainSamples: 0,
+        memLoss: MemLossConfig())
 
     /// Checks values a run cannot start with; the message names the field and what was expected.
     public func validate() throws(TrainConfigError) {
@@ -81,6 +84,13 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if trainSamples < 0 { throw .invalid(field: "trainSamples", value: "\(trainSamples)", expected: "≥ 0 (0 = all)") }
         if prefetchDepth < 1 { throw .invalid(field: "prefetchDepth", value: "\(prefetchDepth)", expected: "≥ 1") }
         if let p = optimizer.problem { throw .invalid(field: "optimizer", value: "\(optimizer)", expected: p) }
+        if let m = memLoss {
+            if let p = m.problem { throw .invalid(field: p.field, value: p.value, expected: p.expected) }
+            if method.attack == nil {
+                throw .invalid(field: "memLoss", value: "on", expected: "a method that makes adversarial examples "
+                               + "(pgd-at, trades, mart, hat), not \(method.name)")
+            }
+        }
         for a in testAttacks {
             do { _ = try AttackSpec(parsing: a, epsilon: validationAttack.epsilon) } catch {
                 throw .invalid(field: "testAttacks", value: a, expected: "\(error)")

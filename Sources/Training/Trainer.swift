@@ -8,6 +8,7 @@ import Datasets
 import Foundation
 import Kernels
 import Layers
+import MemoryBank
 import Models
 import Tensors
 
@@ -36,6 +37,7 @@ public enum TrainingError: Error, CustomStringConvertible {
     case modelMismatch(String)
     case nonFinite(epoch: Int, step: Int, terms: [String: Float], checkpoint: String)
     case resume(String)
+    case memory(String)
 
     public var description: String {
         switch self {
@@ -46,6 +48,7 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "the loss became NaN or infinite at epoch \(e), step \(s) (\(terms)); training stopped.\n"
                 + "The last good checkpoint is kept: \(c)\nhint: lower the learning rate or check the data"
         case .resume(let m): return "resume: \(m)"
+        case .memory(let m): return "memory: \(m)"
         }
     }
 }
@@ -66,9 +69,12 @@ public final class Trainer {
     var globalStep = 0
     var bestRobust = -1.0
     var bestEpoch = 0
-    /// The MemLoss memory (nil when the term is off). Not saved in checkpoints: a resumed run
-    /// starts its next epoch with an empty memory.
-    let memory: RAMMemory?
+    /// The MemLoss memory (nil when the term is off): the on-disk bank (resumable: its sealed
+    /// generations up to the checkpoint's epoch are kept) or the in-RAM reference (not saved: a
+    /// resumed run starts with an empty memory).
+    public private(set) var memory: (any MemoryStore)?
+    /// Where the disk bank lives (nil for RAM or no MemLoss).
+    public private(set) var bankDirectory: URL?
 
     /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
     /// the configuration stored there (the `config` argument is then ignored).
@@ -116,7 +122,6 @@ public final class Trainer {
         }
         method = try makeMethod(cfg.method, helper: helper)
         optimizer = SGD(parameters: model.namedParameters, config: cfg.optimizer)
-        memory = cfg.memLoss == nil ? nil : RAMMemory(imageShape: spec.inputShape)
 
         try run.create()
         if resume {
@@ -135,6 +140,33 @@ public final class Trainer {
         } else {
             try run.writeJSON(cfg, to: run.config)
         }
+        if let mc = cfg.memLoss {
+            memory = try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil)
+        }
+    }
+
+    deinit { memory?.close() }
+
+    /// Creates the MemLoss store. On resume the bank keeps the generations the checkpoint's epochs
+    /// made (0…resumeEpoch−1) and drops newer ones (an epoch sealed after the checkpoint, or an
+    /// unsealed generation left by a crash, which `Bank.open` deletes).
+    private func makeMemoryStore(_ mc: MemLossConfig, resumeEpoch: Int?) throws -> any MemoryStore {
+        guard let attack = config.method.attack else { throw TrainingError.memory("MemLoss needs a method with an attack") }
+        switch mc.store {
+        case .ram:
+            return RAMMemoryStore(config: mc, sampleCount: trainSet.count, shape: trainSet.shape.dimensions)
+        case .disk:
+            let dir = mc.directory.map { URL(fileURLWithPath: $0) } ?? run.url.appendingPathComponent("bank")
+            bankDirectory = dir
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            let createdBy = (try? enc.encode(config)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            do {
+                return try DiskMemoryStore(config: mc, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
+                                           norm: attack.norm == .l2 ? .l2 : .linf, createdBy: createdBy,
+                                           keepThrough: resumeEpoch.map { $0 - 1 })
+            } catch { throw TrainingError.memory("\(error)") }
+        }
     }
 
     public var stepsPerEpoch: Int { EpochPlan(population: trainIDs, seed: config.seed, epoch: 0, batchSize: config.batchSize).batchCount }
@@ -151,6 +183,8 @@ public final class Trainer {
         for epoch in startEpoch..<config.epochs {
             try runEpoch(epoch, log: log, events: events, stepTimes: &stepTimes, runStart: start)
         }
+        // Release the bank (writer lock, threads) before the evaluation; its files stay.
+        memory?.close()
         // Final evaluation on the test split with the best (validation-selected) weights.
         var test: EvaluationResult? = nil
         if let testSet {
@@ -182,6 +216,8 @@ public final class Trainer {
         let prefetcher = Prefetcher(loader: loader, plan: plan, depth: config.prefetchDepth)
         defer { prefetcher.cancel() }
         let epochStart = SystemStats.now
+        do { try memory?.beginEpoch(epoch, plan: plan) } catch { throw TrainingError.memory("\(error)") }
+        var memoryUsed = 0, memorySamples = 0
         var sums: [String: Double] = [:]
         var seen = 0, cleanCorrect = 0, advCorrect = 0, advSeen = 0, stepInEpoch = 0
         var lr: Float = config.optimizer.learningRate
@@ -194,10 +230,25 @@ public final class Trainer {
             model.zeroGradients()
             var rng = SplitMix64.derived(seed: config.seed ^ 0x5EED_A77A_C0DE, stream: UInt64(globalStep))
             var auxiliary: [any AuxiliaryLoss] = []
-            if let memory, let mc = config.memLoss { auxiliary.append(MemLossTerm(config: mc, memory: memory)) }
+            if let memory {
+                let examples: MemoryExamples
+                do { examples = try memory.next(ids: batch.ids) } catch { throw TrainingError.memory("\(error)") }
+                for p in examples.problems.prefix(20) {
+                    log.append(["type": "bank_problem", "epoch": epoch + 1, "step": globalStep, "problem": p])
+                }
+                let selected = memory.config.selectEntries(examples)
+                memoryUsed += selected.count
+                memorySamples += Set(selected.map(\.position)).count
+                if !selected.isEmpty { auxiliary.append(MemLossTerm(config: memory.config, examples: examples)) }
+            }
             let result = method.step(model: model, images: batch.images, labels: batch.labels, ids: batch.ids,
                                      auxiliary: auxiliary, rng: &rng)
-            if let memory, let adv = result.adversarial { memory.store(ids: batch.ids, adversarial: adv) }
+            if let memory, let adv = result.adversarial, let advLogits = result.adversarialLogits {
+                do {
+                    try memory.record(ids: batch.ids, views: batch.views, clean: batch.images, adversarial: adv,
+                                      metadata: memoryMetadata(adversarialLogits: advLogits, labels: batch.labels))
+                } catch { throw TrainingError.memory("\(error)") }
+            }
             guard result.loss.isFinite, result.terms.values.allSatisfy(\.isFinite) else {
                 log.append(["type": "error", "epoch": epoch + 1, "step": globalStep, "error": "non-finite loss",
                             "terms": result.terms.mapValues { Double($0).isFinite ? Double($0) : -1 }])
@@ -233,7 +284,8 @@ public final class Trainer {
             }
         }
         let epochSeconds = SystemStats.now - epochStart
-        memory?.endEpoch()
+        var memoryReport: MemoryEpochReport?
+        do { memoryReport = try memory?.endEpoch() } catch { throw TrainingError.memory("\(error)") }
         var record: [String: Any] = [
             "type": "epoch", "epoch": epoch + 1, "step": globalStep, "lr": Double(lr),
             "train_clean_accuracy": seen > 0 ? Double(cleanCorrect) / Double(seen) : 0,
@@ -242,6 +294,20 @@ public final class Trainer {
             "wall_seconds": SystemStats.now - runStart, "peak_rss_bytes": SystemStats.peakRSSBytes,
         ]
         if advSeen > 0 { record["train_adversarial_accuracy"] = Double(advCorrect) / Double(advSeen) }
+        if let m = memoryReport {
+            record["mem_entries_used"] = memoryUsed
+            record["mem_samples_with_memory"] = memorySamples
+            record["mem_entries_present"] = m.entriesPresent
+            record["mem_entries_absent"] = m.entriesAbsent
+            record["mem_entries_corrupt"] = m.entriesCorrupt
+            record["mem_entries_written"] = m.entriesWritten
+            record["bank_wait_seconds"] = m.bankWaitSeconds
+            record["bank_writer_blocked_seconds"] = m.writerBlockedSeconds
+            record["bank_generation_bytes"] = m.generationBytes
+            record["bank_bytes_per_entry"] = m.bytesPerEntry
+            record["bank_total_bytes"] = m.totalBytes
+            record["bank_generations"] = m.generations
+        }
         for (k, v) in sums { record[k == "loss" ? "train_loss" : "train_loss_" + k] = v / Double(max(seen, 1)) }
 
         var isBest = false

@@ -6,6 +6,7 @@ import ArgumentParser
 import Attacks
 import Foundation
 import Layers
+import MemoryBank
 import Training
 
 struct TrainCommand: ParsableCommand {
@@ -74,12 +75,27 @@ struct TrainCommand: ParsableCommand {
     var logEvery: Int?
     @Option(help: "Use only the first N training samples (0 = all).")
     var trainSamples: Int?
-    @Flag(help: "Add the MemLoss term (in-RAM memory of the previous epoch's adversarial examples, K = 1).")
-    var memloss = false
+    @Flag(inversion: .prefixedNo,
+          help: "The MemLoss term over remembered adversarial examples (on in the demo; --no-memloss for the base method).")
+    var memloss: Bool?
     @Option(help: "MemLoss weight β′ (implies --memloss).")
     var memBeta: Float?
     @Option(help: "MemLoss weighting: difficulty | difficulty-detached | uniform (implies --memloss).")
     var memWeight: String?
+    @Option(help: "MemLoss window K: remembered generations per sample (implies --memloss).")
+    var memK: Int?
+    @Option(help: "MemLoss stride s: epoch e reads generations e−s, …, e−K·s (implies --memloss).")
+    var memStride: Int?
+    @Option(help: "MemLoss reduction over a sample's entries: mean | sum (implies --memloss).")
+    var memReduce: String?
+    @Option(help: "MemLoss entries used: all | hardest:F | misclassified (implies --memloss).")
+    var memSelect: String?
+    @Option(help: "Bank codec: q8 | q4 | f16 | f32 | levels (implies --memloss).")
+    var memCodec: String?
+    @Option(help: "Where the memory lives: disk (the bank) | ram (float32 reference) (implies --memloss).")
+    var memStore: String?
+    @Option(help: "Bank directory (default: RUN/bank) (implies --memloss).")
+    var memDir: String?
 
     func run() throws {
         do {
@@ -168,7 +184,12 @@ struct TrainCommand: ParsableCommand {
         if let augment { cfg.augment = augment }
         if let logEvery { cfg.logEvery = logEvery }
         if let trainSamples { cfg.trainSamples = trainSamples }
-        if memloss || memBeta != nil || memWeight != nil {
+        let memOptions: [Any?] = [memBeta, memWeight, memK, memStride, memReduce, memSelect, memCodec, memStore, memDir]
+        let anyMemOption = memOptions.contains { $0 != nil }
+        if memloss == false {
+            if anyMemOption { throw ValidationError("--no-memloss cannot be combined with --mem-* options") }
+            cfg.memLoss = nil
+        } else if memloss == true || anyMemOption {
             var m = cfg.memLoss ?? MemLossConfig()
             if let memBeta { m.beta = memBeta }
             if let memWeight {
@@ -177,6 +198,34 @@ struct TrainCommand: ParsableCommand {
                 }
                 m.weighting = w
             }
+            if let memK { m.window = memK }
+            if let memStride { m.stride = memStride }
+            if let memReduce {
+                guard let r = MemoryReduction(rawValue: memReduce) else {
+                    throw ValidationError("--mem-reduce '\(memReduce)': expected mean or sum")
+                }
+                m.reduce = r
+            }
+            if let memSelect {
+                guard let s = MemorySelection(parsing: memSelect) else {
+                    throw ValidationError("--mem-select '\(memSelect)': expected all, hardest:F with 0 < F ≤ 1, or misclassified")
+                }
+                m.select = s
+            }
+            if let memCodec {
+                guard let c = BankCodec(rawValue: memCodec) else {
+                    throw ValidationError("--mem-codec '\(memCodec)': expected "
+                                          + BankCodec.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                m.codec = c
+            }
+            if let memStore {
+                guard let k = MemoryStoreKind(rawValue: memStore) else {
+                    throw ValidationError("--mem-store '\(memStore)': expected disk or ram")
+                }
+                m.store = k
+            }
+            if let memDir { m.directory = memDir }
             cfg.memLoss = m
         }
     }

@@ -82,7 +82,7 @@ final class BankStoreTests: XCTestCase {
         try bank.beginGeneration(4)
         try bank.append(id: 0, delta: d, view: .identity, metadata: .zero)  // a new generation accepts the ID again
         try bank.sealGeneration()
-        XCTAssertEqual(bank.generations, [4], "K = 1, s = 1 keeps only the newest")
+        XCTAssertEqual(bank.generations, [3, 4], "K = 1, s = 1 keeps the newest and the one it read")
     }
 
     func test_backgroundError_surfacesOnTheNextCall_andSealAbandonsTheGeneration() throws {
@@ -154,13 +154,14 @@ final class BankStoreTests: XCTestCase {
     func test_retention_keepsExactlyTheGenerationsLaterEpochsRead() throws {
         let config = BankFixtures.config(window: 2, stride: 3)
         XCTAssertEqual(config.generationsRead(atEpoch: 11), [8, 5])
-        XCTAssertEqual(config.retainedRange(afterSealing: 10), 5...10)
-        // Property: after sealing g, kept = every generation some epoch e > g reads.
+        XCTAssertEqual(config.retainedRange(afterSealing: 10), 4...10)
+        // Property: after sealing g, kept = every generation some epoch e ≥ g reads (e = g: a run
+        // that crashed before epoch g's checkpoint redoes epoch g).
         for (k, s) in [(1, 1), (1, 2), (2, 1), (2, 3), (4, 2)] {
             let c = BankFixtures.config(window: k, stride: s)
             for g in 0..<20 {
                 var needed = Set<Int>()
-                for e in (g + 1)...(g + 1 + k * s) {
+                for e in g...(g + 1 + k * s) {
                     for h in c.generationsRead(atEpoch: e) where h >= 0 && h <= g { needed.insert(h) }
                 }
                 let kept = Set(c.retainedRange(afterSealing: g).filter { $0 >= 0 })
@@ -171,9 +172,9 @@ final class BankStoreTests: XCTestCase {
         let dir = TempDirectory("bank-window")
         let bank = try Bank.create(at: dir.url, config: config, options: BankFixtures.options())
         try BankFixtures.fill(bank, generations: Array(0...10), ids: [0])
-        XCTAssertEqual(bank.generations, Array(5...10))
+        XCTAssertEqual(bank.generations, Array(4...10))
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.url.path).filter { $0.hasSuffix(".mbs") }.sorted()
-        XCTAssertEqual(files, (5...10).map(BankLayout.segmentName))
+        XCTAssertEqual(files, (4...10).map(BankLayout.segmentName))
         let reader = try bank.reader()
         XCTAssertEqual(reader.windowGenerations(forEpoch: 11), [8, 5])
         XCTAssertEqual(reader.windowGenerations(forEpoch: 12), [9, 6])
@@ -186,10 +187,11 @@ final class BankStoreTests: XCTestCase {
         let bank = try Bank.create(at: dir.url, config: BankFixtures.config(), options: BankFixtures.options())
         let written = try BankFixtures.fill(bank, generations: [0], ids: [3])
         let snapshot = try bank.reader()
-        try BankFixtures.fill(bank, generations: [1], ids: [3])  // deletes generation 0's file (K = 1)
+        // K = 1 keeps [g − 1, g]: sealing 2 deletes generation 0's file.
+        try BankFixtures.fill(bank, generations: [1, 2], ids: [3])
         XCTAssertFalse(FileManager.default.fileExists(atPath: BankFixtures.segmentURL(dir.url, 0).path))
         let e = try XCTUnwrap(snapshot.entry(id: 3, generation: 0), "the mapping outlives the unlink")
         assertClose(e.delta, written[0]![3]!, atol: BankFixtures.epsilon / 254 * 1.001, rtol: 0)
-        XCTAssertEqual(try bank.reader().generations, [1])
+        XCTAssertEqual(try bank.reader().generations, [1, 2])
     }
 }

@@ -18,7 +18,7 @@ final class LayeringTests: XCTestCase {
         "Datasets": ["Tensors", "Kernels"],
         "Attacks": ["Tensors", "Kernels", "Layers"],
         "MemoryBank": ["Tensors", "Kernels", "CLZ4"],
-        "Training": ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets"],
+        "Training": ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
     ]
     private let ourModules: Set<String> = ["Tensors", "Kernels", "Layers", "Models", "Datasets", "CBLAS", "CLZ4",
                                            "MemoryBank", "Attacks", "Training"]

@@ -1,9 +1,12 @@
-// MemLossTests.swift: the MemLoss term with the in-RAM memory: an empty memory leaves a method step
-// bitwise unchanged (epoch 1 is the base method), the term's gradients with respect to the clean
-// logits and the parameters match finite differences for each weighting, and only samples with a
-// memory example contribute.
+// MemLossTests.swift: the MemLoss term: an empty memory leaves a method step bitwise unchanged
+// (epoch 1 is the base method), the term's gradients with respect to the clean logits and the
+// parameters match finite differences for each weighting (K = 1 and K = 2), only samples with a
+// memory example contribute, the K > 1 value equals an independent Double computation of
+// β′/B Σ_i c_i Σ_k w_ik KL_ik, and the selection and reduction rules.
 
 import Attacks
+import Foundation
+import Kernels
 import Layers
 import Models
 import Tensors
@@ -21,7 +24,7 @@ final class MemLossTests: XCTestCase {
             let m = MethodFixtures.smallCNN(seed: 5, dropout: 0)
             let method = try makeMethod(.trades(TRADESConfig(attack: MethodFixtures.attack(.tradesGaussian))), helper: nil)
             let any = AnyClassifier(m)
-            let term = MemLossTerm(config: MemLossConfig(), memory: RAMMemory(imageShape: [1, 28, 28]))
+            let term = MemLossTerm(config: MemLossConfig(), examples: .empty(count: 6, window: 1))
             var rng = SplitMix64(seed: 9)
             let r = method.step(model: any, images: x, labels: y, ids: Array(0..<6),
                                 auxiliary: withTerm ? [term] : [], rng: &rng)
@@ -36,14 +39,12 @@ final class MemLossTests: XCTestCase {
     private func checkTerm(_ weighting: MemoryWeighting, file: StaticString = #filePath, line: UInt = #line) {
         let m = MethodFixtures.smallCNN(seed: 7, dropout: 0)
         let any = AnyClassifier(m)
-        let memory = RAMMemory(imageShape: [1, 28, 28])
         // Samples 0, 2 and 3 of a batch of 4 have memory examples.
-        memory.store(ids: [10, 12, 13], adversarial: MethodFixtures.images(n: 3, shape: [1, 28, 28], seed: 3))
-        memory.endEpoch()
+        let examples = Self.examples(batch: 4, window: 1, present: [0, 2, 3], seed: 3)
         let ids = [10, 11, 12, 13], labels: [Int32] = [1, 4, 7, 2]
         var g = SplitMix64(seed: 4)
         var clean = Tensor.randomUniform(shape: [4, 10], low: -2, high: 2, rng: &g)
-        let term = MemLossTerm(config: MemLossConfig(beta: 2, weighting: weighting), memory: memory)
+        let term = MemLossTerm(config: MemLossConfig(beta: 2, weighting: weighting), examples: examples)
         m.zeroGradients()
         let (terms, dClean) = term.apply(model: any, cleanLogits: clean, labels: labels, ids: ids)
         XCTAssertNotNil(terms["mem"], file: file, line: line)
@@ -71,29 +72,107 @@ final class MemLossTests: XCTestCase {
         // With a detached weight the analytic gradient is not the gradient of the value; check the
         // clean-logit gradient only, which is the same in both cases (w does not depend on z_clean).
         let m = MethodFixtures.smallCNN(seed: 8, dropout: 0)
-        let memory = RAMMemory(imageShape: [1, 28, 28])
-        memory.store(ids: [0, 1], adversarial: MethodFixtures.images(n: 2, shape: [1, 28, 28], seed: 6))
-        memory.endEpoch()
+        let examples = Self.examples(batch: 2, window: 1, present: [0, 1], seed: 6)
         var g = SplitMix64(seed: 2)
         let clean = Tensor.randomUniform(shape: [2, 10], low: -2, high: 2, rng: &g)
-        let a = MemLossTerm(config: MemLossConfig(weighting: .difficulty), memory: memory)
+        let a = MemLossTerm(config: MemLossConfig(weighting: .difficulty), examples: examples)
             .apply(model: AnyClassifier(m), cleanLogits: clean, labels: [3, 5], ids: [0, 1])
-        let b = MemLossTerm(config: MemLossConfig(weighting: .difficultyDetached), memory: memory)
+        let b = MemLossTerm(config: MemLossConfig(weighting: .difficultyDetached), examples: examples)
             .apply(model: AnyClassifier(m), cleanLogits: clean, labels: [3, 5], ids: [0, 1])
         XCTAssertEqual(a.terms["mem"], b.terms["mem"])
         XCTAssertEqual(a.dCleanLogits, b.dCleanLogits)
     }
     func test_uniformTerm_gradientsMatchFiniteDifferences() { checkTerm(.uniform) }
 
-    func test_memory_rotatesByEpoch_andIsKeyedBySampleID() {
-        let memory = RAMMemory(imageShape: [1, 2, 2])
-        memory.store(ids: [5, 9], adversarial: Tensor(shape: [2, 1, 2, 2], values: [1, 1, 1, 1, 2, 2, 2, 2]))
-        XCTAssertNil(memory.lookup(ids: [5, 9]), "this epoch's examples are not yet memory")
-        memory.endEpoch()
-        let hit = memory.lookup(ids: [9, 7, 5])!
-        XCTAssertEqual(hit.positions, [0, 2])
-        XCTAssertEqual(hit.images.scalars, [2, 2, 2, 2, 1, 1, 1, 1])
-        memory.endEpoch()
-        XCTAssertNil(memory.lookup(ids: [5, 9]), "K = 1: two epochs back is forgotten")
+    /// Examples for a batch of `batch` samples and `window` slots with random 1×28×28 images in
+    /// the rows `present` (row = i·K + k), stored p_y = row/100 and margin = (row odd ? −1 : 1).
+    static func examples(batch: Int, window: Int, present rows: [Int], seed: UInt64) -> MemoryExamples {
+        let n = batch * window
+        let images = MethodFixtures.images(n: n, shape: [1, 28, 28], seed: seed)
+        var present = [Bool](repeating: false, count: n)
+        for r in rows { present[r] = true }
+        return MemoryExamples(count: batch, window: window, images: images, present: present,
+                              storedPY: (0..<n).map { Float($0) / 100 }, storedMargin: (0..<n).map { $0 % 2 == 1 ? -1 : 1 })
+    }
+
+    func test_windowTwo_meanAndSum_equalAnIndependentDoubleComputation() {
+        let m = MethodFixtures.smallCNN(seed: 11, dropout: 0)
+        let any = AnyClassifier(m)
+        // B = 3, K = 2: sample 0 has both slots, sample 1 none, sample 2 only slot 1.
+        let ex = Self.examples(batch: 3, window: 2, present: [0, 1, 5], seed: 12)
+        var g = SplitMix64(seed: 13)
+        let clean = Tensor.randomUniform(shape: [3, 10], low: -2, high: 2, rng: &g)
+        let labels: [Int32] = [3, 8, 1]
+        // Independent value: train-mode logits of the present rows (one BN batch, as the term does).
+        let (zm, _) = any.forward(ex.images.gatherRows([0, 1, 5]), mode: .training)
+        func softmax(_ z: [Float]) -> [Double] {
+            let mx = z.map(Double.init).max()!
+            let e = z.map { exp(Double($0) - mx) }
+            let s = e.reduce(0, +)
+            return e.map { $0 / s }
+        }
+        let zc = clean.scalars, zq = zm.scalars
+        for reduce in MemoryReduction.allCases {
+            let cfg = MemLossConfig(beta: 2, weighting: .difficulty, window: 2, reduce: reduce)
+            let term = MemLossTerm(config: cfg, examples: ex)
+            let got = term.apply(model: any, cleanLogits: clean, labels: labels, ids: [0, 1, 2]).terms["mem"]!
+            var total = 0.0
+            for (r, (i, c)) in [(0, reduce == .mean ? 0.5 : 1), (0, reduce == .mean ? 0.5 : 1), (2, 1.0)].enumerated() {
+                let p = softmax(Array(zc[(i * 10)..<(i * 10 + 10)])), q = softmax(Array(zq[(r * 10)..<(r * 10 + 10)]))
+                var kl = 0.0
+                for j in 0..<10 { kl += p[j] * (log(p[j]) - log(q[j])) }
+                let w = Double(MemLossConfig.weightOffset) - q[Int(labels[i])]
+                total += c * w * kl
+            }
+            let expected = 2.0 * total / 3
+            XCTAssertEqual(Double(got), expected, accuracy: 1e-5 * max(1, abs(expected)), "\(reduce)")
+        }
+    }
+
+    func test_windowTwo_cleanLogitGradient_matchesFiniteDifferences() {
+        let m = MethodFixtures.smallCNN(seed: 14, dropout: 0)
+        let any = AnyClassifier(m)
+        let ex = Self.examples(batch: 3, window: 2, present: [0, 1, 3, 4], seed: 15)
+        var g = SplitMix64(seed: 16)
+        var clean = Tensor.randomUniform(shape: [3, 10], low: -2, high: 2, rng: &g)
+        let term = MemLossTerm(config: MemLossConfig(beta: 1.5, weighting: .difficulty, window: 2, reduce: .mean), examples: ex)
+        let labels: [Int32] = [0, 5, 9]
+        let analytic = term.apply(model: any, cleanLogits: clean, labels: labels, ids: [0, 1, 2]).dCleanLogits
+        let value = { () -> Double in Double(term.apply(model: any, cleanLogits: clean, labels: labels, ids: [0, 1, 2]).terms["mem"]!) }
+        _ = checkGradient("mem K=2 clean logits", count: clean.count, analytic: analytic.scalars,
+                          read: { clean[flat: $0] }, write: { clean[flat: $0] = $1 }, loss: value,
+                          samples: 30, eps: 1e-2, atol: 1e-4, rtol: 2e-2)
+    }
+
+    func test_selection_andReduction_rules() {
+        // B = 4, K = 2; present rows 0, 1, 2, 5, 6, 7 with p_y = row/100, margin < 0 on odd rows.
+        let ex = Self.examples(batch: 4, window: 2, present: [0, 1, 2, 5, 6, 7], seed: 1)
+        func pick(_ select: MemorySelection, _ reduce: MemoryReduction = .mean) -> [MemLossConfig.SelectedEntry] {
+            MemLossConfig(window: 2, reduce: reduce, select: select).selectEntries(ex)
+        }
+        XCTAssertEqual(pick(.all).map(\.row), [0, 1, 2, 5, 6, 7])
+        XCTAssertEqual(pick(.all).map(\.position), [0, 0, 1, 2, 3, 3])
+        XCTAssertEqual(pick(.all).map(\.coefficient), [0.5, 0.5, 1, 1, 0.5, 0.5])
+        XCTAssertEqual(pick(.all, .sum).map(\.coefficient), [1, 1, 1, 1, 1, 1])
+        XCTAssertEqual(pick(.misclassified).map(\.row), [1, 5, 7])
+        XCTAssertEqual(pick(.misclassified).map(\.coefficient), [1, 1, 1])
+        // Hardest half: the 3 lowest stored p_y (rows 0, 1, 2); ⌈0.1·6⌉ = 1 keeps row 0.
+        XCTAssertEqual(pick(.hardest(fraction: 0.5)).map(\.row), [0, 1, 2])
+        XCTAssertEqual(pick(.hardest(fraction: 0.1)).map(\.row), [0])
+        XCTAssertEqual(pick(.hardest(fraction: 1)).map(\.row), [0, 1, 2, 5, 6, 7])
+        XCTAssertEqual(MemorySelection(parsing: "hardest:0.25"), .hardest(fraction: 0.25))
+        XCTAssertNil(MemorySelection(parsing: "hardest:0"))
+        XCTAssertNil(MemorySelection(parsing: "hardest:1.5"))
+        XCTAssertNil(MemorySelection(parsing: "easiest"))
+    }
+
+    func test_configDecoding_fillsAbsentKeysWithDefaults_andRoundTrips() throws {
+        let partial = try JSONDecoder().decode(MemLossConfig.self, from: Data(#"{"beta": 4, "select": "hardest:0.5"}"#.utf8))
+        XCTAssertEqual(partial, MemLossConfig(beta: 4, select: .hardest(fraction: 0.5)))
+        let full = MemLossConfig(beta: 1, weighting: .uniform, window: 3, stride: 2, reduce: .sum, select: .misclassified,
+                                 codec: .q4, store: .ram, directory: "/tmp/x")
+        XCTAssertEqual(try JSONDecoder().decode(MemLossConfig.self, from: JSONEncoder().encode(full)), full)
+        XCTAssertThrowsError(try JSONDecoder().decode(MemLossConfig.self, from: Data(#"{"select": "some"}"#.utf8)))
+        XCTAssertEqual(MemLossConfig(window: 3, stride: 2).generationsRead(atEpoch: 7), [5, 3, 1])
     }
 }

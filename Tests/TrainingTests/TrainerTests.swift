@@ -1,10 +1,12 @@
-// TrainerTests.swift: the trainer's contracts: exact resume (2 epochs = 1 epoch + resume for 1,
-// bitwise with a fixed thread count), the run directory's files, and clear errors for bad
-// configurations.
+// TrainerTests.swift: the trainer's contracts: exact resume with the memory bank (2 epochs = 1 epoch +
+// a simulated crash + resume for 1, bitwise with a fixed thread count), epoch 1 with MemLoss is the
+// base method bit for bit, a damaged bank entry is skipped and logged, the run directory's files,
+// and clear errors for bad configurations.
 
 import Attacks
 import Foundation
 import Layers
+import MemoryBank
 import Tensors
 import Training
 import XCTest
@@ -47,10 +49,24 @@ final class TrainerTests: XCTestCase {
         var first = tinyConfig(epochs: 2)
         first.epochs = 1
         try Trainer(config: first, runDirectory: resumed).train()
+        // Simulate a crash after the checkpoint of epoch 1: epoch 2's generation was sealed (but its
+        // checkpoint never written), and epoch 3's was left half-written.
+        let bankDir = resumed.appendingPathComponent("bank")
+        do {
+            let bank = try Bank.open(at: bankDir)
+            try bank.beginGeneration(1)
+            try bank.append(id: 3, delta: [Float](repeating: 0.1, count: 784), view: .identity, metadata: .zero)
+            try bank.sealGeneration()
+            bank.close()
+            XCTAssertEqual(try BankReader.open(at: bankDir).generations, [0, 1], "K = 1 keeps what epoch 2 read")
+            try Data(repeating: 0xAB, count: 100).write(to: bankDir.appendingPathComponent("gen-0000000002.mbs.tmp"))
+        }
         let enc = JSONEncoder()
         try enc.encode(tinyConfig(epochs: 2)).write(to: resumed.appendingPathComponent("config.json"))
         try Trainer(config: .demo, runDirectory: resumed, resume: true).train()
 
+        XCTAssertEqual(try BankReader.open(at: bankDir).generations, [0, 1], "resume rewrote generation 1")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bankDir.appendingPathComponent("gen-0000000002.mbs.tmp").path))
         let a = try modelTensors(straight), b = try modelTensors(resumed)
         XCTAssertEqual(Set(a.keys), Set(b.keys))
         for (name, va) in a { XCTAssertEqual(va, b[name]!, "tensor \(name) differs after resume") }
@@ -60,6 +76,45 @@ final class TrainerTests: XCTestCase {
         for e in sa.entries where e.dtype == .f32 {
             XCTAssertEqual(try e.tensor().scalars, try sb[e.name]!.tensor().scalars, "optimizer \(e.name)")
         }
+    }
+
+    func test_firstEpochWithMemLoss_isTheBaseMethod_bitForBit() throws {
+        let tmp = TempDirectory("trainer-epoch1")
+        var with = tinyConfig(epochs: 1)
+        with.memLoss = MemLossConfig()
+        var without = with
+        without.memLoss = nil
+        try Trainer(config: with, runDirectory: tmp.path("with")).train()
+        try Trainer(config: without, runDirectory: tmp.path("without")).train()
+        let a = try modelTensors(tmp.path("with")), b = try modelTensors(tmp.path("without"))
+        for (name, va) in a { XCTAssertEqual(va, b[name]!, "tensor \(name) differs: epoch 1 must be the base method") }
+        let epoch = try XCTUnwrap(MetricsLog.read(tmp.path("with").appendingPathComponent("metrics.jsonl"))
+            .first { $0["type"] as? String == "epoch" })
+        XCTAssertEqual(epoch["mem_entries_used"] as? Int, 0)
+        XCTAssertEqual(epoch["mem_entries_written"] as? Int, 512)
+    }
+
+    func test_damagedBankEntry_isSkippedCountedAndLogged_andTheRunContinues() throws {
+        let tmp = TempDirectory("trainer-corrupt")
+        let dir = tmp.path("run")
+        var first = tinyConfig(epochs: 2)
+        first.epochs = 1
+        try Trainer(config: first, runDirectory: dir).train()
+        let bankDir = dir.appendingPathComponent("bank")
+        let segment = try XCTUnwrap(try BankReader.open(at: bankDir).segment(0))
+        let victim = try XCTUnwrap((0..<first.trainSamples + 1000).first { segment.contains(id: $0) })
+        let offset = try XCTUnwrap(segment.recordOffset(of: victim))
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: segment.path))
+        bytes[offset + 56] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: segment.path))
+        try JSONEncoder().encode(tinyConfig(epochs: 2)).write(to: dir.appendingPathComponent("config.json"))
+        try Trainer(config: .demo, runDirectory: dir, resume: true).train()
+        let records = MetricsLog.read(dir.appendingPathComponent("metrics.jsonl"))
+        let epoch2 = try XCTUnwrap(records.first { $0["type"] as? String == "epoch" && $0["epoch"] as? Int == 2 })
+        XCTAssertEqual(epoch2["mem_entries_corrupt"] as? Int, 1)
+        XCTAssertEqual(epoch2["mem_entries_used"] as? Int, 511)
+        let problem = try XCTUnwrap(records.first { $0["type"] as? String == "bank_problem" }?["problem"] as? String)
+        XCTAssert(problem.contains("gen-0000000000.mbs") && problem.contains("\(victim)"), problem)
     }
 
     func test_run_writesConfigMetricsCheckpointsEvalAndReport() throws {
@@ -74,7 +129,8 @@ final class TrainerTests: XCTestCase {
         let records = MetricsLog.read(dir.appendingPathComponent("metrics.jsonl"))
         let epoch = try XCTUnwrap(records.first { $0["type"] as? String == "epoch" })
         for key in ["train_loss", "train_clean_accuracy", "val_clean_accuracy", "val_robust_accuracy", "lr",
-                    "images_per_second", "data_wait_seconds", "wall_seconds", "peak_rss_bytes"] {
+                    "images_per_second", "data_wait_seconds", "wall_seconds", "peak_rss_bytes",
+                    "mem_entries_written", "bank_generation_bytes", "bank_bytes_per_entry", "bank_wait_seconds"] {
             XCTAssertNotNil(epoch[key], "epoch record lacks \(key)")
         }
         XCTAssert(records.contains { $0["type"] as? String == "step" })

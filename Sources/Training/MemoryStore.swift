@@ -1,0 +1,315 @@
+// MemoryStore.swift: where MemLoss's remembered examples live, behind one protocol the trainer drives
+// epoch by epoch: `RAMMemoryStore` (float32 adversarial images, the reference path) and
+// `DiskMemoryStore` (the MemoryBank: δ = x̃ − view(x) quantised on disk, prefetched along the epoch's
+// known order, x′ = clamp(view(x) + δ, 0, 1) rebuilt on the prefetch thread from the dataset).
+//
+// Generation g is the set of adversarial examples made in epoch g (0-based); epoch e reads
+// generations e − s, …, e − K·s (MemLossConfig.generationsRead).
+
+import Datasets
+import Foundation
+import Kernels
+import MemoryBank
+import Tensors
+
+/// What a store did in one epoch.
+public struct MemoryEpochReport: Sendable, Equatable {
+    /// Entries written into this epoch's generation.
+    public var entriesWritten = 0
+    /// Entries read and used as candidates, looked up but absent, skipped as damaged.
+    public var entriesPresent = 0
+    public var entriesAbsent = 0
+    public var entriesCorrupt = 0
+    /// Seconds the trainer waited for the bank prefetcher (0 for RAM).
+    public var bankWaitSeconds = 0.0
+    /// Seconds `record` was blocked by the bank writer's full queue.
+    public var writerBlockedSeconds = 0.0
+    /// Bytes of this epoch's generation (segment file) and of all live generations on disk; for
+    /// RAM, the float32 bytes held.
+    public var generationBytes = 0
+    public var totalBytes = 0
+    /// Live generations after the epoch.
+    public var generations: [Int] = []
+    /// generationBytes / entriesWritten.
+    public var bytesPerEntry: Double { entriesWritten == 0 ? 0 : Double(generationBytes) / Double(entriesWritten) }
+}
+
+/// The trainer's view of a memory: begin an epoch, get each batch's examples in plan order, record
+/// each batch's adversarial examples, end the epoch (the generation becomes readable).
+public protocol MemoryStore: AnyObject {
+    var config: MemLossConfig { get }
+    /// Starts epoch `epoch`: reading its window along `plan`, writing generation `epoch`.
+    func beginEpoch(_ epoch: Int, plan: EpochPlan) throws
+    /// The examples of the next batch of the plan (`ids` must be that batch's IDs).
+    func next(ids: [Int]) throws -> MemoryExamples
+    /// Records the batch's adversarial examples `adversarial [B, C, H, W]` made on the views
+    /// `clean [B, C, H, W]` (rendered with `views`), with their metadata.
+    func record(ids: [Int], views: [ViewParameters], clean: Tensor, adversarial: Tensor, metadata: [EntryMetadata]) throws
+    /// Ends the epoch: the generation is sealed and older generations outside the window dropped.
+    func endEpoch() throws -> MemoryEpochReport
+    /// Stops threads and releases files (an unsealed generation is discarded).
+    func close()
+}
+
+public enum MemoryStoreError: Error, CustomStringConvertible {
+    case bank(MemoryBankError, directory: String)
+    case outOfSync(expected: [Int], found: [Int])
+
+    public var description: String {
+        switch self {
+        case .bank(let e, let dir): return "memory bank \(dir): \(e)"
+        case .outOfSync(let e, let f):
+            return "memory bank prefetcher out of step with the data: expected IDs \(e.prefix(4))…, got \(f.prefix(4))…"
+        }
+    }
+}
+
+// MARK: - RAM (reference)
+
+/// float32 adversarial images per generation, keyed by sample ID: O(N·K·C·H·W·4) bytes. The
+/// reference the disk bank is checked against; not saved in checkpoints (a resumed run starts with
+/// an empty memory).
+public final class RAMMemoryStore: MemoryStore {
+    public let config: MemLossConfig
+    let sampleCount: Int
+    let elementCount: Int
+    let shape: [Int]
+
+    final class Generation {
+        var images: [Float]
+        var present: [Bool]
+        var pY: [Float]
+        var margin: [Float]
+        init(sampleCount: Int, elementCount: Int) {
+            images = [Float](repeating: 0, count: sampleCount * elementCount)
+            present = [Bool](repeating: false, count: sampleCount)
+            pY = [Float](repeating: 0, count: sampleCount)
+            margin = [Float](repeating: 0, count: sampleCount)
+        }
+    }
+
+    private var generations: [Int: Generation] = [:]
+    private var current: Generation?
+    private var epoch = -1
+    private var report = MemoryEpochReport()
+
+    public init(config: MemLossConfig, sampleCount: Int, shape: [Int]) {
+        self.config = config
+        self.sampleCount = sampleCount
+        self.shape = shape
+        elementCount = shape.reduce(1, *)
+    }
+
+    public var liveGenerations: [Int] { generations.keys.sorted() }
+
+    public func beginEpoch(_ epoch: Int, plan: EpochPlan) throws {
+        self.epoch = epoch
+        current = Generation(sampleCount: sampleCount, elementCount: elementCount)
+        report = MemoryEpochReport()
+    }
+
+    public func next(ids: [Int]) throws -> MemoryExamples {
+        let k = config.window, n = elementCount
+        let slots = config.generationsRead(atEpoch: epoch).map { generations[$0] }
+        if slots.allSatisfy({ $0 == nil }) {
+            report.entriesAbsent += ids.count * k
+            return .empty(count: ids.count, window: k, absent: ids.count * k)
+        }
+        var values = [Float](repeating: 0, count: ids.count * k * n)
+        var present = [Bool](repeating: false, count: ids.count * k)
+        var py = [Float](repeating: 0, count: ids.count * k), margin = py
+        var absent = 0
+        for (i, id) in ids.enumerated() {
+            for (slot, g) in slots.enumerated() {
+                let r = i * k + slot
+                guard let g, g.present[id] else { absent += 1; continue }
+                present[r] = true
+                py[r] = g.pY[id]
+                margin[r] = g.margin[id]
+                values.replaceSubrange((r * n)..<((r + 1) * n), with: g.images[(id * n)..<((id + 1) * n)])
+            }
+        }
+        report.entriesAbsent += absent
+        report.entriesPresent += ids.count * k - absent
+        return MemoryExamples(count: ids.count, window: k, images: Tensor(shape: [ids.count * k] + shape, values: values),
+                              present: present, storedPY: py, storedMargin: margin, absent: absent)
+    }
+
+    public func record(ids: [Int], views: [ViewParameters], clean: Tensor, adversarial: Tensor, metadata: [EntryMetadata]) throws {
+        guard let current else { return }
+        let n = elementCount, all = adversarial.scalars
+        for (i, id) in ids.enumerated() {
+            current.images.replaceSubrange((id * n)..<((id + 1) * n), with: all[(i * n)..<((i + 1) * n)])
+            current.present[id] = true
+            current.pY[id] = metadata[i].pY
+            current.margin[id] = metadata[i].margin
+        }
+        report.entriesWritten += ids.count
+    }
+
+    public func endEpoch() throws -> MemoryEpochReport {
+        if let current { generations[epoch] = current }
+        current = nil
+        // The same retention as the bank (spec §3.1): what epochs ≥ this one read.
+        let keep = (epoch - config.window * config.stride)...epoch
+        for g in generations.keys where !keep.contains(g) { generations[g] = nil }
+        report.generations = liveGenerations
+        report.generationBytes = elementCount * 4 * report.entriesWritten
+        report.totalBytes = generations.count * sampleCount * elementCount * 4
+        return report
+    }
+
+    public func close() { generations = [:]; current = nil }
+}
+
+// MARK: - Disk (the bank)
+
+/// The MemoryBank as MemLoss's memory: δ written by the bank's background writer, read by a
+/// `BankPrefetcher` along the epoch's order, and rebuilt into x′ on the prefetch thread.
+public final class DiskMemoryStore: MemoryStore {
+    public let config: MemLossConfig
+    public let bank: Bank
+    let dataset: Dataset
+    let shape: [Int]
+    private var prefetcher: BankPrefetcher?
+    private var epoch = -1
+    private var report = MemoryEpochReport()
+    /// The writer's blocked seconds when the epoch began.
+    private var blockedAtBegin = 0.0
+
+    /// Opens (or creates) the bank in `directory`.
+    /// - Parameters:
+    ///   - keepThrough: resume: keep sealed generations ≤ this (the last epoch the checkpoint
+    ///     finished, 0-based) and discard newer ones; nil for a fresh run, which discards all.
+    public init(config: MemLossConfig, directory: URL, dataset: Dataset, epsilon: Float, norm: PerturbationNorm,
+                createdBy: String, keepThrough: Int?, options: Bank.Options = Bank.Options()) throws {
+        self.config = config
+        self.dataset = dataset
+        shape = dataset.shape.dimensions
+        let bankConfig = BankConfig(sampleCount: dataset.count, shape: shape, epsilon: epsilon, norm: norm, codec: config.codec,
+                                    window: config.window, stride: config.stride, createdBy: createdBy)
+        do {
+            bank = try Bank.openOrCreate(at: directory, config: bankConfig, options: options)
+            try bank.discardGenerations(after: keepThrough ?? -1)
+        } catch {
+            throw MemoryStoreError.bank(error, directory: directory.path)
+        }
+    }
+
+    deinit { close() }
+
+    public func beginEpoch(_ epoch: Int, plan: EpochPlan) throws {
+        self.epoch = epoch
+        report = MemoryEpochReport()
+        blockedAtBegin = bank.statistics.appendBlockedSeconds
+        prefetcher?.cancel()
+        prefetcher = nil
+        let reader: BankReader
+        do throws(MemoryBankError) {
+            try bank.beginGeneration(epoch)
+            reader = try bank.reader()
+        } catch {
+            throw MemoryStoreError.bank(error, directory: bank.directory.path)
+        }
+        let generations = reader.windowGenerations(forEpoch: epoch)
+        guard generations.contains(where: { $0 != nil }) else { return }
+        prefetcher = makePrefetcher(reader: reader, generations: generations, plan: plan)
+    }
+
+    private func makePrefetcher(reader: BankReader, generations: [Int?], plan: EpochPlan) -> BankPrefetcher {
+        let dataset = self.dataset, k = config.window, shape = self.shape
+        return BankPrefetcher(
+            reader: reader, generations: generations, batchCount: plan.batchCount, batchCapacity: plan.batchSize,
+            depth: 3, prepare: { batch in DiskMemoryStore.rebuild(&batch, dataset: dataset, window: k, shape: shape) },
+            batchIDs: { Array(plan.batchIDs($0)) })
+    }
+
+    /// Turns every present δ of `batch` into x′ = clamp(view(x) + δ, 0, 1) in place, using the
+    /// view recorded with the entry (producer thread).
+    static func rebuild(_ batch: inout MemoryBatch, dataset: Dataset, window k: Int, shape: [Int]) {
+        var slab = Tensor(zeros: [0])
+        swap(&slab, &batch.deltas)
+        slab = slab.reshaped([batch.capacity * k] + shape)
+        for i in 0..<batch.count {
+            for slot in 0..<k where batch.present[i * k + slot] {
+                let v = batch.views[i * k + slot]
+                dataset.addView(id: batch.ids[i], view: ViewParameters(dx: v.dx, dy: v.dy, flip: v.flip), to: &slab,
+                                row: i * k + slot)
+            }
+        }
+        batch.deltas = slab.reshaped([batch.capacity, k] + shape)
+    }
+
+    public func next(ids: [Int]) throws -> MemoryExamples {
+        let k = config.window
+        guard let prefetcher else {
+            report.entriesAbsent += ids.count * k
+            return .empty(count: ids.count, window: k, absent: ids.count * k)
+        }
+        let batch: MemoryBatch?
+        do { batch = try prefetcher.next() } catch {
+            throw MemoryStoreError.bank(error as? MemoryBankError ?? .io(path: bank.directory.path, operation: "prefetch",
+                                                                         reason: "\(error)"),
+                                        directory: bank.directory.path)
+        }
+        guard let batch, batch.ids == ids else { throw MemoryStoreError.outOfSync(expected: ids, found: batch?.ids ?? []) }
+        let rows = batch.count * k, corrupt = batch.problems.count
+        var present = 0
+        for r in 0..<rows where batch.present[r] { present += 1 }
+        let absent = rows - present - corrupt
+        report.entriesPresent += present
+        report.entriesAbsent += absent
+        report.entriesCorrupt += corrupt
+        return MemoryExamples(count: batch.count, window: k,
+                              images: batch.deltas.reshaped([batch.capacity * k] + shape),
+                              present: batch.present, storedPY: batch.metadata.map(\.pY),
+                              storedMargin: batch.metadata.map(\.margin), absent: absent, corrupt: corrupt,
+                              problems: batch.problems.map { "\($0)" })
+    }
+
+    public func record(ids: [Int], views: [ViewParameters], clean: Tensor, adversarial: Tensor, metadata: [EntryMetadata]) throws {
+        // δ = x̃ − view(x) (x̃ + (−1)·view(x): exact negation, one rounding, as a subtraction).
+        var delta = adversarial.copy()
+        Elementwise.addScaled(&delta, clean, scale: -1)
+        do {
+            try bank.append(ids: ids, deltas: delta, views: views.map { EntryView(dx: $0.dx, dy: $0.dy, flip: $0.flip) },
+                            metadata: metadata)
+        } catch {
+            throw MemoryStoreError.bank(error, directory: bank.directory.path)
+        }
+        report.entriesWritten += ids.count
+    }
+
+    public func endEpoch() throws -> MemoryEpochReport {
+        if let prefetcher {
+            report.bankWaitSeconds = prefetcher.statistics.consumerWaitSeconds
+            prefetcher.cancel()
+        }
+        prefetcher = nil
+        do {
+            let s = try bank.sealGeneration()
+            report.generationBytes = s.fileBytes
+        } catch {
+            throw MemoryStoreError.bank(error, directory: bank.directory.path)
+        }
+        report.writerBlockedSeconds = bank.statistics.appendBlockedSeconds - blockedAtBegin
+        report.generations = bank.generations
+        report.totalBytes = DiskMemoryStore.bytesOnDisk(bank.directory)
+        return report
+    }
+
+    /// Sum of the sizes of the regular files in `directory`.
+    public static func bytesOnDisk(_ directory: URL) -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.reduce(0) { total, name in
+            let attrs = try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name).path)
+            return total + ((attrs?[.size] as? NSNumber)?.intValue ?? 0)
+        }
+    }
+
+    public func close() {
+        prefetcher?.cancel()
+        prefetcher = nil
+        bank.close()
+    }
+}
