@@ -1,6 +1,7 @@
 // Report.swift: report.md of a run, with SVG line plots of the training loss and the validation
 // accuracies drawn from metrics.jsonl (plain SVG 1.1 that any browser shows; no dependencies).
 
+import Datasets
 import Foundation
 import Tensors
 
@@ -129,8 +130,50 @@ public enum Report {
                 + "| \(v("val_clean_accuracy")) | \(v("val_robust_accuracy")) | \(String(format: "%.0f", (r["images_per_second"] as? NSNumber)?.doubleValue ?? 0)) "
                 + "| \(String(format: "%.2f", (r["data_wait_seconds"] as? NSNumber)?.doubleValue ?? 0)) |\n"
         }
-        md += "\nFiles: `config.json` (resolved configuration), `metrics.jsonl`, `checkpoints/`, `eval/`.\n"
+        if let m = config.memLoss { md += memorySection(m, epochs: epochs, imageBytes: imageBytes(config)) }
+        md += "\nFiles: `config.json` (resolved configuration), `metrics.jsonl`, `checkpoints/`, `eval/`"
+            + (config.memLoss?.store == .disk ? ", `bank/` (inspect with `membank`)" : "") + ".\n"
         try AtomicFileWriter.write(md, to: run.report)
+    }
+}
+
+extension Report {
+    /// float32 bytes of one training image (the size an in-RAM memory entry takes), or nil.
+    static func imageBytes(_ config: TrainConfig) -> Int? {
+        guard let source = try? DataSource(parsing: config.data), let d = try? source.open(.train) else { return nil }
+        return d.shape.pixelCount * 4
+    }
+
+    /// The MemLoss section: the term's settings, and per epoch the term's value, the entries used,
+    /// damaged entries, the bank's size on disk and bytes per entry.
+    static func memorySection(_ m: MemLossConfig, epochs: [[String: Any]], imageBytes: Int?) -> String {
+        func num(_ r: [String: Any], _ k: String) -> Double? { (r[k] as? NSNumber)?.doubleValue }
+        var md = "\n## Memory (MemLoss)\n\n"
+        md += "L = L_base + β′·(1/B) Σ_i c_i Σ_{k∈S_i} w_ik·KL(p(x_i) ‖ p(x′_ik)) with β′ = \(m.beta), "
+            + "weighting \(m.weighting.rawValue), K = \(m.window), stride \(m.stride), reduction \(m.reduce.rawValue) "
+            + "(c_i = \(m.reduce == .mean ? "1/|S_i|" : "1")), selection \(m.select); memory in "
+            + (m.store == .disk ? "the on-disk bank (codec \(m.codec.rawValue))" : "RAM (float32 reference)") + ".\n\n"
+        if let last = epochs.last, let bpe = num(last, "bank_bytes_per_entry"), bpe > 0 {
+            let total = num(last, "bank_total_bytes") ?? 0
+            md += String(format: "Bank at the end: %.2f MiB on disk, generations %@; last generation %.0f bytes per entry",
+                         total / 1_048_576, "\(last["bank_generations"] ?? "[]")", bpe)
+            if let imageBytes, m.store == .disk {
+                md += String(format: " (a float32 image is %d bytes: %.1f× smaller)", imageBytes, Double(imageBytes) / bpe)
+            }
+            md += ".\n\n"
+        }
+        md += "| epoch | mem term | entries used | samples with memory | damaged (skipped) | written | generation bytes | bytes/entry | bank wait (s) |\n"
+        md += "|---|---|---|---|---|---|---|---|---|\n"
+        for r in epochs {
+            func i(_ k: String) -> String { num(r, k).map { String(format: "%.0f", $0) } ?? "–" }
+            md += "| \(r["epoch"] ?? "") | \(num(r, "train_loss_mem").map { String(format: "%.4f", $0) } ?? "0") | \(i("mem_entries_used")) "
+                + "| \(i("mem_samples_with_memory")) | \(i("mem_entries_corrupt")) | \(i("mem_entries_written")) "
+                + "| \(i("bank_generation_bytes")) | \(num(r, "bank_bytes_per_entry").map { String(format: "%.1f", $0) } ?? "–") "
+                + "| \(num(r, "bank_wait_seconds").map { String(format: "%.2f", $0) } ?? "–") |\n"
+        }
+        md += "\nThe mem term is the batch-size-weighted mean over the epoch's steps (0 in epoch 1: no memory yet, "
+            + "the step is the base method).\n"
+        return md
     }
 }
 

@@ -108,7 +108,6 @@ struct BenchBank: ParsableCommand {
 
     func run() throws {
         guard samples >= 1, batch >= 1, window >= 1, depth >= 1 else { throw ValidationError("counts must be ≥ 1") }
-        let n = Self.shape.reduce(1, *)
         var flavourStats: [FlavourStatistics] = []
         var deltasByFlavour: [(String, [[Float]])] = []
         for flavour in SyntheticPGD.Flavour.allCases {
@@ -124,7 +123,7 @@ struct BenchBank: ParsableCommand {
         var codecFigures: [CodecFigures] = []
         for (flavour, deltas) in deltasByFlavour {
             for codec in BankCodec.allCases {
-                codecFigures.append(try measureCodec(codec, flavour: flavour, deltas: deltas, elementCount: n))
+                codecFigures.append(try measureCodec(codec, flavour: flavour, deltas: deltas, shape: Self.shape, epsilon: epsilon))
             }
         }
 
@@ -148,58 +147,6 @@ struct BenchBank: ParsableCommand {
     }
 
     // MARK: - Measurements
-
-    private func measureCodec(_ codec: BankCodec, flavour: String, deltas: [[Float]], elementCount n: Int) throws -> CodecFigures {
-        let config = BankConfig(sampleCount: deltas.count, shape: Self.shape, epsilon: epsilon, codec: codec)
-        let entryCodec = EntryCodec(config: config)
-        var records = [[UInt8]](repeating: [], count: deltas.count)
-        var recordBytes = 0, payloadBytes = 0, lz4 = 0, paletteTotal = 0
-        var widths = [Int](repeating: 0, count: 9)
-        var layouts = [Int](repeating: 0, count: 3)
-        // Encode: best of 3 passes (the first also collects the statistics).
-        var encodeSeconds = Double.infinity
-        for pass in 0..<3 {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            for (id, d) in deltas.enumerated() {
-                let s = entryCodec.encode(id: id, delta: d, into: &records[id])
-                if pass == 0 {
-                    recordBytes += s.recordBytes
-                    payloadBytes += s.storedBytes
-                    if s.lz4 { lz4 += 1 }
-                    if codec == .levels {
-                        widths[s.bitWidth] += 1
-                        layouts[s.layout] += 1
-                        paletteTotal += s.paletteCount
-                    }
-                }
-            }
-            encodeSeconds = min(encodeSeconds, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
-        }
-        var out = [Float](repeating: 0, count: n)
-        var maxError: Float = 0
-        var decodeSeconds = Double.infinity
-        for pass in 0..<3 {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            for (id, record) in records.enumerated() {
-                _ = try entryCodec.decode(record: record, id: id, into: &out)
-                if pass == 0 {
-                    for i in 0..<n { maxError = max(maxError, abs(out[i] - deltas[id][i])) }
-                }
-            }
-            decodeSeconds = min(decodeSeconds, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
-        }
-        let count = Double(deltas.count)
-        let floatMB = count * Double(n * 4) / 1e6
-        let perEntry = Double(recordBytes + 8 * deltas.count) / count
-        return CodecFigures(
-            flavour: flavour, codec: codec.rawValue, bytesPerEntry: perEntry, payloadBytesPerEntry: Double(payloadBytes) / count,
-            fractionOfFloat32Image: perEntry / Double(Self.float32ImageBytes), meetsTarget: perEntry <= Double(Self.targetBytes),
-            lz4Fraction: Double(lz4) / count, maxAbsError: maxError,
-            errorBound: codec.errorBound(epsilon: epsilon, value: epsilon),
-            encodeMegabytesPerSecond: floatMB / encodeSeconds, decodeMegabytesPerSecond: floatMB / decodeSeconds,
-            bitWidthHistogram: codec == .levels ? widths : nil, layoutHistogram: codec == .levels ? layouts : nil,
-            meanPaletteSize: codec == .levels ? Double(paletteTotal) / count : nil)
-    }
 
     private func measureBank(_ codec: BankCodec, flavour: String, deltas: [[Float]]) throws -> BankFigures {
         let directory = URL(fileURLWithPath: scratch).appendingPathComponent("memloss-bench-bank-\(getpid())-\(codec.rawValue)")
@@ -404,4 +351,60 @@ struct SyntheticPGD {
         }
         return (Double(distinct) / Double(max(deltas.count, 1)), Double(saturated) / Double(max(total, 1)))
     }
+}
+
+/// Bytes per entry, max error and single-thread encode/decode throughput of `codec` on `deltas`
+/// (each `shape` in [C, H, W] order), against a float32 image of the same shape. Shared by
+/// `bench bank` (synthetic δ) and `bench memory` (δ of a real attack).
+func measureCodec(_ codec: BankCodec, flavour: String, deltas: [[Float]], shape: [Int], epsilon: Float) throws -> BenchBank.CodecFigures {
+    let n = shape.reduce(1, *), float32ImageBytes = n * 4
+    let config = BankConfig(sampleCount: deltas.count, shape: shape, epsilon: epsilon, codec: codec)
+    let entryCodec = EntryCodec(config: config)
+    var records = [[UInt8]](repeating: [], count: deltas.count)
+    var recordBytes = 0, payloadBytes = 0, lz4 = 0, paletteTotal = 0
+    var widths = [Int](repeating: 0, count: 9)
+    var layouts = [Int](repeating: 0, count: 3)
+    // Encode: best of 3 passes (the first also collects the statistics).
+    var encodeSeconds = Double.infinity
+    for pass in 0..<3 {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for (id, d) in deltas.enumerated() {
+            let s = entryCodec.encode(id: id, delta: d, into: &records[id])
+            if pass == 0 {
+                recordBytes += s.recordBytes
+                payloadBytes += s.storedBytes
+                if s.lz4 { lz4 += 1 }
+                if codec == .levels {
+                    widths[s.bitWidth] += 1
+                    layouts[s.layout] += 1
+                    paletteTotal += s.paletteCount
+                }
+            }
+        }
+        encodeSeconds = min(encodeSeconds, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+    }
+    var out = [Float](repeating: 0, count: n)
+    var maxError: Float = 0
+    var decodeSeconds = Double.infinity
+    for pass in 0..<3 {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for (id, record) in records.enumerated() {
+            _ = try entryCodec.decode(record: record, id: id, into: &out)
+            if pass == 0 {
+                for i in 0..<n { maxError = max(maxError, abs(out[i] - deltas[id][i])) }
+            }
+        }
+        decodeSeconds = min(decodeSeconds, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+    }
+    let count = Double(deltas.count)
+    let floatMB = count * Double(n * 4) / 1e6
+    let perEntry = Double(recordBytes + 8 * deltas.count) / count
+    return BenchBank.CodecFigures(
+        flavour: flavour, codec: codec.rawValue, bytesPerEntry: perEntry, payloadBytesPerEntry: Double(payloadBytes) / count,
+        fractionOfFloat32Image: perEntry / Double(float32ImageBytes), meetsTarget: perEntry <= Double(float32ImageBytes / 10),
+        lz4Fraction: Double(lz4) / count, maxAbsError: maxError,
+        errorBound: codec.errorBound(epsilon: epsilon, value: epsilon),
+        encodeMegabytesPerSecond: floatMB / encodeSeconds, decodeMegabytesPerSecond: floatMB / decodeSeconds,
+        bitWidthHistogram: codec == .levels ? widths : nil, layoutHistogram: codec == .levels ? layouts : nil,
+        meanPaletteSize: codec == .levels ? Double(paletteTotal) / count : nil)
 }

@@ -276,8 +276,16 @@ final class ProgressRenderer {
             if let a = s["train_clean_accuracy"] as? Double { parts.append(String(format: "train clean %.1f%%", a * 100)) }
             if let a = s["val_clean_accuracy"] as? Double { parts.append(String(format: "val clean %.1f%%", a * 100)) }
             if let a = s["val_robust_accuracy"] as? Double { parts.append(String(format: "val robust %.1f%%", a * 100)) }
+            if let m = s["train_loss_mem"] as? Double { parts.append(String(format: "mem %.4f", m)) }
+            if let b = s["bank_total_bytes"] as? Int, let e = s["bank_bytes_per_entry"] as? Double, b > 0 {
+                parts.append(String(format: "bank %.1f MiB (%.0f B/entry)", Double(b) / 1_048_576, e))
+            }
             if let t = s["epoch_seconds"] as? Double { parts.append(String(format: "%.1f s", t)) }
             print(parts.joined(separator: "  "))
+            if let c = s["mem_entries_corrupt"] as? Int, c > 0 {
+                print("warning: \(c) damaged memory-bank entries were skipped this epoch (their memory term was not used); "
+                      + "see the bank_problem lines in \(runDirectory)/metrics.jsonl")
+            }
         case let .evaluated(split, r) where split == "test":
             var line = String(format: "test (n=%d, ε=%@): natural %.2f%%", r.n, r.epsilonText, r.cleanAccuracy * 100)
             for a in r.attacks { line += String(format: ", %@ %.2f%%", a.attack, a.accuracy * 100) }
