@@ -227,6 +227,10 @@ struct TrainCommand: ParsableCommand {
             }
             if let memDir { m.directory = memDir }
             cfg.memLoss = m
+        } else if method != nil && cfg.method.attack == nil {
+            // `--method standard` without a MemLoss flag: the demo's memory term has nothing to
+            // remember, so it is dropped (asking for both is an error from TrainConfig.validate).
+            cfg.memLoss = nil
         }
     }
 

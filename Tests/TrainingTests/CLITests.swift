@@ -46,6 +46,38 @@ final class CLITests: XCTestCase {
         XCTAssert(e.err.contains("--epsilon"), e.err)
     }
 
+    func test_memLossFlags_parseIntoTheConfig_andBadValuesAreNamed() throws {
+        let r = try run(["train", "--mem-k", "3", "--mem-stride", "2", "--mem-select", "hardest:0.5", "--mem-reduce", "sum",
+                         "--mem-codec", "levels", "--mem-store", "ram", "--mem-weight", "uniform", "--print-config"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        let mem = try XCTUnwrap(config["memLoss"] as? [String: Any])
+        XCTAssertEqual(mem["window"] as? Int, 3)
+        XCTAssertEqual(mem["stride"] as? Int, 2)
+        XCTAssertEqual(mem["select"] as? String, "hardest:0.5")
+        XCTAssertEqual(mem["reduce"] as? String, "sum")
+        XCTAssertEqual(mem["codec"] as? String, "levels")
+        XCTAssertEqual(mem["store"] as? String, "ram")
+        XCTAssertEqual(mem["weighting"] as? String, "uniform")
+        let off = try run(["train", "--no-memloss", "--print-config"])
+        XCTAssertEqual(off.status, 0, off.err)
+        XCTAssertFalse(off.out.contains("memLoss"), "--no-memloss removes the term")
+        for (flag, value) in [("--mem-select", "easiest"), ("--mem-codec", "q7"), ("--mem-store", "cloud"), ("--mem-reduce", "max")] {
+            let bad = try run(["train", flag, value, "--print-config"])
+            XCTAssertNotEqual(bad.status, 0)
+            XCTAssert(bad.err.contains(flag) && bad.err.contains(value), bad.err)
+        }
+        let k0 = try run(["train", "--mem-k", "0", "--print-config"])
+        XCTAssertNotEqual(k0.status, 0)
+        XCTAssert(k0.err.contains("memLoss.window"), k0.err)
+        let standard = try run(["train", "--method", "standard", "--print-config"])
+        XCTAssertEqual(standard.status, 0, "the demo's MemLoss is dropped for a method without an attack: \(standard.err)")
+        XCTAssertFalse(standard.out.contains("memLoss"))
+        let both = try run(["train", "--method", "standard", "--memloss", "--print-config"])
+        XCTAssertNotEqual(both.status, 0, "MemLoss asked for explicitly needs an attack")
+        XCTAssert(both.err.contains("memLoss"), both.err)
+    }
+
     func test_missingDataset_namesThePath() throws {
         let tmp = TempDirectory("cli-missing")
         let r = try run(["train", "--data", "cifar10:/nonexistent/cifar", "--out", tmp.path("run").path])
