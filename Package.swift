@@ -60,7 +60,8 @@ let package = Package(
 
         // The bank inspection tool: MemoryBank + Datasets (to render clean views) + Tensors only, so it
         // builds without Layers/Models/Attacks/Training (docs/membank.md).
-        .target(name: "MembankCore", dependencies: ["MemoryBank", "Datasets", "Tensors"], swiftSettings: librarySettings),
+        .target(name: "MembankCore", dependencies: ["MemoryBank", "Datasets", "Tensors"], exclude: ["README.md"],
+                swiftSettings: librarySettings),
         .executableTarget(
             name: "membank",
             dependencies: ["MembankCore", "MemoryBank", "Tensors",
