@@ -142,7 +142,9 @@ struct Render: MembankCommand {
         case (nil, let n?): chosen = try ViewGrid.randomIDs(from: b.ids(in: g), count: n, seed: seed)
         default: throw .invalidArgument(name: "--ids/--random", value: ids == nil ? "neither" : "both", expected: "exactly one of them")
         }
-        if chosen.isEmpty { throw .entryAbsent(id: -1, generation: g, presentIn: []) }
+        if chosen.isEmpty {
+            throw .invalidArgument(name: "--ids/--random", value: "no IDs", expected: "at least one ID with an entry in generation \(g)")
+        }
         for id in chosen { try b.checkID(id) }
         let source = try ViewSource(bank: b, dataSpec: data)
         var rows: [SampleTriptych] = []
