@@ -33,6 +33,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "memloss", targets: ["memloss"]),
+        .executable(name: "membank", targets: ["membank"]),
         .library(name: "MemLossCore", targets: ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training"]),
     ],
     dependencies: [
@@ -57,6 +58,16 @@ let package = Package(
         .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
                 swiftSettings: librarySettings),
 
+        // The bank inspection tool: MemoryBank + Datasets (to render clean views) + Tensors only, so it
+        // builds without Layers/Models/Attacks/Training (docs/membank.md).
+        .target(name: "MembankCore", dependencies: ["MemoryBank", "Datasets", "Tensors"], exclude: ["README.md"],
+                swiftSettings: librarySettings),
+        .executableTarget(
+            name: "membank",
+            dependencies: ["MembankCore", "MemoryBank", "Tensors",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: librarySettings),
+
         // Executable.
         .executableTarget(
             name: "memloss",
@@ -77,6 +88,9 @@ let package = Package(
         .testTarget(name: "MemoryBankTests", dependencies: ["MemoryBank", "Kernels", "Tensors", "_TestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "_TestSupport"]),
+        .testTarget(name: "MembankTests",
+                    dependencies: ["MembankCore", "MemoryBank", "Datasets", "Attacks", "Models", "Layers", "Kernels",
+                                   "Tensors", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank", "_TestSupport"]),
     ],
