@@ -89,7 +89,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "MembankTests",
-                    dependencies: ["MembankCore", "MemoryBank", "Datasets", "Attacks", "Models", "Layers", "Kernels",
+                    dependencies: ["MembankCore", "MemoryBank", "Datasets", "Attacks", "Models", "Layers", "Kernels", "Training",
                                    "Tensors", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank", "_TestSupport"]),
