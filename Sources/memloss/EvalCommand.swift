@@ -1,6 +1,7 @@
 // EvalCommand.swift: `memloss eval`: clean and robust accuracy of a checkpoint under named
-// attacks, with the per-sample worst case; JSON or a table. The model and data come from the
-// checkpoint's metadata unless given.
+// attacks, with the per-sample worst case; JSON or a table. `--attack autoattack` runs the
+// AutoAttack cascade with PGD-20 and the sanity checks (Training/AutoAttackReport.swift) and
+// writes JSON and Markdown. The model and data come from the checkpoint's metadata unless given.
 
 import ArgumentParser
 import Attacks
@@ -17,8 +18,20 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "A .safetensors checkpoint written by memloss.")
     var checkpoint: String
-    @Option(help: "Comma-separated attacks: natural, fgsm, pgd20, pgdN, cw, cwN.")
+    @Option(help: "Comma-separated attacks: natural, fgsm, pgd20, pgdN, cw, cwN; or autoattack (alone).")
     var attack: String = "pgd20"
+    @Option(help: "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square) or fast (APGD-CE, APGD-T).")
+    var version: AutoAttack.Preset = .standard
+    @Option(help: "AutoAttack threat model: linf or l2.")
+    var norm: Norm = .linf
+    @Option(help: "AutoAttack: resumable state file (continued if it exists and matches this run).")
+    var state: String?
+    @Option(help: "AutoAttack: write the Markdown report here (default: next to --output, as .md).")
+    var markdown: String?
+    @Option(help: "AutoAttack: points per attack batch.")
+    var batchSize: Int = AutoAttack.Config.defaultBatchSize
+    @Option(help: "AutoAttack: ε of the large-ε sanity check (default 0.5 for linf, 0.5·√d for l2).")
+    var largeEpsilon: String?
     @Option(help: "Number of test samples (0 = all).")
     var n: Int = 0
     @Option(help: "ε (fraction or decimal); default: the one recorded in the checkpoint.")
@@ -63,13 +76,19 @@ struct EvalCommand: ParsableCommand {
         do { _ = try Checkpoint.load(into: net.stateEntries(prefix: ""), from: url) } catch {
             throw ValidationError("\(error)")
         }
+        let count = n > 0 ? min(n, testSet.count) : testSet.count
+        if attack.lowercased().split(separator: ",").contains("autoattack") {
+            let context = ["checkpoint": checkpoint, "model": spec.name, "data": dataSpec]
+            try runAutoAttack(net, testSet, count: count, split: source.hasTestSet ? "test" : "train", epsText: epsText,
+                              eps: eps, context: context)
+            return
+        }
         var attacks: [(name: String, spec: AttackSpec)] = []
         for name in attack.split(separator: ",").map(String.init) {
             do { attacks.append((name, try AttackSpec(parsing: name, epsilon: eps))) } catch {
                 throw ValidationError("--attack \(name): \(error)")
             }
         }
-        let count = n > 0 ? min(n, testSet.count) : testSet.count
         let r = Evaluation.run(model: net, dataset: testSet, ids: Array(0..<count), attacks: attacks,
                                epsilonText: epsText, epsilon: eps, seed: seed)
         let enc = JSONEncoder()
@@ -87,6 +106,48 @@ struct EvalCommand: ParsableCommand {
         print(String(format: "  worst case  %.2f%%", r.worstCaseAccuracy * 100))
     }
 }
+
+extension EvalCommand {
+    /// `--attack autoattack`: the cascade, PGD-20 and the sanity checks; JSON and Markdown.
+    func runAutoAttack(_ net: AnyClassifier, _ testSet: Dataset, count: Int, split: String, epsText: String, eps: Float,
+                       context: [String: String]) throws {
+        guard attack.lowercased() == "autoattack" else {
+            throw ValidationError("--attack autoattack runs alone (it runs PGD-20 itself for its sanity check); got '\(attack)'")
+        }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1, got \(batchSize)") }
+        var options = AutoAttackOptions(preset: version, norm: norm, seed: seed, batchSize: batchSize,
+                                        stateFile: state.map { URL(fileURLWithPath: $0) })
+        if let largeEpsilon {
+            guard let e = parseEpsilon(largeEpsilon), e > 0 else {
+                throw ValidationError("--large-epsilon '\(largeEpsilon)' must be a positive number or fraction")
+            }
+            options.largeEpsilon = e
+        }
+        let interactive = isatty(fileno(stderr)) != 0
+        let report: AutoAttackReport?
+        do {
+            report = try AutoAttackEvaluation.run(model: net, dataset: testSet, ids: Array(0..<count), split: split,
+                                                  epsilonText: epsText, epsilon: eps, options: options) { p in
+                let line = "autoattack: \(p.attack.rawValue) batch \(p.batchesDone)/\(p.batchCount), robust \(p.robustCount)"
+                FileHandle.standardError.write(Data(((interactive ? "\r" : "") + line + (interactive ? "" : "\n")).utf8))
+                return true
+            }
+        } catch let e as AutoAttackError { throw ValidationError(e.description) }
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        guard var r = report else { throw ValidationError("AutoAttack stopped before finishing") }
+        r.source = context
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(r)
+        if let output { try data.write(to: URL(fileURLWithPath: output)) }
+        let markdownPath = markdown ?? output.map { URL(fileURLWithPath: $0).deletingPathExtension().path + ".md" }
+        if let markdownPath { try Data(r.markdown().utf8).write(to: URL(fileURLWithPath: markdownPath)) }
+        print(json ? String(decoding: data, as: UTF8.self) : r.markdown())
+    }
+}
+
+extension AutoAttack.Preset: ExpressibleByArgument {}
+extension Norm: ExpressibleByArgument {}
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
