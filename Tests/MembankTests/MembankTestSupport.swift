@@ -6,33 +6,14 @@
 import Foundation
 import MemoryBank
 import XCTest
+import _TestSupport
 
 enum MembankTestSupport {
     // MARK: - The binary
 
-    /// The membank executable built beside the test bundle.
-    static var binary: URL {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [dir, dir.deletingLastPathComponent()] {
-            let u = candidate.appendingPathComponent("membank")
-            if FileManager.default.isExecutableFile(atPath: u.path) { return u }
-        }
-        return Bundle.main.bundleURL.appendingPathComponent("membank")
-    }
-
-    /// Runs `membank args…`; returns the exit status, stdout and stderr.
+    /// Runs the built `membank args…`; returns the exit status, stdout and stderr.
     static func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        XCTAssert(FileManager.default.isExecutableFile(atPath: binary.path), "membank not found at \(binary.path)")
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try BuiltExecutable.run("membank", args)
     }
 
     // MARK: - Bytes

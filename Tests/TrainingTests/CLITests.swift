@@ -7,28 +7,8 @@ import XCTest
 import _TestSupport
 
 final class CLITests: XCTestCase {
-    /// The memloss binary built beside the test bundle.
-    private var binary: URL {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [dir, dir.deletingLastPathComponent()] {
-            let u = candidate.appendingPathComponent("memloss")
-            if FileManager.default.isExecutableFile(atPath: u.path) { return u }
-        }
-        return Bundle.main.bundleURL.appendingPathComponent("memloss")
-    }
-
     private func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        XCTAssert(FileManager.default.isExecutableFile(atPath: binary.path), "memloss not found at \(binary.path)")
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try BuiltExecutable.run("memloss", args)
     }
 
     func test_unknownMethod_isRejectedWithTheValidNames() throws {
