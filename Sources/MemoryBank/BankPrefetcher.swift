@@ -183,8 +183,10 @@ public final class BankPrefetcher: @unchecked Sendable {
                   corruptEntries: corruptEntries, residentBudget: residentBudget, batchIDs: { batches[$0] })
     }
 
-    /// 256 MiB of payload read between two releases of the mapped pages.
-    public static let defaultResidentBudget = 256 << 20
+    /// 32 MiB of payload read, or of file-backed RSS growth, between two releases of the mapped pages
+    /// (256 MiB before the growth was measured: at N = 10⁶ that held ≈ 250 MiB of RSS for no gain in
+    /// bank-wait, docs/scale.md §4).
+    public static let defaultResidentBudget = 32 << 20
 
     deinit { cancel() }
 

@@ -54,8 +54,11 @@ public struct ScaleBenchConfig: Codable, Sendable {
     public var bankDirectory: String
     /// fsync segments and the directory on seal (the real writer's durability).
     public var sync = true
-    /// `Dataset.residentBudget` and the bank prefetcher's `residentBudget`, bytes.
-    public var datasetResidentBudget = 128 << 20
+    /// `Dataset.residentBudget` and the bank prefetcher's `residentBudget`, bytes: how much mapped
+    /// file RSS each may hold before its pages are dropped. 32 MiB each: at N = 10⁶, K = 1 the dataset's
+    /// 128 MiB default plus the bank's then 256 MiB raised peak RSS from 240 to 575 MiB for the same step
+    /// time (docs/scale.md §4).
+    public var datasetResidentBudget = 32 << 20
     public var bankResidentBudget = BankPrefetcher.defaultResidentBudget
     /// Ring slots of the data and bank prefetchers.
     public var prefetchDepth = 3
@@ -131,7 +134,8 @@ public struct ScaleBenchReport: Codable, Sendable {
         public var entriesAbsent: Int
         public var entriesCorrupt: Int
         /// Entries of generation K written by the measured steps, and that generation's bytes per entry
-        /// (the real attack's δ, for comparison with the fill's).
+        /// (the real attack's δ, for comparison with the fill's): the segment's size minus the index
+        /// slots of the N − S·B samples not trained, per entry written.
         public var entriesWritten: Int
         public var bytesPerEntry: Double
         /// Per-step means: waiting for the data prefetcher, waiting for the bank prefetcher (x′ rebuilt),
@@ -412,7 +416,10 @@ public enum ScaleBench {
         return .init(epoch: epoch, method: "\(method.name) (\(c.attackSteps)-step attack, α = ε/4) + MemLoss K = \(k)",
                      model: spec.name, parameters: net.parameterCount, steps: times.count, samplesTrained: trained,
                      entriesRead: report.entriesPresent, entriesAbsent: report.entriesAbsent, entriesCorrupt: report.entriesCorrupt,
-                     entriesWritten: report.entriesWritten, bytesPerEntry: report.bytesPerEntry,
+                     entriesWritten: report.entriesWritten,
+                     // The segment's dense index has a slot per sample ID; the S·B entries written use S·B of them.
+                     bytesPerEntry: Double(report.generationBytes - 8 * (c.sampleCount - report.entriesWritten))
+                         / Double(max(report.entriesWritten, 1)),
                      dataWaitSeconds: dataWait / count, bankWaitSeconds: bankWait / count,
                      meanStepSeconds: times.reduce(0, +) / count, medianStepSeconds: median,
                      imagesPerSecond: Double(c.batchSize) / median, writerBlockedSeconds: report.writerBlockedSeconds)

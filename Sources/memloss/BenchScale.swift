@@ -51,6 +51,8 @@ struct BenchScale: ParsableCommand {
     var dataSeed: UInt64 = 0
     @Option(help: "Seed of orders, views, scorer, model and attack.")
     var seed: UInt64?
+    @Option(help: "Resident-page budget in MiB of the dataset mapping and of the bank prefetcher each (default: 32 MiB each).")
+    var residentBudget: Int?
     @Flag(inversion: .prefixedNo, help: "fsync segments on seal.")
     var sync = true
     @Flag(help: "Keep the bank directory after the run.")
@@ -86,6 +88,11 @@ struct BenchScale: ParsableCommand {
             c.codec = k
         }
         c.sync = sync
+        if let residentBudget {
+            guard residentBudget >= 0 else { throw ValidationError("--resident-budget must be ≥ 0") }
+            c.datasetResidentBudget = residentBudget << 20
+            c.bankResidentBudget = residentBudget << 20
+        }
         defer { if !keepBank { try? FileManager.default.removeItem(atPath: bankPath) } }
         let report = try ScaleBench.run(c) { line in FileHandle.standardError.write(Data("  … \(line)\n".utf8)) }
         if json {
@@ -103,7 +110,7 @@ struct BenchScale: ParsableCommand {
         func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
         let c = r.config, e = r.epoch, m = r.memory, b = r.bank
         print("memloss bench scale: N = \(c.sampleCount), K = \(c.window), \(c.shape), batch \(c.batchSize), codec \(c.codec.rawValue), "
-              + "ε = \(c.epsilon)")
+              + "ε = \(c.epsilon), resident budgets \(mib(c.datasetResidentBudget)) (data) + \(mib(c.bankResidentBudget)) (bank)")
         print("  dataset   \(r.dataset.path): \(gb(r.dataset.bytes)) "
               + (r.dataset.reused ? "(reused)" : String(format: "(written in %.1f s, peak RSS %@)", r.dataset.writeSeconds,
                                                         mib(m.peakRSSDatasetWrite))))
