@@ -139,9 +139,11 @@ public final class BankPrefetcher: @unchecked Sendable {
     ///   - generations: the generation of each window slot, K values (`reader.windowGenerations(forEpoch:)`).
     ///   - batchCapacity: B, the largest batch.
     ///   - depth: ring slots ≥ 1 (2–4 is enough, systems.md §7).
-    ///   - residentBudget: after this many payload bytes read, the reader's mapped pages are dropped
-    ///     from RSS (`BankReader.releaseResidentPages`), so file-backed RSS stays bounded however
-    ///     large the bank (the page cache keeps the data). 0 = never.
+    ///   - residentBudget: after this many payload bytes read (+ 4 KiB per entry), or once the
+    ///     process's file-backed RSS grew by this much (measured on Linux: large folios make a random
+    ///     read map far more than it reads), the reader's mapped pages are dropped from RSS
+    ///     (`BankReader.releaseResidentPages`), so file-backed RSS stays bounded however large the
+    ///     bank (the page cache keeps the data). 0 = never.
     ///   - prepare: called on the producer thread with each filled batch before it is handed out
     ///     (e.g. the trainer turns every present δ into x' = clamp(view(x) + δ, 0, 1) in place, so the
     ///     rebuild overlaps the compute). A thrown error fails the batch like a fill error.
@@ -181,8 +183,10 @@ public final class BankPrefetcher: @unchecked Sendable {
                   corruptEntries: corruptEntries, residentBudget: residentBudget, batchIDs: { batches[$0] })
     }
 
-    /// 256 MiB of payload read between two releases of the mapped pages.
-    public static let defaultResidentBudget = 256 << 20
+    /// 32 MiB of payload read, or of file-backed RSS growth, between two releases of the mapped pages
+    /// (256 MiB before the growth was measured: at N = 10⁶ that held ≈ 250 MiB of RSS for no gain in
+    /// bank-wait, docs/scale.md §4).
+    public static let defaultResidentBudget = 32 << 20
 
     deinit { cancel() }
 

@@ -47,6 +47,9 @@ public final class BankSegment: @unchecked Sendable {
         if indexChecksum != header.indexChecksum {
             throw .checksumMismatch(file: path, region: "index", stored: header.indexChecksum, computed: indexChecksum)
         }
+        // Validation read the whole index (8·N bytes) through the mapping: drop those pages from RSS
+        // now (the page cache keeps them) instead of carrying 8 MB per generation at N = 10⁶.
+        file.releaseResidentPages()
         self.file = file
         self.header = header
         self.path = path

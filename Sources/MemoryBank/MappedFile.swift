@@ -88,6 +88,35 @@ final class MappedFile: @unchecked Sendable {
         if let base { _ = madvise(UnsafeMutableRawPointer(mutating: base), count, MADV_DONTNEED) }
     }
 
+    /// This process's file-backed (+ shared memory) resident bytes: field 3 of /proc/self/statm × the
+    /// page size; nil off Linux. Cheap enough to call once per batch (one small read, no Foundation).
+    static func processResidentFileBytes() -> Int? {
+        #if os(Linux)
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 160)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        var fields: [Int] = [], value = 0, inNumber = false
+        for b in buffer[0..<n] {
+            if b >= 0x30 && b <= 0x39 {
+                value = value * 10 + Int(b - 0x30)
+                inNumber = true
+            } else if inNumber {
+                fields.append(value)
+                value = 0
+                inNumber = false
+                if fields.count == 3 { break }
+            }
+        }
+        guard fields.count == 3 else { return nil }
+        return fields[2] * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+        return nil
+        #endif
+    }
+
     /// Size of the file at `path`, or nil if it does not exist.
     static func size(ofFileAt path: String) -> Int? {
         var info = stat()

@@ -176,6 +176,11 @@ public final class DiskMemoryStore: MemoryStore {
     private var report = MemoryEpochReport()
     /// The writer's blocked seconds when the epoch began.
     private var blockedAtBegin = 0.0
+    /// Batches the bank prefetcher decodes ahead (ring slots); applies from the next `beginEpoch`.
+    public var prefetchDepth = 3
+    /// Payload bytes the prefetcher reads before it drops the bank's mapped pages from RSS
+    /// (`BankPrefetcher.residentBudget`); applies from the next `beginEpoch`.
+    public var residentBudget = BankPrefetcher.defaultResidentBudget
 
     /// Opens (or creates) the bank in `directory`.
     /// - Parameters:
@@ -220,7 +225,7 @@ public final class DiskMemoryStore: MemoryStore {
         let dataset = self.dataset, k = config.window, shape = self.shape
         return BankPrefetcher(
             reader: reader, generations: generations, batchCount: plan.batchCount, batchCapacity: plan.batchSize,
-            depth: 3, prepare: { batch in DiskMemoryStore.rebuild(&batch, dataset: dataset, window: k, shape: shape) },
+            depth: prefetchDepth, residentBudget: residentBudget, prepare: { batch in DiskMemoryStore.rebuild(&batch, dataset: dataset, window: k, shape: shape) },
             batchIDs: { Array(plan.batchIDs($0)) })
     }
 

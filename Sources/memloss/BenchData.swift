@@ -6,6 +6,7 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import Training
 
 struct BenchData: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -167,30 +168,12 @@ struct BenchData: ParsableCommand {
     }
 }
 
-/// /proc/self/status fields in bytes, and peak-RSS reset.
+/// /proc/self/status fields in bytes, and peak-RSS reset (Training.SystemStats, under the names the
+/// benches use).
 enum ProcessStatus {
     /// "VmHWM", "VmRSS", "RssAnon", "RssFile", … in bytes (empty off Linux).
-    static func read() -> [String: Int] {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return [:] }
-        var out: [String: Int] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            let fields = parts[1].split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if fields.count == 2, fields[1] == "kB", let v = Int(fields[0]) { out[String(parts[0])] = v * 1024 }
-        }
-        return out
-    }
+    static func read() -> [String: Int] { SystemStats.processStatus() }
 
-    /// Resets VmHWM to the current RSS by writing 5 to /proc/self/clear_refs. Returns success.
-    static func resetPeak() -> Bool {
-        guard let h = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
-        defer { try? h.close() }
-        do {
-            try h.write(contentsOf: Data("5".utf8))
-            return true
-        } catch {
-            return false
-        }
-    }
+    /// Resets VmHWM to the current RSS. Returns success.
+    static func resetPeak() -> Bool { SystemStats.resetPeakRSS() }
 }

@@ -17,5 +17,5 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure kernel, model and data-pipeline throughput on this machine.",
-        subcommands: [BenchConv.self, BenchData.self, BenchBank.self, BenchMemory.self])
+        subcommands: [BenchConv.self, BenchData.self, BenchBank.self, BenchMemory.self, BenchScale.self])
 }
