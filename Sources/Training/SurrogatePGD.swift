@@ -77,12 +77,14 @@ public struct SurrogatePGD: Sendable {
         outputSigns = (0..<j).map { _ in rng.next() >> 63 == 1 ? 1 : -1 }
     }
 
-    /// A `[C, H, W]` field: per channel a `grid × grid` lattice of U(−1, 1), bilinearly upsampled.
-    static func smoothField(shape: [Int], grid: Int, rng: inout SplitMix64) -> [Float] {
+    /// A `[C, H, W]` field: per channel a `grid × grid` lattice of U(low, high), bilinearly upsampled
+    /// (also the smooth images and scorer weights of `memloss bench bank`).
+    public static func smoothField(shape: [Int], grid: Int, low: Float = -1, high: Float = 1,
+                                   rng: inout SplitMix64) -> [Float] {
         let c = shape[0], h = shape[1], w = shape[2]
         var out = [Float](repeating: 0, count: c * h * w)
         for ch in 0..<c {
-            let lattice = (0..<(grid * grid)).map { _ in 2 * rng.nextFloat() - 1 }
+            let lattice = (0..<(grid * grid)).map { _ in low + (high - low) * rng.nextFloat() }
             for y in 0..<h {
                 let gy = Float(y) / Float(max(h - 1, 1)) * Float(grid - 1)
                 let y0 = min(Int(gy), grid - 2), ty = gy - Float(y0)

@@ -11,6 +11,7 @@ import Foundation
 import Kernels
 import MemoryBank
 import Tensors
+import Training
 
 struct BenchBank: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -252,26 +253,9 @@ struct SyntheticPGD {
 
     var n: Int { shape.reduce(1, *) }
 
-    /// A smooth random field [C, H, W]: a `grid`×`grid` lattice of U(lo, hi) per channel, bilinearly
-    /// upsampled.
+    /// A smooth random field [C, H, W] (Training.SurrogatePGD.smoothField).
     private func smoothField(grid: Int, low: Float, high: Float, rng: inout SplitMix64) -> [Float] {
-        let c = shape[0], h = shape[1], w = shape[2]
-        var out = [Float](repeating: 0, count: n)
-        for ch in 0..<c {
-            let lattice = (0..<(grid * grid)).map { _ in low + (high - low) * rng.nextFloat() }
-            for y in 0..<h {
-                let gy = Float(y) / Float(max(h - 1, 1)) * Float(grid - 1)
-                let y0 = min(Int(gy), grid - 2), ty = gy - Float(y0)
-                for x in 0..<w {
-                    let gx = Float(x) / Float(max(w - 1, 1)) * Float(grid - 1)
-                    let x0 = min(Int(gx), grid - 2), tx = gx - Float(x0)
-                    let a = lattice[y0 * grid + x0] * (1 - tx) + lattice[y0 * grid + x0 + 1] * tx
-                    let b = lattice[(y0 + 1) * grid + x0] * (1 - tx) + lattice[(y0 + 1) * grid + x0 + 1] * tx
-                    out[(ch * h + y) * w + x] = a * (1 - ty) + b * ty
-                }
-            }
-        }
-        return out
+        SurrogatePGD.smoothField(shape: shape, grid: grid, low: low, high: high, rng: &rng)
     }
 
     func generate(count: Int, flavour: Flavour) -> [[Float]] {
