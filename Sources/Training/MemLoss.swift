@@ -224,9 +224,12 @@ public struct MemoryExamples {
 public struct MemLossTerm: AuxiliaryLoss {
     public let config: MemLossConfig
     public let examples: MemoryExamples
+    /// `config.selectEntries(examples)`, computed once (the trainer also counts it).
+    public let selected: [MemLossConfig.SelectedEntry]
 
-    public init(config: MemLossConfig, examples: MemoryExamples) {
+    public init(config: MemLossConfig, examples: MemoryExamples, selected: [MemLossConfig.SelectedEntry]? = nil) {
         self.config = config; self.examples = examples
+        self.selected = selected ?? config.selectEntries(examples)
     }
 
     /// Terms: `mem`, the weighted, β′-scaled value added to the loss.
@@ -234,7 +237,6 @@ public struct MemLossTerm: AuxiliaryLoss {
         -> (terms: [String: Float], dCleanLogits: Tensor) {
         var dClean = Tensor(zeros: cleanLogits.shape)
         precondition(examples.count == cleanLogits.shape[0], "MemLossTerm: examples for \(examples.count) samples, batch \(cleanLogits.shape[0])")
-        let selected = config.selectEntries(examples)
         guard !selected.isEmpty else { return ([:], dClean) }
         let b = cleanLogits.shape[0], k = cleanLogits.shape[1], m = selected.count
         let cleanSub = cleanLogits.gatherRows(selected.map(\.position))

@@ -239,7 +239,7 @@ public final class Trainer {
                 let selected = memory.config.selectEntries(examples)
                 memoryUsed += selected.count
                 memorySamples += Set(selected.map(\.position)).count
-                if !selected.isEmpty { auxiliary.append(MemLossTerm(config: memory.config, examples: examples)) }
+                if !selected.isEmpty { auxiliary.append(MemLossTerm(config: memory.config, examples: examples, selected: selected)) }
             }
             let result = method.step(model: model, images: batch.images, labels: batch.labels, ids: batch.ids,
                                      auxiliary: auxiliary, rng: &rng)
