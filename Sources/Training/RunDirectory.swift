@@ -49,7 +49,7 @@ public final class MetricsLog {
             try AtomicFile.replace(bytes, at: url)
         }
         if !FileManager.default.fileExists(atPath: url.path) {
-            FileManager.default.createFile(atPath: url.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         }
         handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()

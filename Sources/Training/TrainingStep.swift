@@ -44,6 +44,11 @@ public struct StepOutcome {
         public var entriesPresent: Int
         /// One line per damaged entry skipped (file, generation, sample).
         public var problems: [String]
+
+        public init(entriesUsed: Int, samplesWithMemory: Int, entriesPresent: Int, problems: [String]) {
+            self.entriesUsed = entriesUsed; self.samplesWithMemory = samplesWithMemory
+            self.entriesPresent = entriesPresent; self.problems = problems
+        }
     }
 
     /// Wall seconds of the step's phases.
