@@ -53,7 +53,8 @@ public struct StepOutcome {
 
     /// Wall seconds of the step's phases.
     public struct PhaseSeconds: Equatable, Sendable {
-        /// Zeroing the gradients and fetching the memory examples (the wait for the bank prefetcher).
+        /// Fetching the memory examples (the wait for the bank prefetcher). Zeroing the gradients,
+        /// before it, is not timed.
         public var memoryFetch = 0.0
         /// Selection, attack, losses and backward passes.
         public var method = 0.0
@@ -99,11 +100,11 @@ public struct TrainingStep {
     /// - Throws: `TrainingError.memory` when the store fails.
     public func run(_ batch: Batch, globalStep: Int, learningRate: Float, momentum: Float? = nil,
                     update: Bool = true) throws -> StepOutcome {
+        model.zeroGradients()
         var seconds = StepOutcome.PhaseSeconds()
         var t = SystemStats.now
         func lap() -> Double { let now = SystemStats.now; defer { t = now }; return now - t }
 
-        model.zeroGradients()
         var examples: MemoryExamples?
         if let memory {
             do { examples = try memory.next(ids: batch.ids) } catch { throw TrainingError.memory("\(error)") }

@@ -65,8 +65,7 @@ public struct HATMethod: TrainingMethod {
         terms.add("helper_ce", helperCE.loss, weight: config.gamma)
         var dClean = ce.dLogits
         Elementwise.accumulate(&dClean, kl.dLogitsP)
-        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels,
-                               dCleanLogits: &dClean)
+        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, dCleanLogits: &dClean)
         accumulateParameterGradients(model, dClean, cache: cleanCache)
         accumulateParameterGradients(model, kl.dLogitsQ, cache: advCache)
         accumulateParameterGradients(model, helperCE.dLogits, cache: helpCache)

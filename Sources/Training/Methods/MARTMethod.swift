@@ -75,8 +75,7 @@ public struct MARTMethod: TrainingMethod {
         var dAdv = dAdvBCE
         Elementwise.accumulate(&dAdv, kl.dLogitsQ)
 
-        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels,
-                               dCleanLogits: &dCleanLogits)
+        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, dCleanLogits: &dCleanLogits)
         accumulateParameterGradients(model, dCleanLogits, cache: cleanCache)
         accumulateParameterGradients(model, dAdv, cache: advCache)
         return terms.result(cleanLogits: cleanLogits, adversarial: adversarial, adversarialLogits: advLogits)

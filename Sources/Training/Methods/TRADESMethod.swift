@@ -44,8 +44,7 @@ public struct TRADESMethod: TrainingMethod {
         terms.add("kl", kl.loss, weight: config.beta)
         var dClean = ce.dLogits
         Elementwise.accumulate(&dClean, kl.dLogitsP)
-        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels,
-                               dCleanLogits: &dClean)
+        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, dCleanLogits: &dClean)
         accumulateParameterGradients(model, dClean, cache: cleanCache)
         accumulateParameterGradients(model, kl.dLogitsQ, cache: advCache)
         return terms.result(cleanLogits: cleanLogits, adversarial: adversarial, adversarialLogits: advLogits)
