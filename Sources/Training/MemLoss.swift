@@ -1,6 +1,6 @@
 // MemLoss.swift: the MemLoss term (algorithms.md §1.4, design.md §3) over a window of K remembered
-// generations, its options (β′, weighting, K, stride, reduction, selection, codec, store), the
-// selection of memory entries, and the term itself as an `AuxiliaryLoss`:
+// generations, its options (β′, weighting, reduction, selection; the window, stride, codec and store
+// are MemoryStoreConfig's), the selection of memory entries, and the term itself as an `AuxiliaryLoss`:
 //
 //   L_mem = β′ · (1/B) Σ_i c_i Σ_{k∈S_i} w_ik · KL(p(x_i) ‖ p(x′_ik)),
 //   w_ik = 1.0000001 − p_y(x′_ik),   c_i = 1/|S_i| (mean) or 1 (sum)
@@ -80,73 +80,34 @@ public enum MemorySelection: Hashable, Sendable, CustomStringConvertible, Codabl
     }
 }
 
-/// Where the remembered examples live.
-public enum MemoryStoreKind: String, Codable, Sendable, CaseIterable {
-    /// The on-disk bank (MemoryBank): quantised δ + view, memory-mapped, prefetched. The default.
-    case disk
-    /// float32 adversarial images in RAM (O(N·K·image)): the reference the bank is checked against.
-    case ram
-}
-
-/// Options of the MemLoss term. Defaults (design.md §3): K = 1, stride 1, β′ = 2, difficulty
-/// weighting, mean reduction, all entries, q8 on disk.
-public struct MemLossConfig: Codable, Sendable, Hashable {
+/// Options of the MemLoss term itself: how much it weighs and which remembered entries it reads.
+/// Defaults (design.md §3): β′ = 2, difficulty weighting, mean reduction, all entries.
+public struct MemLossTermConfig: Codable, Sendable, Hashable {
     /// β′, the memory-term weight.
     public var beta: Float
     public var weighting: MemoryWeighting
-    /// K: generations remembered per sample (window slots).
-    public var window: Int
-    /// s: epochs between remembered generations; epoch e reads e − s, e − 2s, …, e − K·s.
-    public var stride: Int
     public var reduce: MemoryReduction
     public var select: MemorySelection
-    /// Codec of the disk bank.
-    public var codec: BankCodec
-    public var store: MemoryStoreKind
-    /// Bank directory (nil: `bank/` inside the run directory).
-    public var directory: String?
 
     public static let defaultBeta: Float = 2
     /// Keeps the weight above 0 when p_y(x′) = 1 (the authors' 1.0000001).
     public static let weightOffset: Float = 1.0000001
 
-    public init(beta: Float = MemLossConfig.defaultBeta, weighting: MemoryWeighting = .difficulty, window: Int = 1,
-                stride: Int = 1, reduce: MemoryReduction = .mean, select: MemorySelection = .all, codec: BankCodec = .q8,
-                store: MemoryStoreKind = .disk, directory: String? = nil) {
-        self.beta = beta; self.weighting = weighting; self.window = window; self.stride = stride
-        self.reduce = reduce; self.select = select; self.codec = codec; self.store = store; self.directory = directory
+    public init(beta: Float = MemLossTermConfig.defaultBeta, weighting: MemoryWeighting = .difficulty,
+                reduce: MemoryReduction = .mean, select: MemorySelection = .all) {
+        self.beta = beta; self.weighting = weighting; self.reduce = reduce; self.select = select
     }
 
-    enum CodingKeys: String, CodingKey { case beta, weighting, window, stride, reduce, select, codec, store, directory }
+    enum CodingKeys: String, CodingKey { case beta, weighting, reduce, select }
 
-    /// Keys absent from a config file keep their defaults (a file may say only `{"beta": 4}`).
+    /// Keys absent from a config file keep their defaults.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = MemLossConfig()
+        let d = MemLossTermConfig()
         beta = try c.decodeIfPresent(Float.self, forKey: .beta) ?? d.beta
         weighting = try c.decodeIfPresent(MemoryWeighting.self, forKey: .weighting) ?? d.weighting
-        window = try c.decodeIfPresent(Int.self, forKey: .window) ?? d.window
-        stride = try c.decodeIfPresent(Int.self, forKey: .stride) ?? d.stride
         reduce = try c.decodeIfPresent(MemoryReduction.self, forKey: .reduce) ?? d.reduce
         select = try c.decodeIfPresent(MemorySelection.self, forKey: .select) ?? d.select
-        codec = try c.decodeIfPresent(BankCodec.self, forKey: .codec) ?? d.codec
-        store = try c.decodeIfPresent(MemoryStoreKind.self, forKey: .store) ?? d.store
-        directory = try c.decodeIfPresent(String.self, forKey: .directory)
-    }
-
-    /// The first invalid field as (name, value, expectation).
-    public var problem: (field: String, value: String, expected: String)? {
-        if !(beta.isFinite && beta >= 0) { return ("memLoss.beta", "\(beta)", "a finite number ≥ 0") }
-        if window < 1 || window > 64 { return ("memLoss.window", "\(window)", "an integer in 1…64") }
-        if stride < 1 || stride > 1000 { return ("memLoss.stride", "\(stride)", "an integer in 1…1000") }
-        if case .hardest(let f) = select, !(f > 0 && f <= 1) { return ("memLoss.select", "\(select)", "hardest:F with 0 < F ≤ 1") }
-        return nil
-    }
-
-    /// The generations epoch `epoch` (0-based; generation g = the epoch that made it) reads,
-    /// slot k = 0…K−1: `epoch − (k+1)·stride` (negative ones do not exist).
-    public func generationsRead(atEpoch epoch: Int) -> [Int] {
-        (1...window).map { epoch - $0 * stride }
     }
 
     /// One selected memory entry: its row in the `[B·K]` slab, its batch position and c_i.
@@ -157,7 +118,8 @@ public struct MemLossConfig: Codable, Sendable, Hashable {
     }
 
     /// Applies the selection rule and the reduction to a batch's examples (pure: tests drive it).
-    /// Rows are returned in slab order (sample-major, then slot).
+    /// Rows are returned in slab order (sample-major, then slot). TrainingStep is its one caller
+    /// in training; the term consumes the result.
     public func selectEntries(_ m: MemoryExamples) -> [SelectedEntry] {
         var rows: [Int] = []
         for r in 0..<(m.count * m.window) where m.present[r] {
@@ -177,6 +139,49 @@ public struct MemLossConfig: Codable, Sendable, Hashable {
             let i = r / m.window
             return SelectedEntry(row: r, position: i, coefficient: reduce == .mean ? 1 / Float(perSample[i]) : 1)
         }
+    }
+}
+
+/// MemLoss as `TrainConfig.memLoss`: the term's options and the store's options. Its JSON form is
+/// flat and unchanged (`{"beta": 2, "window": 1, "codec": "q8", "store": "disk", …}`); absent keys
+/// keep their defaults.
+public struct MemLossConfig: Codable, Sendable, Hashable {
+    public var term: MemLossTermConfig
+    public var store: MemoryStoreConfig
+
+    public init(term: MemLossTermConfig = MemLossTermConfig(), store: MemoryStoreConfig = MemoryStoreConfig()) {
+        self.term = term; self.store = store
+    }
+
+    /// The flat form, field for field as in the JSON.
+    public init(beta: Float = MemLossTermConfig.defaultBeta, weighting: MemoryWeighting = .difficulty, window: Int = 1,
+                stride: Int = 1, reduce: MemoryReduction = .mean, select: MemorySelection = .all, codec: BankCodec = .q8,
+                store: MemoryStoreKind = .disk, directory: String? = nil) {
+        self.init(term: MemLossTermConfig(beta: beta, weighting: weighting, reduce: reduce, select: select),
+                  store: MemoryStoreConfig(window: window, stride: stride, codec: codec, kind: store, directory: directory))
+    }
+
+    /// Both halves read their keys from the one flat object.
+    public init(from decoder: Decoder) throws {
+        term = try MemLossTermConfig(from: decoder)
+        store = try MemoryStoreConfig(from: decoder)
+    }
+
+    /// Both halves write their keys into the one flat object.
+    public func encode(to encoder: Encoder) throws {
+        try term.encode(to: encoder)
+        try store.encode(to: encoder)
+    }
+
+    /// The first invalid field as (name, value, expectation), named as in the flat JSON.
+    public var problem: (field: String, value: String, expected: String)? {
+        if !(term.beta.isFinite && term.beta >= 0) { return ("memLoss.beta", "\(term.beta)", "a finite number ≥ 0") }
+        if store.window < 1 || store.window > 64 { return ("memLoss.window", "\(store.window)", "an integer in 1…64") }
+        if store.stride < 1 || store.stride > 1000 { return ("memLoss.stride", "\(store.stride)", "an integer in 1…1000") }
+        if case .hardest(let f) = term.select, !(f > 0 && f <= 1) {
+            return ("memLoss.select", "\(term.select)", "hardest:F with 0 < F ≤ 1")
+        }
+        return nil
     }
 }
 
@@ -219,21 +224,21 @@ public struct MemoryExamples {
     public var presentCount: Int { present.prefix(count * window).reduce(0) { $0 + ($1 ? 1 : 0) } }
 }
 
-/// The MemLoss term as an `AuxiliaryLoss` for one step. With no selected entry it does nothing at
-/// all (no forward pass), so epoch 1 is exactly the base method.
+/// The MemLoss term as an `AuxiliaryLoss` for one step, over the entries TrainingStep selected.
+/// With no selected entry it does nothing at all (no forward pass), so epoch 1 is exactly the base
+/// method.
 public struct MemLossTerm: AuxiliaryLoss {
-    public let config: MemLossConfig
+    public let config: MemLossTermConfig
     public let examples: MemoryExamples
-    /// `config.selectEntries(examples)`, computed once (the trainer also counts it).
-    public let selected: [MemLossConfig.SelectedEntry]
+    /// `config.selectEntries(examples)`, computed by the caller (TrainingStep, which also counts it).
+    public let selected: [MemLossTermConfig.SelectedEntry]
 
-    public init(config: MemLossConfig, examples: MemoryExamples, selected: [MemLossConfig.SelectedEntry]? = nil) {
-        self.config = config; self.examples = examples
-        self.selected = selected ?? config.selectEntries(examples)
+    public init(config: MemLossTermConfig, examples: MemoryExamples, selected: [MemLossTermConfig.SelectedEntry]) {
+        self.config = config; self.examples = examples; self.selected = selected
     }
 
     /// Terms: `mem`, the weighted, β′-scaled value added to the loss.
-    public func apply(model: AnyClassifier, cleanLogits: Tensor, labels: [Int32], ids: [Int])
+    public func apply(model: AnyClassifier, cleanLogits: Tensor, labels: [Int32])
         -> (terms: [String: Float], dCleanLogits: Tensor) {
         var dClean = Tensor(zeros: cleanLogits.shape)
         precondition(examples.count == cleanLogits.shape[0], "MemLossTerm: examples for \(examples.count) samples, batch \(cleanLogits.shape[0])")
@@ -244,7 +249,7 @@ public struct MemLossTerm: AuxiliaryLoss {
         let q = Loss.softmax(memLogits).scalars
         let ys = selected.map { Int(labels[$0.position]) }
         let weights: [Float] = selected.enumerated().map { r, e in
-            e.coefficient * (config.weighting == .uniform ? 1 : MemLossConfig.weightOffset - q[r * k + ys[r]])
+            e.coefficient * (config.weighting == .uniform ? 1 : MemLossTermConfig.weightOffset - q[r * k + ys[r]])
         }
         // The kernel computes scale · Σ_r w_r·KL_r / m (value unscaled); scale = β′·m/B gives β′/B.
         let scale = config.beta * Float(m) / Float(b)

@@ -4,7 +4,8 @@
 // known order, x′ = clamp(view(x) + δ, 0, 1) rebuilt on the prefetch thread from the dataset).
 //
 // Generation g is the set of adversarial examples made in epoch g (0-based); epoch e reads
-// generations e − s, …, e − K·s (MemLossConfig.generationsRead).
+// generations e − s, …, e − K·s (MemoryStoreConfig.generationsRead). The store's options (K,
+// stride, codec, kind, directory) are MemoryStoreConfig; the term's are MemLossTermConfig.
 
 import Datasets
 import Foundation
@@ -12,8 +13,55 @@ import Kernels
 import MemoryBank
 import Tensors
 
-/// What a store did in one epoch.
-public struct MemoryEpochReport: Sendable, Equatable {
+/// Where the remembered examples live.
+public enum MemoryStoreKind: String, Codable, Sendable, CaseIterable {
+    /// The on-disk bank (MemoryBank): quantised δ + view, memory-mapped, prefetched. The default.
+    case disk
+    /// float32 adversarial images in RAM (O(N·K·image)): the reference the bank is checked against.
+    case ram
+}
+
+/// Options of a MemLoss memory: which generations are remembered and read, and how they are kept.
+/// Defaults (design.md §3): K = 1, stride 1, q8 on disk in `bank/` of the run directory.
+public struct MemoryStoreConfig: Codable, Sendable, Hashable {
+    /// K: generations remembered per sample (window slots).
+    public var window: Int
+    /// s: epochs between remembered generations; epoch e reads e − s, e − 2s, …, e − K·s.
+    public var stride: Int
+    /// Codec of the disk bank.
+    public var codec: BankCodec
+    public var kind: MemoryStoreKind
+    /// Bank directory (nil: `bank/` inside the run directory).
+    public var directory: String?
+
+    public init(window: Int = 1, stride: Int = 1, codec: BankCodec = .q8, kind: MemoryStoreKind = .disk,
+                directory: String? = nil) {
+        self.window = window; self.stride = stride; self.codec = codec; self.kind = kind; self.directory = directory
+    }
+
+    /// `kind` is written `store`, as in `TrainConfig.memLoss`'s flat JSON.
+    enum CodingKeys: String, CodingKey { case window, stride, codec, kind = "store", directory }
+
+    /// Keys absent from a config file keep their defaults.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = MemoryStoreConfig()
+        window = try c.decodeIfPresent(Int.self, forKey: .window) ?? d.window
+        stride = try c.decodeIfPresent(Int.self, forKey: .stride) ?? d.stride
+        codec = try c.decodeIfPresent(BankCodec.self, forKey: .codec) ?? d.codec
+        kind = try c.decodeIfPresent(MemoryStoreKind.self, forKey: .kind) ?? d.kind
+        directory = try c.decodeIfPresent(String.self, forKey: .directory)
+    }
+
+    /// The generations epoch `epoch` (0-based; generation g = the epoch that made it) reads,
+    /// slot k = 0…K−1: `epoch − (k+1)·stride` (negative ones do not exist).
+    public func generationsRead(atEpoch epoch: Int) -> [Int] {
+        (1...window).map { epoch - $0 * stride }
+    }
+}
+
+/// What a store did in one epoch (the `memory` object of an epoch line in metrics.jsonl).
+public struct MemoryEpochReport: Codable, Sendable, Equatable {
     /// Entries written into this epoch's generation.
     public var entriesWritten = 0
     /// Entries read and used as candidates, looked up but absent, skipped as damaged.
@@ -32,12 +80,49 @@ public struct MemoryEpochReport: Sendable, Equatable {
     public var generations: [Int] = []
     /// generationBytes / entriesWritten.
     public var bytesPerEntry: Double { entriesWritten == 0 ? 0 : Double(generationBytes) / Double(entriesWritten) }
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case entriesWritten = "entries_written", entriesPresent = "entries_present", entriesAbsent = "entries_absent"
+        case entriesCorrupt = "entries_corrupt", bankWaitSeconds = "bank_wait_seconds"
+        case writerBlockedSeconds = "writer_blocked_seconds", generationBytes = "generation_bytes"
+        case totalBytes = "total_bytes", generations, bytesPerEntry = "bytes_per_entry"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        entriesWritten = try c.decode(Int.self, forKey: .entriesWritten)
+        entriesPresent = try c.decode(Int.self, forKey: .entriesPresent)
+        entriesAbsent = try c.decode(Int.self, forKey: .entriesAbsent)
+        entriesCorrupt = try c.decode(Int.self, forKey: .entriesCorrupt)
+        bankWaitSeconds = try c.decode(Double.self, forKey: .bankWaitSeconds)
+        writerBlockedSeconds = try c.decode(Double.self, forKey: .writerBlockedSeconds)
+        generationBytes = try c.decode(Int.self, forKey: .generationBytes)
+        totalBytes = try c.decode(Int.self, forKey: .totalBytes)
+        generations = try c.decode([Int].self, forKey: .generations)
+    }
+
+    /// Writes every stored field and the derived `bytes_per_entry` (for readers of the file).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(entriesWritten, forKey: .entriesWritten)
+        try c.encode(entriesPresent, forKey: .entriesPresent)
+        try c.encode(entriesAbsent, forKey: .entriesAbsent)
+        try c.encode(entriesCorrupt, forKey: .entriesCorrupt)
+        try c.encode(bankWaitSeconds, forKey: .bankWaitSeconds)
+        try c.encode(writerBlockedSeconds, forKey: .writerBlockedSeconds)
+        try c.encode(generationBytes, forKey: .generationBytes)
+        try c.encode(totalBytes, forKey: .totalBytes)
+        try c.encode(generations, forKey: .generations)
+        try c.encode(bytesPerEntry, forKey: .bytesPerEntry)
+    }
 }
 
 /// The trainer's view of a memory: begin an epoch, get each batch's examples in plan order, record
 /// each batch's adversarial examples, end the epoch (the generation becomes readable).
 public protocol MemoryStore: AnyObject {
-    var config: MemLossConfig { get }
+    var config: MemoryStoreConfig { get }
     /// Starts epoch `epoch`: reading its window along `plan`, writing generation `epoch`.
     func beginEpoch(_ epoch: Int, plan: EpochPlan) throws
     /// The examples of the next batch of the plan (`ids` must be that batch's IDs).
@@ -70,7 +155,7 @@ public enum MemoryStoreError: Error, CustomStringConvertible {
 /// reference the disk bank is checked against; not saved in checkpoints (a resumed run starts with
 /// an empty memory).
 public final class RAMMemoryStore: MemoryStore {
-    public let config: MemLossConfig
+    public let config: MemoryStoreConfig
     let sampleCount: Int
     let elementCount: Int
     let shape: [Int]
@@ -93,7 +178,7 @@ public final class RAMMemoryStore: MemoryStore {
     private var epoch = -1
     private var report = MemoryEpochReport()
 
-    public init(config: MemLossConfig, sampleCount: Int, shape: [Int]) {
+    public init(config: MemoryStoreConfig, sampleCount: Int, shape: [Int]) {
         self.config = config
         self.sampleCount = sampleCount
         self.shape = shape
@@ -167,7 +252,7 @@ public final class RAMMemoryStore: MemoryStore {
 /// The MemoryBank as MemLoss's memory: δ written by the bank's background writer, read by a
 /// `BankPrefetcher` along the epoch's order, and rebuilt into x′ on the prefetch thread.
 public final class DiskMemoryStore: MemoryStore {
-    public let config: MemLossConfig
+    public let config: MemoryStoreConfig
     public let bank: Bank
     let dataset: Dataset
     let shape: [Int]
@@ -186,7 +271,7 @@ public final class DiskMemoryStore: MemoryStore {
     /// - Parameters:
     ///   - keepThrough: resume: keep sealed generations ≤ this (the last epoch the checkpoint
     ///     finished, 0-based) and discard newer ones; nil for a fresh run, which discards all.
-    public init(config: MemLossConfig, directory: URL, dataset: Dataset, epsilon: Float, norm: PerturbationNorm,
+    public init(config: MemoryStoreConfig, directory: URL, dataset: Dataset, epsilon: Float, norm: PerturbationNorm,
                 createdBy: String, keepThrough: Int?, options: Bank.Options = Bank.Options()) throws {
         self.config = config
         self.dataset = dataset

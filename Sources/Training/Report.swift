@@ -76,27 +76,24 @@ public enum Report {
 
     /// Writes report.md, loss.svg and accuracy.svg into the run directory.
     public static func write(run: RunDirectory, config: TrainConfig, summary: TrainingSummary) throws {
-        let records = MetricsLog.read(run.metrics)
-        let steps = records.filter { $0["type"] as? String == "step" }
-        let epochs = records.filter { $0["type"] as? String == "epoch" }
-        func series(_ rs: [[String: Any]], x: String, y: String) -> [(x: Double, y: Double)] {
-            rs.compactMap { r in
-                guard let xv = (r[x] as? NSNumber)?.doubleValue, let yv = (r[y] as? NSNumber)?.doubleValue else { return nil }
-                return (xv, yv)
-            }
+        let lines = try MetricsLog.read(run.metrics)
+        let steps = lines.compactMap { if case .step(let r) = $0 { return r } else { return nil } }
+        let epochs = lines.compactMap { if case .epoch(let r) = $0 { return r } else { return nil } }
+        func points<R>(_ rs: [R], x: (R) -> Int, y: (R) -> Double?) -> [(x: Double, y: Double)] {
+            rs.compactMap { r in y(r).map { (Double(x(r)), $0) } }
         }
-        let termKeys = Set(steps.flatMap { $0.keys.filter { $0.hasPrefix("loss_") } }).sorted()
-        var lossSeries = [SVGLineChart.Series(name: "total", points: series(steps, x: "step", y: "loss"), color: palette[0])]
+        let termKeys = Set(steps.flatMap(\.terms.keys)).sorted()
+        var lossSeries = [SVGLineChart.Series(name: "total", points: points(steps, x: \.step, y: \.loss), color: palette[0])]
         for (i, k) in termKeys.enumerated() {
-            lossSeries.append(.init(name: String(k.dropFirst(5)), points: series(steps, x: "step", y: k),
+            lossSeries.append(.init(name: k, points: points(steps, x: \.step, y: { $0.terms[k] }),
                                     color: palette[(i + 1) % palette.count]))
         }
         let loss = SVGLineChart(title: "Training loss", xLabel: "step", yLabel: "loss", series: lossSeries)
         let acc = SVGLineChart(title: "Accuracy", xLabel: "epoch", yLabel: "accuracy", series: [
-            .init(name: "train clean", points: series(epochs, x: "epoch", y: "train_clean_accuracy"), color: palette[0]),
-            .init(name: "train adv", points: series(epochs, x: "epoch", y: "train_adversarial_accuracy"), color: palette[3]),
-            .init(name: "val clean", points: series(epochs, x: "epoch", y: "val_clean_accuracy"), color: palette[2]),
-            .init(name: "val robust", points: series(epochs, x: "epoch", y: "val_robust_accuracy"), color: palette[1]),
+            .init(name: "train clean", points: points(epochs, x: \.epoch, y: \.trainCleanAccuracy), color: palette[0]),
+            .init(name: "train adv", points: points(epochs, x: \.epoch, y: \.trainAdversarialAccuracy), color: palette[3]),
+            .init(name: "val clean", points: points(epochs, x: \.epoch, y: \.valCleanAccuracy), color: palette[2]),
+            .init(name: "val robust", points: points(epochs, x: \.epoch, y: \.valRobustAccuracy), color: palette[1]),
         ], yRange: 0...1)
         try AtomicFileWriter.write(loss.render(), to: run.url.appendingPathComponent("loss.svg"))
         try AtomicFileWriter.write(acc.render(), to: run.url.appendingPathComponent("accuracy.svg"))
@@ -122,17 +119,17 @@ public enum Report {
         md += "## Per epoch\n\n| epoch | train loss | train clean | train adv | val clean | val robust | img/s | data wait (s) |\n"
         md += "|---|---|---|---|---|---|---|---|\n"
         for r in epochs {
-            func v(_ k: String, _ p: Bool = true) -> String {
-                guard let x = (r[k] as? NSNumber)?.doubleValue else { return "–" }
+            func v(_ x: Double?, _ p: Bool = true) -> String {
+                guard let x else { return "–" }
                 return p ? pct(x) : String(format: "%.3f", x)
             }
-            md += "| \(r["epoch"] ?? "") | \(v("train_loss", false)) | \(v("train_clean_accuracy")) | \(v("train_adversarial_accuracy")) "
-                + "| \(v("val_clean_accuracy")) | \(v("val_robust_accuracy")) | \(String(format: "%.0f", (r["images_per_second"] as? NSNumber)?.doubleValue ?? 0)) "
-                + "| \(String(format: "%.2f", (r["data_wait_seconds"] as? NSNumber)?.doubleValue ?? 0)) |\n"
+            md += "| \(r.epoch) | \(v(r.trainLoss, false)) | \(v(r.trainCleanAccuracy)) | \(v(r.trainAdversarialAccuracy)) "
+                + "| \(v(r.valCleanAccuracy)) | \(v(r.valRobustAccuracy)) | \(String(format: "%.0f", r.imagesPerSecond)) "
+                + "| \(String(format: "%.2f", r.dataWaitSeconds)) |\n"
         }
         if let m = config.memLoss { md += memorySection(m, epochs: epochs, imageBytes: imageBytes(config)) }
         md += "\nFiles: `config.json` (resolved configuration), `metrics.jsonl`, `checkpoints/`, `eval/`"
-            + (config.memLoss?.store == .disk ? ", `bank/` (inspect with `membank`)" : "") + ".\n"
+            + (config.memLoss?.store.kind == .disk ? ", `bank/` (inspect with `membank`)" : "") + ".\n"
         try AtomicFileWriter.write(md, to: run.report)
     }
 }
@@ -146,30 +143,30 @@ extension Report {
 
     /// The MemLoss section: the term's settings, and per epoch the term's value, the entries used,
     /// damaged entries, the bank's size on disk and bytes per entry.
-    static func memorySection(_ m: MemLossConfig, epochs: [[String: Any]], imageBytes: Int?) -> String {
-        func num(_ r: [String: Any], _ k: String) -> Double? { (r[k] as? NSNumber)?.doubleValue }
+    static func memorySection(_ m: MemLossConfig, epochs: [EpochRecord], imageBytes: Int?) -> String {
+        let t = m.term, st = m.store
         var md = "\n## Memory (MemLoss)\n\n"
-        md += "L = L_base + β′·(1/B) Σ_i c_i Σ_{k∈S_i} w_ik·KL(p(x_i) ‖ p(x′_ik)) with β′ = \(m.beta), "
-            + "weighting \(m.weighting.rawValue), K = \(m.window), stride \(m.stride), reduction \(m.reduce.rawValue) "
-            + "(c_i = \(m.reduce == .mean ? "1/|S_i|" : "1")), selection \(m.select); memory in "
-            + (m.store == .disk ? "the on-disk bank (codec \(m.codec.rawValue))" : "RAM (float32 reference)") + ".\n\n"
-        if let last = epochs.last, let bpe = num(last, "bank_bytes_per_entry"), bpe > 0 {
-            let total = num(last, "bank_total_bytes") ?? 0
+        md += "L = L_base + β′·(1/B) Σ_i c_i Σ_{k∈S_i} w_ik·KL(p(x_i) ‖ p(x′_ik)) with β′ = \(t.beta), "
+            + "weighting \(t.weighting.rawValue), K = \(st.window), stride \(st.stride), reduction \(t.reduce.rawValue) "
+            + "(c_i = \(t.reduce == .mean ? "1/|S_i|" : "1")), selection \(t.select); memory in "
+            + (st.kind == .disk ? "the on-disk bank (codec \(st.codec.rawValue))" : "RAM (float32 reference)") + ".\n\n"
+        if let last = epochs.last?.memory, last.bytesPerEntry > 0 {
             md += String(format: "Bank at the end: %.2f MiB on disk, generations %@; last generation %.0f bytes per entry",
-                         total / 1_048_576, "\(last["bank_generations"] ?? "[]")", bpe)
-            if let imageBytes, m.store == .disk {
-                md += String(format: " (a float32 image is %d bytes: %.1f× smaller)", imageBytes, Double(imageBytes) / bpe)
+                         Double(last.totalBytes) / 1_048_576, "\(last.generations)", last.bytesPerEntry)
+            if let imageBytes, st.kind == .disk {
+                md += String(format: " (a float32 image is %d bytes: %.1f× smaller)", imageBytes, Double(imageBytes) / last.bytesPerEntry)
             }
             md += ".\n\n"
         }
         md += "| epoch | mem term | entries used | samples with memory | damaged (skipped) | written | generation bytes | bytes/entry | bank wait (s) |\n"
         md += "|---|---|---|---|---|---|---|---|---|\n"
         for r in epochs {
-            func i(_ k: String) -> String { num(r, k).map { String(format: "%.0f", $0) } ?? "–" }
-            md += "| \(r["epoch"] ?? "") | \(num(r, "train_loss_mem").map { String(format: "%.4f", $0) } ?? "0") | \(i("mem_entries_used")) "
-                + "| \(i("mem_samples_with_memory")) | \(i("mem_entries_corrupt")) | \(i("mem_entries_written")) "
-                + "| \(i("bank_generation_bytes")) | \(num(r, "bank_bytes_per_entry").map { String(format: "%.1f", $0) } ?? "–") "
-                + "| \(num(r, "bank_wait_seconds").map { String(format: "%.2f", $0) } ?? "–") |\n"
+            func i(_ v: Int?) -> String { v.map { "\($0)" } ?? "–" }
+            let mem = r.memory
+            md += "| \(r.epoch) | \(r.trainTerms["mem"].map { String(format: "%.4f", $0) } ?? "0") | \(i(r.memEntriesUsed)) "
+                + "| \(i(r.memSamplesWithMemory)) | \(i(mem?.entriesCorrupt)) | \(i(mem?.entriesWritten)) "
+                + "| \(i(mem?.generationBytes)) | \(mem.map { String(format: "%.1f", $0.bytesPerEntry) } ?? "–") "
+                + "| \(mem.map { String(format: "%.2f", $0.bankWaitSeconds) } ?? "–") |\n"
         }
         md += "\nThe mem term is the batch-size-weighted mean over the epoch's steps (0 in epoch 1: no memory yet, "
             + "the step is the base method).\n"

@@ -210,7 +210,7 @@ public enum ScaleBench {
         let loader = BatchLoader(dataset: dataset, augmentation: config.augmentation, seed: config.seed)
         let bankURL = URL(fileURLWithPath: config.bankDirectory)
         try? FileManager.default.removeItem(at: bankURL)
-        let memConfig = MemLossConfig(window: config.window, codec: config.codec, store: .disk)
+        let memConfig = MemoryStoreConfig(window: config.window, codec: config.codec, kind: .disk)
         var pageCacheMax = SystemStats.pageCacheBytes ?? 0, anonMax = 0, fileMax = 0
         let pageCacheAtStart = pageCacheMax
         let sample = {
@@ -391,8 +391,10 @@ public enum ScaleBench {
             }
             net.zeroGradients()
             var rng = SplitMix64.derived(seed: c.seed ^ 0x5EED_A77A_C0DE, stream: UInt64(step))
-            let r = trainer.step(model: net, images: batch.images, labels: batch.labels, ids: batch.ids,
-                                 auxiliary: [MemLossTerm(config: store.config, examples: examples)], rng: &rng)
+            let term = MemLossTermConfig()
+            let r = trainer.step(model: net, images: batch.images, labels: batch.labels,
+                                 auxiliary: [MemLossTerm(config: term, examples: examples, selected: term.selectEntries(examples))],
+                                 rng: &rng)
             optimizer.step(learningRate: c.learningRate)
             guard let adversarial = r.adversarial, let logits = r.adversarialLogits else {
                 throw ScaleBenchError.invalid("the method returned no adversarial examples to record")

@@ -1,6 +1,6 @@
 // Trainer.swift: the training loop: data order from (seed, epoch), a prefetch thread ahead of the
-// compute, one method step per batch (attack + loss + backward), SGD, metrics, validation on a
-// held-out split, last/best checkpoints, exact resume, and the final test evaluation.
+// compute, one TrainingStep per batch, the epoch's metrics (EpochMetrics), validation on a held-out
+// split, last/best checkpoints, exact resume, and the final test evaluation.
 // It reports progress through a callback and never prints (the CLI renders).
 
 import Attacks
@@ -16,7 +16,7 @@ import Tensors
 public enum TrainingEvent {
     case started(totalEpochs: Int, stepsPerEpoch: Int, startEpoch: Int, trainSamples: Int, model: String, parameters: Int)
     case step(epoch: Int, step: Int, stepsPerEpoch: Int, loss: Float, imagesPerSecond: Double, etaSeconds: Double)
-    case epoch(epoch: Int, summary: [String: Any])
+    case epoch(EpochRecord)
     case evaluated(split: String, result: EvaluationResult)
     case finished(TrainingSummary)
 }
@@ -75,6 +75,9 @@ public final class Trainer {
     public private(set) var memory: (any MemoryStore)?
     /// Where the disk bank lives (nil for RAM or no MemLoss).
     public private(set) var bankDirectory: URL?
+    /// The step every batch runs (built once the memory exists).
+    private lazy var step = TrainingStep(model: model, method: method, optimizer: optimizer, memory: memory,
+                                         term: config.memLoss?.term ?? MemLossTermConfig(), seed: config.seed)
 
     /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
     /// the configuration stored there (the `config` argument is then ignored).
@@ -152,17 +155,17 @@ public final class Trainer {
     /// unsealed generation left by a crash, which `Bank.open` deletes).
     private func makeMemoryStore(_ mc: MemLossConfig, resumeEpoch: Int?) throws -> any MemoryStore {
         guard let attack = config.method.attack else { throw TrainingError.memory("MemLoss needs a method with an attack") }
-        switch mc.store {
+        switch mc.store.kind {
         case .ram:
-            return RAMMemoryStore(config: mc, sampleCount: trainSet.count, shape: trainSet.shape.dimensions)
+            return RAMMemoryStore(config: mc.store, sampleCount: trainSet.count, shape: trainSet.shape.dimensions)
         case .disk:
-            let dir = mc.directory.map { URL(fileURLWithPath: $0) } ?? run.url.appendingPathComponent("bank")
+            let dir = mc.store.directory.map { URL(fileURLWithPath: $0) } ?? run.url.appendingPathComponent("bank")
             bankDirectory = dir
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
             let createdBy = (try? enc.encode(config)).map { String(decoding: $0, as: UTF8.self) } ?? ""
             do {
-                return try DiskMemoryStore(config: mc, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
+                return try DiskMemoryStore(config: mc.store, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
                                            norm: attack.norm == .l2 ? .l2 : .linf, createdBy: createdBy,
                                            keepThrough: resumeEpoch.map { $0 - 1 })
             } catch { throw TrainingError.memory("\(error)") }
@@ -179,7 +182,7 @@ public final class Trainer {
         let perEpoch = stepsPerEpoch
         events(.started(totalEpochs: config.epochs, stepsPerEpoch: perEpoch, startEpoch: startEpoch,
                         trainSamples: trainIDs.count, model: spec.name, parameters: model.parameterCount))
-        var stepTimes: [Double] = []
+        var stepTimes = StepTimeWindow()
         for epoch in startEpoch..<config.epochs {
             try runEpoch(epoch, log: log, events: events, stepTimes: &stepTimes, runStart: start)
         }
@@ -209,17 +212,16 @@ public final class Trainer {
         return summary
     }
 
+    /// One epoch: the step loop, then the epoch end.
     private func runEpoch(_ epoch: Int, log: MetricsLog, events: (TrainingEvent) -> Void,
-                          stepTimes: inout [Double], runStart: Double) throws {
+                          stepTimes: inout StepTimeWindow, runStart: Double) throws {
         let plan = EpochPlan(population: trainIDs, seed: config.seed, epoch: epoch, batchSize: config.batchSize)
         let loader = BatchLoader(dataset: trainSet, augmentation: augmentation, seed: config.seed)
         let prefetcher = Prefetcher(loader: loader, plan: plan, depth: config.prefetchDepth)
         defer { prefetcher.cancel() }
         let epochStart = SystemStats.now
         do { try memory?.beginEpoch(epoch, plan: plan) } catch { throw TrainingError.memory("\(error)") }
-        var memoryUsed = 0, memorySamples = 0
-        var sums: [String: Double] = [:]
-        var seen = 0, cleanCorrect = 0, advCorrect = 0, advSeen = 0, stepInEpoch = 0
+        var metrics = EpochMetrics()
         var lr: Float = config.optimizer.learningRate
         while let batch = try prefetcher.next() {
             let t0 = SystemStats.now
@@ -227,89 +229,46 @@ public final class Trainer {
                                               stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
             let momentum = config.schedule.momentum(base: config.optimizer.momentum, iteration: globalStep,
                                                     stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
-            model.zeroGradients()
-            var rng = SplitMix64.derived(seed: config.seed ^ 0x5EED_A77A_C0DE, stream: UInt64(globalStep))
-            var auxiliary: [any AuxiliaryLoss] = []
-            if let memory {
-                let examples: MemoryExamples
-                do { examples = try memory.next(ids: batch.ids) } catch { throw TrainingError.memory("\(error)") }
-                for p in examples.problems.prefix(20) {
-                    log.append(["type": "bank_problem", "epoch": epoch + 1, "step": globalStep, "problem": p])
-                }
-                let selected = memory.config.selectEntries(examples)
-                memoryUsed += selected.count
-                memorySamples += Set(selected.map(\.position)).count
-                if !selected.isEmpty { auxiliary.append(MemLossTerm(config: memory.config, examples: examples, selected: selected)) }
+            let outcome = try step.run(batch, globalStep: globalStep, learningRate: lr, momentum: momentum)
+            for p in outcome.memory?.problems.prefix(20) ?? [] {
+                try log.append(.bankProblem(BankProblemRecord(epoch: epoch + 1, step: globalStep, problem: p)))
             }
-            let result = method.step(model: model, images: batch.images, labels: batch.labels, ids: batch.ids,
-                                     auxiliary: auxiliary, rng: &rng)
-            if let memory, let adv = result.adversarial, let advLogits = result.adversarialLogits {
-                do {
-                    try memory.record(ids: batch.ids, views: batch.views, clean: batch.images, adversarial: adv,
-                                      metadata: memoryMetadata(adversarialLogits: advLogits, labels: batch.labels))
-                } catch { throw TrainingError.memory("\(error)") }
-            }
-            guard result.loss.isFinite, result.terms.values.allSatisfy(\.isFinite) else {
-                log.append(["type": "error", "epoch": epoch + 1, "step": globalStep, "error": "non-finite loss",
-                            "terms": result.terms.mapValues { Double($0).isFinite ? Double($0) : -1 }])
-                throw TrainingError.nonFinite(epoch: epoch + 1, step: globalStep, terms: result.terms,
+            guard outcome.isFinite else {
+                try log.append(.error(ErrorRecord(epoch: epoch + 1, step: globalStep, error: "non-finite loss", terms: outcome.terms)))
+                throw TrainingError.nonFinite(epoch: epoch + 1, step: globalStep, terms: outcome.terms,
                                               checkpoint: FileManager.default.fileExists(atPath: run.lastCheckpoint.path)
                                                   ? run.lastCheckpoint.path : "(none yet: no epoch had finished)")
             }
-            optimizer.step(learningRate: lr, momentum: momentum)
-
-            let b = batch.count
-            seen += b
-            cleanCorrect += correctCount(result.cleanLogits, batch.labels)
-            if let a = result.adversarialLogits { advCorrect += correctCount(a, batch.labels); advSeen += b }
-            sums["loss", default: 0] += Double(result.loss) * Double(b)
-            for (k, v) in result.terms { sums[k, default: 0] += Double(v) * Double(b) }
+            metrics.add(outcome)
             globalStep += 1
-            stepInEpoch += 1
             let dt = SystemStats.now - t0
-            stepTimes.append(dt)
-            if stepTimes.count > 20 { stepTimes.removeFirst() }
-            let meanStep = stepTimes.reduce(0, +) / Double(stepTimes.count)
-            let remaining = (config.epochs - epoch - 1) * plan.batchCount + (plan.batchCount - stepInEpoch)
-            events(.step(epoch: epoch + 1, step: stepInEpoch, stepsPerEpoch: plan.batchCount, loss: result.loss,
-                         imagesPerSecond: Double(b) / dt, etaSeconds: meanStep * Double(remaining)))
+            stepTimes.add(dt)
+            let remaining = (config.epochs - epoch - 1) * plan.batchCount + (plan.batchCount - metrics.steps)
+            events(.step(epoch: epoch + 1, step: metrics.steps, stepsPerEpoch: plan.batchCount, loss: outcome.loss,
+                         imagesPerSecond: Double(batch.count) / dt, etaSeconds: stepTimes.eta(remainingSteps: remaining)))
             if globalStep % config.logEvery == 0 {
-                var rec: [String: Any] = ["type": "step", "epoch": epoch + 1, "step": globalStep, "lr": Double(lr),
-                                          "loss": Double(result.loss), "images_per_second": Double(b) / dt,
-                                          "data_wait_seconds": prefetcher.statistics.consumerWaitSeconds,
-                                          "wall_seconds": SystemStats.now - runStart,
-                                          "peak_rss_bytes": SystemStats.peakRSSBytes]
-                for (k, v) in result.terms { rec["loss_" + k] = Double(v) }
-                log.append(rec)
+                try log.append(.step(StepRecord(epoch: epoch + 1, step: globalStep, learningRate: Double(lr),
+                                                loss: Double(outcome.loss), terms: outcome.terms.mapValues(Double.init),
+                                                imagesPerSecond: Double(batch.count) / dt,
+                                                dataWaitSeconds: prefetcher.statistics.consumerWaitSeconds,
+                                                wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes)))
             }
         }
         let epochSeconds = SystemStats.now - epochStart
         var memoryReport: MemoryEpochReport?
         do { memoryReport = try memory?.endEpoch() } catch { throw TrainingError.memory("\(error)") }
-        var record: [String: Any] = [
-            "type": "epoch", "epoch": epoch + 1, "step": globalStep, "lr": Double(lr),
-            "train_clean_accuracy": seen > 0 ? Double(cleanCorrect) / Double(seen) : 0,
-            "images_per_second": Double(seen) / epochSeconds, "epoch_seconds": epochSeconds,
-            "data_wait_seconds": prefetcher.statistics.consumerWaitSeconds,
-            "wall_seconds": SystemStats.now - runStart, "peak_rss_bytes": SystemStats.peakRSSBytes,
-        ]
-        if advSeen > 0 { record["train_adversarial_accuracy"] = Double(advCorrect) / Double(advSeen) }
-        if let m = memoryReport {
-            record["mem_entries_used"] = memoryUsed
-            record["mem_samples_with_memory"] = memorySamples
-            record["mem_entries_present"] = m.entriesPresent
-            record["mem_entries_absent"] = m.entriesAbsent
-            record["mem_entries_corrupt"] = m.entriesCorrupt
-            record["mem_entries_written"] = m.entriesWritten
-            record["bank_wait_seconds"] = m.bankWaitSeconds
-            record["bank_writer_blocked_seconds"] = m.writerBlockedSeconds
-            record["bank_generation_bytes"] = m.generationBytes
-            record["bank_bytes_per_entry"] = m.bytesPerEntry
-            record["bank_total_bytes"] = m.totalBytes
-            record["bank_generations"] = m.generations
-        }
-        for (k, v) in sums { record[k == "loss" ? "train_loss" : "train_loss_" + k] = v / Double(max(seen, 1)) }
+        let record = metrics.record(epoch: epoch + 1, step: globalStep, learningRate: lr, epochSeconds: epochSeconds,
+                                    dataWaitSeconds: prefetcher.statistics.consumerWaitSeconds,
+                                    wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes,
+                                    memory: memoryReport)
+        try endEpoch(epoch, record: record, log: log, events: events)
+    }
 
+    /// The epoch end: validation (every `evalEvery` epochs and after the last), the best-model
+    /// choice on validation robust accuracy, the `last` (resumable) and `best` checkpoints, and the
+    /// epoch line.
+    private func endEpoch(_ epoch: Int, record: EpochRecord, log: MetricsLog, events: (TrainingEvent) -> Void) throws {
+        var record = record
         var isBest = false
         if (epoch + 1) % config.evalEvery == 0 || epoch + 1 == config.epochs, !split.validation.isEmpty {
             let ids = Array(split.validation.prefix(config.validationSamples))
@@ -317,9 +276,9 @@ public final class Trainer {
             let r = Evaluation.run(model: model, dataset: trainSet, ids: ids, attacks: [(name, .pgd(config.validationAttack))],
                                    epsilonText: config.epsilonText, epsilon: config.validationAttack.epsilon,
                                    seed: config.seed &+ 3)
-            record["val_clean_accuracy"] = r.cleanAccuracy
-            record["val_robust_accuracy"] = r.worstCaseAccuracy
-            record["val_attack"] = name
+            record.valCleanAccuracy = r.cleanAccuracy
+            record.valRobustAccuracy = r.worstCaseAccuracy
+            record.valAttack = name
             events(.evaluated(split: "validation", result: r))
             if r.worstCaseAccuracy > bestRobust {
                 bestRobust = r.worstCaseAccuracy
@@ -340,9 +299,9 @@ public final class Trainer {
             try Checkpoint.save(model: model.stateEntries(prefix: ""), to: run.bestCheckpoint,
                                 metadata: meta.merging(["memloss.selected_on": "validation robust accuracy"]) { a, _ in a })
         }
-        record["best_epoch"] = bestEpoch
-        log.append(record)
-        events(.epoch(epoch: epoch + 1, summary: record))
+        record.bestEpoch = bestEpoch
+        try log.append(.epoch(record))
+        events(.epoch(record))
     }
 
     /// Metadata stored in every checkpoint, enough for `memloss eval` to rebuild the model and
@@ -351,17 +310,5 @@ public final class Trainer {
         ["memloss.model": config.model, "memloss.width": "\(config.width)", "memloss.classes": "\(spec.classes)",
          "memloss.data": config.data, "memloss.epsilon": config.epsilonText, "memloss.method": config.method.name,
          "memloss.epoch": "\(epoch)"]
-    }
-
-    private func correctCount(_ logits: Tensor, _ labels: [Int32]) -> Int {
-        let k = logits.shape[1]
-        let z = logits.scalars
-        var c = 0
-        for (i, y) in labels.enumerated() {
-            var best = 0
-            for j in 1..<k where z[i * k + j] > z[i * k + best] { best = j }
-            if best == Int(y) { c += 1 }
-        }
-        return c
     }
 }

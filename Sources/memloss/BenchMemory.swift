@@ -105,9 +105,10 @@ struct BenchMemory: ParsableCommand {
         let population = Array(0..<min(batch * batches, dataset.count))
         let loader = BatchLoader(dataset: dataset, augmentation: source.standardAugmentation, seed: seed)
 
-        let diskConfig = MemLossConfig(window: window, codec: bankCodec, store: .disk)
+        let diskConfig = MemoryStoreConfig(window: window, codec: bankCodec, kind: .disk)
         var ramConfig = diskConfig
-        ramConfig.store = .ram
+        ramConfig.kind = .ram
+        let term = MemLossTermConfig()
         let directory = URL(fileURLWithPath: scratch).appendingPathComponent("memloss-bench-memory-\(getpid())")
         try? FileManager.default.removeItem(at: directory)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -130,8 +131,8 @@ struct BenchMemory: ParsableCommand {
                 let ex = try disk.next(ids: x.ids)
                 net.zeroGradients()
                 var rng = SplitMix64.derived(seed: seed, stream: UInt64(step))
-                let r = method.step(model: net, images: x.images, labels: x.labels, ids: x.ids,
-                                    auxiliary: [MemLossTerm(config: diskConfig, examples: ex)], rng: &rng)
+                let r = method.step(model: net, images: x.images, labels: x.labels,
+                                    auxiliary: [MemLossTerm(config: term, examples: ex, selected: term.selectEntries(ex))], rng: &rng)
                 optimizer.step(learningRate: 0.02)
                 let meta = memoryMetadata(adversarialLogits: r.adversarialLogits!, labels: x.labels)
                 try ram.record(ids: x.ids, views: x.views, clean: x.images, adversarial: r.adversarial!, metadata: meta)
@@ -160,14 +161,13 @@ struct BenchMemory: ParsableCommand {
             let order: [MemoryStoreKind] = b % 2 == 0 ? [.ram, .disk] : [.disk, .ram]
             for kind in order {
                 let store: any MemoryStore = kind == .ram ? ram : disk
-                let config = kind == .ram ? ramConfig : diskConfig
                 let t0 = SystemStats.now
                 let ex = try store.next(ids: x.ids)
                 let t1 = SystemStats.now
                 net.zeroGradients()
                 var rng = SplitMix64.derived(seed: seed, stream: UInt64(step))
-                let r = method.step(model: net, images: x.images, labels: x.labels, ids: x.ids,
-                                    auxiliary: [MemLossTerm(config: config, examples: ex)], rng: &rng)
+                let r = method.step(model: net, images: x.images, labels: x.labels,
+                                    auxiliary: [MemLossTerm(config: term, examples: ex, selected: term.selectEntries(ex))], rng: &rng)
                 let t2 = SystemStats.now
                 let meta = memoryMetadata(adversarialLogits: r.adversarialLogits!, labels: x.labels)
                 try store.record(ids: x.ids, views: x.views, clean: x.images, adversarial: r.adversarial!, metadata: meta)

@@ -191,41 +191,41 @@ struct TrainCommand: ParsableCommand {
             cfg.memLoss = nil
         } else if memloss == true || anyMemOption {
             var m = cfg.memLoss ?? MemLossConfig()
-            if let memBeta { m.beta = memBeta }
+            if let memBeta { m.term.beta = memBeta }
             if let memWeight {
                 guard let w = MemoryWeighting(rawValue: memWeight) else {
                     throw ValidationError("--mem-weight '\(memWeight)': expected difficulty, difficulty-detached or uniform")
                 }
-                m.weighting = w
+                m.term.weighting = w
             }
-            if let memK { m.window = memK }
-            if let memStride { m.stride = memStride }
+            if let memK { m.store.window = memK }
+            if let memStride { m.store.stride = memStride }
             if let memReduce {
                 guard let r = MemoryReduction(rawValue: memReduce) else {
                     throw ValidationError("--mem-reduce '\(memReduce)': expected mean or sum")
                 }
-                m.reduce = r
+                m.term.reduce = r
             }
             if let memSelect {
                 guard let s = MemorySelection(parsing: memSelect) else {
                     throw ValidationError("--mem-select '\(memSelect)': expected all, hardest:F with 0 < F ≤ 1, or misclassified")
                 }
-                m.select = s
+                m.term.select = s
             }
             if let memCodec {
                 guard let c = BankCodec(rawValue: memCodec) else {
                     throw ValidationError("--mem-codec '\(memCodec)': expected "
                                           + BankCodec.allCases.map(\.rawValue).joined(separator: ", "))
                 }
-                m.codec = c
+                m.store.codec = c
             }
             if let memStore {
                 guard let k = MemoryStoreKind(rawValue: memStore) else {
                     throw ValidationError("--mem-store '\(memStore)': expected disk or ram")
                 }
-                m.store = k
+                m.store.kind = k
             }
-            if let memDir { m.directory = memDir }
+            if let memDir { m.store.directory = memDir }
             cfg.memLoss = m
         } else if method != nil && cfg.method.attack == nil {
             // `--method standard` without a MemLoss flag: the demo's memory term has nothing to
@@ -273,20 +273,19 @@ final class ProgressRenderer {
                 print(String(format: "epoch %d step %d/%d loss %.4f %.0f img/s ETA %@", epoch, step, steps, loss, ips,
                              formatDuration(eta)))
             }
-        case let .epoch(epoch, s):
+        case let .epoch(r):
             if isTerminal { print("") }
-            var parts = ["epoch \(epoch)"]
-            if let l = s["train_loss"] as? Double { parts.append(String(format: "loss %.4f", l)) }
-            if let a = s["train_clean_accuracy"] as? Double { parts.append(String(format: "train clean %.1f%%", a * 100)) }
-            if let a = s["val_clean_accuracy"] as? Double { parts.append(String(format: "val clean %.1f%%", a * 100)) }
-            if let a = s["val_robust_accuracy"] as? Double { parts.append(String(format: "val robust %.1f%%", a * 100)) }
-            if let m = s["train_loss_mem"] as? Double { parts.append(String(format: "mem %.4f", m)) }
-            if let b = s["bank_total_bytes"] as? Int, let e = s["bank_bytes_per_entry"] as? Double, b > 0 {
-                parts.append(String(format: "bank %.1f MiB (%.0f B/entry)", Double(b) / 1_048_576, e))
+            var parts = ["epoch \(r.epoch)", String(format: "loss %.4f", r.trainLoss),
+                         String(format: "train clean %.1f%%", r.trainCleanAccuracy * 100)]
+            if let a = r.valCleanAccuracy { parts.append(String(format: "val clean %.1f%%", a * 100)) }
+            if let a = r.valRobustAccuracy { parts.append(String(format: "val robust %.1f%%", a * 100)) }
+            if let m = r.trainTerms["mem"] { parts.append(String(format: "mem %.4f", m)) }
+            if let m = r.memory, m.totalBytes > 0 {
+                parts.append(String(format: "bank %.1f MiB (%.0f B/entry)", Double(m.totalBytes) / 1_048_576, m.bytesPerEntry))
             }
-            if let t = s["epoch_seconds"] as? Double { parts.append(String(format: "%.1f s", t)) }
+            parts.append(String(format: "%.1f s", r.epochSeconds))
             print(parts.joined(separator: "  "))
-            if let c = s["mem_entries_corrupt"] as? Int, c > 0 {
+            if let c = r.memory?.entriesCorrupt, c > 0 {
                 print("warning: \(c) damaged memory-bank entries were skipped this epoch (their memory term was not used); "
                       + "see the bank_problem lines in \(runDirectory)/metrics.jsonl")
             }

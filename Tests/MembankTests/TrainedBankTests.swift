@@ -36,10 +36,11 @@ final class TrainedBankTests: XCTestCase {
         XCTAssertEqual(info.generations.map(\.entries), [192, 192, 192])
         XCTAssertEqual(info.window, 2)
         XCTAssertEqual(info.codec, "q8")
-        let epochs = MetricsLog.read(Self.run.run.appendingPathComponent("metrics.jsonl")).filter { $0["type"] as? String == "epoch" }
-        XCTAssertEqual(epochs.map { $0["bank_generation_bytes"] as? Int }, info.generations.map(\.segmentBytes))
-        XCTAssertEqual(epochs.last?["bank_total_bytes"] as? Int, info.bytesOnDisk)
-        XCTAssertEqual(epochs.map { $0["mem_entries_used"] as? Int }, [0, 192, 384], "epoch 3 reads both slots")
+        let epochs = try MetricsLog.read(Self.run.run.appendingPathComponent("metrics.jsonl"))
+            .compactMap { if case .epoch(let r) = $0 { return r } else { return nil } }
+        XCTAssertEqual(epochs.map { $0.memory?.generationBytes }, info.generations.map(\.segmentBytes))
+        XCTAssertEqual(epochs.last?.memory?.totalBytes, info.bytesOnDisk)
+        XCTAssertEqual(epochs.map(\.memEntriesUsed), [0, 192, 384], "epoch 3 reads both slots")
     }
 
     func test_stats_recomputedFromTheRawEntries() throws {

@@ -24,9 +24,9 @@ final class MemLossTests: XCTestCase {
             let m = MethodFixtures.smallCNN(seed: 5, dropout: 0)
             let method = try makeMethod(.trades(TRADESConfig(attack: MethodFixtures.attack(.tradesGaussian))), helper: nil)
             let any = AnyClassifier(m)
-            let term = MemLossTerm(config: MemLossConfig(), examples: .empty(count: 6, window: 1))
+            let term = Self.term(MemLossTermConfig(), .empty(count: 6, window: 1))
             var rng = SplitMix64(seed: 9)
-            let r = method.step(model: any, images: x, labels: y, ids: Array(0..<6),
+            let r = method.step(model: any, images: x, labels: y,
                                 auxiliary: withTerm ? [term] : [], rng: &rng)
             return (r.loss, gradients(m))
         }
@@ -41,19 +41,19 @@ final class MemLossTests: XCTestCase {
         let any = AnyClassifier(m)
         // Samples 0, 2 and 3 of a batch of 4 have memory examples.
         let examples = Self.examples(batch: 4, window: 1, present: [0, 2, 3], seed: 3)
-        let ids = [10, 11, 12, 13], labels: [Int32] = [1, 4, 7, 2]
+        let labels: [Int32] = [1, 4, 7, 2]
         var g = SplitMix64(seed: 4)
         var clean = Tensor.randomUniform(shape: [4, 10], low: -2, high: 2, rng: &g)
-        let term = MemLossTerm(config: MemLossConfig(beta: 2, weighting: weighting), examples: examples)
+        let term = Self.term(MemLossTermConfig(beta: 2, weighting: weighting), examples)
         m.zeroGradients()
-        let (terms, dClean) = term.apply(model: any, cleanLogits: clean, labels: labels, ids: ids)
+        let (terms, dClean) = term.apply(model: any, cleanLogits: clean, labels: labels)
         XCTAssertNotNil(terms["mem"], file: file, line: line)
         // Sample 1 has no memory: no gradient on its clean logits.
         for c in 0..<10 { XCTAssertEqual(dClean[flat: 10 + c], 0, file: file, line: line) }
         let analyticParams = m.parameters.map { $0.gradient.scalars }
         // A fresh term evaluation (value only) for finite differences; parameter gradients it
         // accumulates are irrelevant there.
-        let value = { () -> Double in Double(term.apply(model: any, cleanLogits: clean, labels: labels, ids: ids).terms["mem"]!) }
+        let value = { () -> Double in Double(term.apply(model: any, cleanLogits: clean, labels: labels).terms["mem"]!) }
         _ = checkGradient("mem/\(weighting) clean logits", count: clean.count, analytic: dClean.scalars,
                           read: { clean[flat: $0] }, write: { clean[flat: $0] = $1 }, loss: value,
                           samples: 40, eps: 1e-2, atol: 1e-4, rtol: 2e-2, file: file, line: line)
@@ -75,14 +75,19 @@ final class MemLossTests: XCTestCase {
         let examples = Self.examples(batch: 2, window: 1, present: [0, 1], seed: 6)
         var g = SplitMix64(seed: 2)
         let clean = Tensor.randomUniform(shape: [2, 10], low: -2, high: 2, rng: &g)
-        let a = MemLossTerm(config: MemLossConfig(weighting: .difficulty), examples: examples)
-            .apply(model: AnyClassifier(m), cleanLogits: clean, labels: [3, 5], ids: [0, 1])
-        let b = MemLossTerm(config: MemLossConfig(weighting: .difficultyDetached), examples: examples)
-            .apply(model: AnyClassifier(m), cleanLogits: clean, labels: [3, 5], ids: [0, 1])
+        let a = Self.term(MemLossTermConfig(weighting: .difficulty), examples)
+            .apply(model: AnyClassifier(m), cleanLogits: clean, labels: [3, 5])
+        let b = Self.term(MemLossTermConfig(weighting: .difficultyDetached), examples)
+            .apply(model: AnyClassifier(m), cleanLogits: clean, labels: [3, 5])
         XCTAssertEqual(a.terms["mem"], b.terms["mem"])
         XCTAssertEqual(a.dCleanLogits, b.dCleanLogits)
     }
     func test_uniformTerm_gradientsMatchFiniteDifferences() { checkTerm(.uniform) }
+
+    /// The term over the entries its options select (what TrainingStep builds).
+    static func term(_ config: MemLossTermConfig, _ examples: MemoryExamples) -> MemLossTerm {
+        MemLossTerm(config: config, examples: examples, selected: config.selectEntries(examples))
+    }
 
     /// Examples for a batch of `batch` samples and `window` slots with random 1×28×28 images in
     /// the rows `present` (row = i·K + k), stored p_y = row/100 and margin = (row odd ? −1 : 1).
@@ -113,15 +118,14 @@ final class MemLossTests: XCTestCase {
         }
         let zc = clean.scalars, zq = zm.scalars
         for reduce in MemoryReduction.allCases {
-            let cfg = MemLossConfig(beta: 2, weighting: .difficulty, window: 2, reduce: reduce)
-            let term = MemLossTerm(config: cfg, examples: ex)
-            let got = term.apply(model: any, cleanLogits: clean, labels: labels, ids: [0, 1, 2]).terms["mem"]!
+            let term = Self.term(MemLossTermConfig(beta: 2, weighting: .difficulty, reduce: reduce), ex)
+            let got = term.apply(model: any, cleanLogits: clean, labels: labels).terms["mem"]!
             var total = 0.0
             for (r, (i, c)) in [(0, reduce == .mean ? 0.5 : 1), (0, reduce == .mean ? 0.5 : 1), (2, 1.0)].enumerated() {
                 let p = softmax(Array(zc[(i * 10)..<(i * 10 + 10)])), q = softmax(Array(zq[(r * 10)..<(r * 10 + 10)]))
                 var kl = 0.0
                 for j in 0..<10 { kl += p[j] * (log(p[j]) - log(q[j])) }
-                let w = Double(MemLossConfig.weightOffset) - q[Int(labels[i])]
+                let w = Double(MemLossTermConfig.weightOffset) - q[Int(labels[i])]
                 total += c * w * kl
             }
             let expected = 2.0 * total / 3
@@ -135,10 +139,10 @@ final class MemLossTests: XCTestCase {
         let ex = Self.examples(batch: 3, window: 2, present: [0, 1, 3, 4], seed: 15)
         var g = SplitMix64(seed: 16)
         var clean = Tensor.randomUniform(shape: [3, 10], low: -2, high: 2, rng: &g)
-        let term = MemLossTerm(config: MemLossConfig(beta: 1.5, weighting: .difficulty, window: 2, reduce: .mean), examples: ex)
+        let term = Self.term(MemLossTermConfig(beta: 1.5, weighting: .difficulty, reduce: .mean), ex)
         let labels: [Int32] = [0, 5, 9]
-        let analytic = term.apply(model: any, cleanLogits: clean, labels: labels, ids: [0, 1, 2]).dCleanLogits
-        let value = { () -> Double in Double(term.apply(model: any, cleanLogits: clean, labels: labels, ids: [0, 1, 2]).terms["mem"]!) }
+        let analytic = term.apply(model: any, cleanLogits: clean, labels: labels).dCleanLogits
+        let value = { () -> Double in Double(term.apply(model: any, cleanLogits: clean, labels: labels).terms["mem"]!) }
         _ = checkGradient("mem K=2 clean logits", count: clean.count, analytic: analytic.scalars,
                           read: { clean[flat: $0] }, write: { clean[flat: $0] = $1 }, loss: value,
                           samples: 30, eps: 1e-2, atol: 1e-4, rtol: 2e-2)
@@ -147,8 +151,8 @@ final class MemLossTests: XCTestCase {
     func test_selection_andReduction_rules() {
         // B = 4, K = 2; present rows 0, 1, 2, 5, 6, 7 with p_y = row/100, margin < 0 on odd rows.
         let ex = Self.examples(batch: 4, window: 2, present: [0, 1, 2, 5, 6, 7], seed: 1)
-        func pick(_ select: MemorySelection, _ reduce: MemoryReduction = .mean) -> [MemLossConfig.SelectedEntry] {
-            MemLossConfig(window: 2, reduce: reduce, select: select).selectEntries(ex)
+        func pick(_ select: MemorySelection, _ reduce: MemoryReduction = .mean) -> [MemLossTermConfig.SelectedEntry] {
+            MemLossTermConfig(reduce: reduce, select: select).selectEntries(ex)
         }
         XCTAssertEqual(pick(.all).map(\.row), [0, 1, 2, 5, 6, 7])
         XCTAssertEqual(pick(.all).map(\.position), [0, 0, 1, 2, 3, 3])
@@ -173,6 +177,14 @@ final class MemLossTests: XCTestCase {
                                  codec: .q4, store: .ram, directory: "/tmp/x")
         XCTAssertEqual(try JSONDecoder().decode(MemLossConfig.self, from: JSONEncoder().encode(full)), full)
         XCTAssertThrowsError(try JSONDecoder().decode(MemLossConfig.self, from: Data(#"{"select": "some"}"#.utf8)))
-        XCTAssertEqual(MemLossConfig(window: 3, stride: 2).generationsRead(atEpoch: 7), [5, 3, 1])
+        XCTAssertEqual(full.term, MemLossTermConfig(beta: 1, weighting: .uniform, reduce: .sum, select: .misclassified))
+        XCTAssertEqual(full.store, MemoryStoreConfig(window: 3, stride: 2, codec: .q4, kind: .ram, directory: "/tmp/x"))
+        // The JSON stays flat, with the keys it always had.
+        let flat = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(full)) as? [String: Any])
+        XCTAssertEqual(Set(flat.keys), ["beta", "weighting", "window", "stride", "reduce", "select", "codec", "store", "directory"])
+        XCTAssertEqual(flat["store"] as? String, "ram")
+        let old = try JSONDecoder().decode(MemLossConfig.self, from: Data(#"{"beta": 3, "window": 2, "codec": "f32"}"#.utf8))
+        XCTAssertEqual(old, MemLossConfig(beta: 3, window: 2, codec: .f32))
+        XCTAssertEqual(MemoryStoreConfig(window: 3, stride: 2).generationsRead(atEpoch: 7), [5, 3, 1])
     }
 }

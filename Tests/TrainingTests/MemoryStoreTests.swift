@@ -47,9 +47,9 @@ final class MemoryStoreTests: XCTestCase {
 
     /// Runs `epochs` epochs of a fixed 3-batch plan through both stores, recording made examples,
     /// and calls `check` with each batch's examples from both.
-    private func runBoth(_ cfg: MemLossConfig, epochs: Int, epsilon: Float = 0.3, augmentation: AugmentationConfig = .cifar,
+    private func runBoth(_ cfg: MemoryStoreConfig, epochs: Int, epsilon: Float = 0.3, augmentation: AugmentationConfig = .cifar,
                          directory: URL, check: (_ epoch: Int, _ ram: MemoryExamples, _ disk: MemoryExamples) throws -> Void) throws {
-        var rc = cfg; rc.store = .ram
+        var rc = cfg; rc.kind = .ram
         let ram = RAMMemoryStore(config: rc, sampleCount: Self.demo.count, shape: Self.demo.shape.dimensions)
         let disk = try DiskMemoryStore(config: cfg, directory: directory, dataset: Self.demo, epsilon: epsilon, norm: .linf,
                                        createdBy: "{}", keepThrough: nil, options: Bank.Options(sync: false))
@@ -89,7 +89,7 @@ final class MemoryStoreTests: XCTestCase {
         let tmp = TempDirectory("memstore-equal")
         for codec in [BankCodec.q8, .f32, .q4, .levels] {
             var worst: Float = 0, compared = 0
-            try runBoth(MemLossConfig(window: 1, codec: codec), epochs: 3, directory: tmp.path(codec.rawValue)) { epoch, r, d in
+            try runBoth(MemoryStoreConfig(window: 1, codec: codec), epochs: 3, directory: tmp.path(codec.rawValue)) { epoch, r, d in
                 XCTAssertEqual(r.present, Array(d.present.prefix(r.present.count)), "\(codec) epoch \(epoch): same presence")
                 XCTAssertEqual(r.presentCount, epoch == 0 ? 0 : r.count, "K = 1: every sample has last epoch's example")
                 for row in 0..<(r.count * r.window) where r.present[row] {
@@ -109,7 +109,7 @@ final class MemoryStoreTests: XCTestCase {
     func test_windowAndStride_readTheRightGenerations_andDropTheRest() throws {
         let tmp = TempDirectory("memstore-window")
         // K = 2, s = 2: epoch e reads e−2 (slot 0) and e−4 (slot 1); the writer keeps [e+1−4, e].
-        let cfg = MemLossConfig(window: 2, stride: 2, codec: .f32)
+        let cfg = MemoryStoreConfig(window: 2, stride: 2, codec: .f32)
         var seenSlots: [Int: [Int]] = [:]
         try runBoth(cfg, epochs: 6, directory: tmp.path("bank")) { epoch, r, d in
             var slots: [Int] = []
@@ -136,7 +136,7 @@ final class MemoryStoreTests: XCTestCase {
         var slot0AtEpoch1: [Int: [Float]] = [:]
         var checked = 0
         let n = Self.demo.shape.pixelCount
-        let ram = RAMMemoryStore(config: MemLossConfig(window: 2, store: .ram), sampleCount: Self.demo.count,
+        let ram = RAMMemoryStore(config: MemoryStoreConfig(window: 2, kind: .ram), sampleCount: Self.demo.count,
                                  shape: Self.demo.shape.dimensions)
         _ = tmp
         for epoch in 0..<3 {
@@ -163,7 +163,7 @@ final class MemoryStoreTests: XCTestCase {
     func test_damagedRecord_isSkippedCounted_andNamed() throws {
         let tmp = TempDirectory("memstore-corrupt")
         let dir = tmp.path("bank")
-        let cfg = MemLossConfig(window: 1, codec: .q8)
+        let cfg = MemoryStoreConfig(window: 1, codec: .q8)
         let disk = try DiskMemoryStore(config: cfg, directory: dir, dataset: Self.demo, epsilon: 0.3, norm: .linf,
                                        createdBy: "{}", keepThrough: nil, options: Bank.Options(sync: false))
         let plan0 = EpochPlan(population: Array(0..<16), seed: 1, epoch: 0, batchSize: 16)
@@ -198,7 +198,7 @@ final class MemoryStoreTests: XCTestCase {
 
     func test_bankOutOfStepWithTheData_isAnError() throws {
         let tmp = TempDirectory("memstore-sync")
-        let disk = try DiskMemoryStore(config: MemLossConfig(codec: .f32), directory: tmp.path("bank"), dataset: Self.demo,
+        let disk = try DiskMemoryStore(config: MemoryStoreConfig(codec: .f32), directory: tmp.path("bank"), dataset: Self.demo,
                                        epsilon: 0.3, norm: .linf, createdBy: "{}", keepThrough: nil,
                                        options: Bank.Options(sync: false))
         defer { disk.close() }

@@ -145,16 +145,14 @@ final class RecordingAuxiliary: AuxiliaryLoss {
     let terms: [String: Float]
     let gradient: (Tensor) -> Tensor
     private(set) var receivedLogits: Tensor?
-    private(set) var receivedIDs: [Int] = []
 
     init(terms: [String: Float], gradient: @escaping (Tensor) -> Tensor) {
         self.terms = terms
         self.gradient = gradient
     }
 
-    func apply(model: AnyClassifier, cleanLogits: Tensor, labels: [Int32], ids: [Int]) -> (terms: [String: Float], dCleanLogits: Tensor) {
+    func apply(model: AnyClassifier, cleanLogits: Tensor, labels: [Int32]) -> (terms: [String: Float], dCleanLogits: Tensor) {
         receivedLogits = cleanLogits
-        receivedIDs = ids
         return (terms, gradient(cleanLogits))
     }
 }

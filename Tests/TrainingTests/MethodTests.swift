@@ -25,14 +25,14 @@ final class MethodTests: XCTestCase {
 
         model.zeroGradients()
         var rng = SplitMix64(seed: 3)
-        let standard = StandardMethod().step(model: model, images: x, labels: y, ids: Array(0..<8), auxiliary: [], rng: &rng)
+        let standard = StandardMethod().step(model: model, images: x, labels: y, auxiliary: [], rng: &rng)
         let standardGradients = MethodFixtures.gradients(model)
 
         cnn.dropout.randomState = dropoutState  // the clean pass draws the same dropout mask
         model.zeroGradients()
         rng = SplitMix64(seed: 3)
         let trades = TRADESMethod(config: TRADESConfig(attack: MethodFixtures.attack(.tradesGaussian), beta: 0))
-            .step(model: model, images: x, labels: y, ids: Array(0..<8), auxiliary: [], rng: &rng)
+            .step(model: model, images: x, labels: y, auxiliary: [], rng: &rng)
 
         XCTAssertEqual(trades.loss, standard.loss)
         XCTAssertEqual(trades.terms["ce"], standard.terms["ce"])
@@ -166,14 +166,13 @@ final class MethodTests: XCTestCase {
         let model = AnyClassifier(MethodFixtures.smallCNN(dropout: 0))
         let helper = AnyClassifier(MethodFixtures.smallCNN(seed: 9))
         let x = MethodFixtures.images(n: 4, shape: [1, 28, 28], seed: 10), labels = MethodFixtures.labels(n: 4, seed: 11)
-        let ids = [7, 3, 42, 0]
         var g = SplitMix64(seed: 12)
         let d = Tensor.randomNormal(shape: [4, 10], std: 0.3, rng: &g)
         for (name, method) in allMethods(helper: helper) {
             func run(_ aux: [any AuxiliaryLoss]) -> (MethodStepResult, [[Float]]) {
                 model.zeroGradients()
                 var rng = SplitMix64(seed: 13)
-                let r = method.step(model: model, images: x, labels: labels, ids: ids, auxiliary: aux, rng: &rng)
+                let r = method.step(model: model, images: x, labels: labels, auxiliary: aux, rng: &rng)
                 return (r, MethodFixtures.gradients(model))
             }
             let (plain, g0) = run([])
@@ -186,7 +185,6 @@ final class MethodTests: XCTestCase {
             let known = RecordingAuxiliary(terms: ["mem": 0.25]) { _ in d }
             let (withKnown, gk) = run([known, zero])
             XCTAssertEqual(withKnown.loss, plain.loss + 0.25, accuracy: 1e-6, "\(name)")
-            XCTAssertEqual(known.receivedIDs, ids, "\(name)")
             XCTAssertEqual(known.receivedLogits, withKnown.cleanLogits, "\(name): auxiliary saw other logits than reported")
             // Its contribution alone: backward of d through a training-mode clean pass.
             model.zeroGradients()
@@ -214,7 +212,7 @@ final class MethodTests: XCTestCase {
             for aux in [[], [zeroAux]] as [[any AuxiliaryLoss]] {
                 let before = MethodFixtures.counters(model)
                 var rng = SplitMix64(seed: 18)
-                let r = method.step(model: model, images: x, labels: labels, ids: [0, 1, 2], auxiliary: aux, rng: &rng)
+                let r = method.step(model: model, images: x, labels: labels, auxiliary: aux, rng: &rng)
                 XCTAssert(r.loss.isFinite, "\(name)")
                 // PGD-AT documents one extra training-mode clean pass when auxiliaries need clean logits.
                 let passes = expected[name]! + (name == "pgd-at" && !aux.isEmpty ? 1 : 0)
@@ -239,7 +237,7 @@ final class MethodTests: XCTestCase {
                                             "hat": ["ce", "kl", "helper_ce", "total"]]
         for (name, method) in allMethods(helper: helper) {
             var rng = SplitMix64(seed: 22)
-            let r = method.step(model: model, images: x, labels: labels, ids: [0, 1, 2, 3], auxiliary: [], rng: &rng)
+            let r = method.step(model: model, images: x, labels: labels, auxiliary: [], rng: &rng)
             XCTAssertEqual(Set(r.terms.keys), terms[name]!, name)
             XCTAssertEqual(r.terms["total"], r.loss, name)
             XCTAssert(r.loss.isFinite && r.loss > 0, name)

@@ -12,10 +12,17 @@ import Training
 import XCTest
 import _TestSupport
 
+extension Array where Element == MetricsLine {
+    /// The epoch lines, in file order.
+    var epochs: [EpochRecord] { compactMap { if case .epoch(let r) = $0 { return r } else { return nil } } }
+    /// The step lines, in file order.
+    var steps: [StepRecord] { compactMap { if case .step(let r) = $0 { return r } else { return nil } } }
+}
+
 final class TrainerTests: XCTestCase {
     /// A small but complete TRADES run on the embedded MNIST subset: narrow SmallCNN (with
     /// dropout active), 2 attack steps, 512 training samples.
-    private func tinyConfig(epochs: Int) -> TrainConfig {
+    static func tinyConfig(epochs: Int) -> TrainConfig {
         var c = TrainConfig.demo
         c.width = 0.25
         c.epochs = epochs
@@ -42,11 +49,11 @@ final class TrainerTests: XCTestCase {
     func test_resume_afterOneEpoch_equalsTrainingTwoEpochsStraight_bitForBit() throws {
         let tmp = TempDirectory("trainer-resume")
         let straight = tmp.path("straight"), resumed = tmp.path("resumed")
-        try Trainer(config: tinyConfig(epochs: 2), runDirectory: straight).train()
+        try Trainer(config: Self.tinyConfig(epochs: 2), runDirectory: straight).train()
 
         // Run 1 epoch of a 2-epoch config by stopping after the first epoch: train a 1-epoch run
         // of the same config, then rewrite its config to 2 epochs and resume.
-        var first = tinyConfig(epochs: 2)
+        var first = Self.tinyConfig(epochs: 2)
         first.epochs = 1
         try Trainer(config: first, runDirectory: resumed).train()
         // Simulate a crash after the checkpoint of epoch 1: epoch 2's generation was sealed (but its
@@ -62,7 +69,7 @@ final class TrainerTests: XCTestCase {
             try Data(repeating: 0xAB, count: 100).write(to: bankDir.appendingPathComponent("gen-0000000002.mbs.tmp"))
         }
         let enc = JSONEncoder()
-        try enc.encode(tinyConfig(epochs: 2)).write(to: resumed.appendingPathComponent("config.json"))
+        try enc.encode(Self.tinyConfig(epochs: 2)).write(to: resumed.appendingPathComponent("config.json"))
         try Trainer(config: .demo, runDirectory: resumed, resume: true).train()
 
         XCTAssertEqual(try BankReader.open(at: bankDir).generations, [0, 1], "resume rewrote generation 1")
@@ -80,7 +87,7 @@ final class TrainerTests: XCTestCase {
 
     func test_firstEpochWithMemLoss_isTheBaseMethod_bitForBit() throws {
         let tmp = TempDirectory("trainer-epoch1")
-        var with = tinyConfig(epochs: 1)
+        var with = Self.tinyConfig(epochs: 1)
         with.memLoss = MemLossConfig()
         var without = with
         without.memLoss = nil
@@ -88,16 +95,15 @@ final class TrainerTests: XCTestCase {
         try Trainer(config: without, runDirectory: tmp.path("without")).train()
         let a = try modelTensors(tmp.path("with")), b = try modelTensors(tmp.path("without"))
         for (name, va) in a { XCTAssertEqual(va, b[name]!, "tensor \(name) differs: epoch 1 must be the base method") }
-        let epoch = try XCTUnwrap(MetricsLog.read(tmp.path("with").appendingPathComponent("metrics.jsonl"))
-            .first { $0["type"] as? String == "epoch" })
-        XCTAssertEqual(epoch["mem_entries_used"] as? Int, 0)
-        XCTAssertEqual(epoch["mem_entries_written"] as? Int, 512)
+        let epoch = try XCTUnwrap(try MetricsLog.read(tmp.path("with").appendingPathComponent("metrics.jsonl")).epochs.first)
+        XCTAssertEqual(epoch.memEntriesUsed, 0)
+        XCTAssertEqual(epoch.memory?.entriesWritten, 512)
     }
 
     func test_damagedBankEntry_isSkippedCountedAndLogged_andTheRunContinues() throws {
         let tmp = TempDirectory("trainer-corrupt")
         let dir = tmp.path("run")
-        var first = tinyConfig(epochs: 2)
+        var first = Self.tinyConfig(epochs: 2)
         first.epochs = 1
         try Trainer(config: first, runDirectory: dir).train()
         let bankDir = dir.appendingPathComponent("bank")
@@ -107,33 +113,33 @@ final class TrainerTests: XCTestCase {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: segment.path))
         bytes[offset + 56] ^= 0xFF
         try bytes.write(to: URL(fileURLWithPath: segment.path))
-        try JSONEncoder().encode(tinyConfig(epochs: 2)).write(to: dir.appendingPathComponent("config.json"))
+        try JSONEncoder().encode(Self.tinyConfig(epochs: 2)).write(to: dir.appendingPathComponent("config.json"))
         try Trainer(config: .demo, runDirectory: dir, resume: true).train()
-        let records = MetricsLog.read(dir.appendingPathComponent("metrics.jsonl"))
-        let epoch2 = try XCTUnwrap(records.first { $0["type"] as? String == "epoch" && $0["epoch"] as? Int == 2 })
-        XCTAssertEqual(epoch2["mem_entries_corrupt"] as? Int, 1)
-        XCTAssertEqual(epoch2["mem_entries_used"] as? Int, 511)
-        let problem = try XCTUnwrap(records.first { $0["type"] as? String == "bank_problem" }?["problem"] as? String)
+        let lines = try MetricsLog.read(dir.appendingPathComponent("metrics.jsonl"))
+        let epoch2 = try XCTUnwrap(lines.epochs.first { $0.epoch == 2 })
+        XCTAssertEqual(epoch2.memory?.entriesCorrupt, 1)
+        XCTAssertEqual(epoch2.memEntriesUsed, 511)
+        let problem = try XCTUnwrap(lines.compactMap { if case .bankProblem(let r) = $0 { return r.problem } else { return nil } }.first)
         XCTAssert(problem.contains("gen-0000000000.mbs") && problem.contains("\(victim)"), problem)
     }
 
     func test_run_writesConfigMetricsCheckpointsEvalAndReport() throws {
         let tmp = TempDirectory("trainer-files")
         let dir = tmp.path("run")
-        let summary = try Trainer(config: tinyConfig(epochs: 1), runDirectory: dir).train()
+        let summary = try Trainer(config: Self.tinyConfig(epochs: 1), runDirectory: dir).train()
         for f in ["config.json", "metrics.jsonl", "report.md", "loss.svg", "accuracy.svg",
                   "checkpoints/last.safetensors", "checkpoints/last.state.safetensors",
                   "checkpoints/best.safetensors", "eval/test.json", "eval/summary.json"] {
             XCTAssert(FileManager.default.fileExists(atPath: dir.appendingPathComponent(f).path), "missing \(f)")
         }
-        let records = MetricsLog.read(dir.appendingPathComponent("metrics.jsonl"))
-        let epoch = try XCTUnwrap(records.first { $0["type"] as? String == "epoch" })
-        for key in ["train_loss", "train_clean_accuracy", "val_clean_accuracy", "val_robust_accuracy", "lr",
-                    "images_per_second", "data_wait_seconds", "wall_seconds", "peak_rss_bytes",
-                    "mem_entries_written", "bank_generation_bytes", "bank_bytes_per_entry", "bank_wait_seconds"] {
-            XCTAssertNotNil(epoch[key], "epoch record lacks \(key)")
-        }
-        XCTAssert(records.contains { $0["type"] as? String == "step" })
+        let lines = try MetricsLog.read(dir.appendingPathComponent("metrics.jsonl"))
+        let epoch = try XCTUnwrap(lines.epochs.first)
+        XCTAssertNotNil(epoch.valCleanAccuracy)
+        XCTAssertNotNil(epoch.valRobustAccuracy)
+        let memory = try XCTUnwrap(epoch.memory)
+        XCTAssertGreaterThan(memory.generationBytes, 0)
+        XCTAssertGreaterThan(memory.bytesPerEntry, 0)
+        XCTAssert(lines.contains { $0.kind == .step })
         XCTAssertNotNil(summary.test)
         let svg = try String(contentsOf: dir.appendingPathComponent("accuracy.svg"), encoding: .utf8)
         XCTAssert(svg.hasPrefix("<svg") && svg.contains("polyline"))
@@ -141,17 +147,17 @@ final class TrainerTests: XCTestCase {
 
     func test_badConfigurations_giveClearErrors() throws {
         let tmp = TempDirectory("trainer-errors")
-        var c = tinyConfig(epochs: 1)
+        var c = Self.tinyConfig(epochs: 1)
         c.data = "cifar10:/nonexistent/dir"
         XCTAssertThrowsError(try Trainer(config: c, runDirectory: tmp.path("a"))) { e in
             XCTAssert("\(e)".contains("/nonexistent/dir"), "\(e)")
         }
-        c = tinyConfig(epochs: 1)
+        c = Self.tinyConfig(epochs: 1)
         c.model = "resnet18"
         XCTAssertThrowsError(try Trainer(config: c, runDirectory: tmp.path("b"))) { e in
             XCTAssert("\(e)".contains("3×32×32"), "\(e)")
         }
-        c = tinyConfig(epochs: 1)
+        c = Self.tinyConfig(epochs: 1)
         c.epochs = 0
         XCTAssertThrowsError(try Trainer(config: c, runDirectory: tmp.path("c"))) { e in
             XCTAssert("\(e)".contains("epochs"), "\(e)")

@@ -30,7 +30,7 @@ public struct HATMethod: TrainingMethod {
         self.helper = helper
     }
 
-    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], ids: [Int], auxiliary: [any AuxiliaryLoss],
+    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
                      rng: inout SplitMix64) -> MethodStepResult {
         precondition(helper.base !== model.base, "HAT: the helper must be a separate, frozen model")
         precondition(helper.classCount == model.classCount,
@@ -38,7 +38,7 @@ public struct HATMethod: TrainingMethod {
         let adversarial = TRADESAttack.attack(model, images: images, config: config.attack, mode: .inference, rng: &rng)
         let helperLabels = Predictions.argmax(helper.logits(adversarial, mode: .inference))
         return loss(model: model, clean: images, adversarial: adversarial, helperLabels: helperLabels, labels: labels,
-                    ids: ids, auxiliary: auxiliary)
+                    auxiliary: auxiliary)
     }
 
     /// The helper example `x + h·(x̃ − x)` (unclipped).
@@ -51,7 +51,7 @@ public struct HATMethod: TrainingMethod {
     /// The outer loss for a given adversarial batch and helper labels (everything in `step` after
     /// the attack and the helper's prediction).
     public func loss(model: AnyClassifier, clean: Tensor, adversarial: Tensor, helperLabels: [Int32], labels: [Int32],
-                     ids: [Int] = [], auxiliary: [any AuxiliaryLoss] = []) -> MethodStepResult {
+                     auxiliary: [any AuxiliaryLoss] = []) -> MethodStepResult {
         let helperInput = helperExample(clean: clean, adversarial: adversarial)
         let (cleanLogits, cleanCache) = model.forward(clean, mode: .training)
         let (advLogits, advCache) = model.forward(adversarial, mode: .training)
@@ -65,8 +65,7 @@ public struct HATMethod: TrainingMethod {
         terms.add("helper_ce", helperCE.loss, weight: config.gamma)
         var dClean = ce.dLogits
         Elementwise.accumulate(&dClean, kl.dLogitsP)
-        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, ids: ids,
-                               dCleanLogits: &dClean)
+        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, dCleanLogits: &dClean)
         accumulateParameterGradients(model, dClean, cache: cleanCache)
         accumulateParameterGradients(model, kl.dLogitsQ, cache: advCache)
         accumulateParameterGradients(model, helperCE.dLogits, cache: helpCache)

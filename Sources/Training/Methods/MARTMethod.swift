@@ -42,15 +42,15 @@ public struct MARTMethod: TrainingMethod {
 
     public init(config: MARTConfig = MARTConfig()) { self.config = config }
 
-    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], ids: [Int], auxiliary: [any AuxiliaryLoss],
+    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
                      rng: inout SplitMix64) -> MethodStepResult {
         let adversarial = PGD.attack(model, images: images, labels: labels, config: config.attack,
                                      objective: .crossEntropy, mode: .inference, rng: &rng)
-        return loss(model: model, clean: images, adversarial: adversarial, labels: labels, ids: ids, auxiliary: auxiliary)
+        return loss(model: model, clean: images, adversarial: adversarial, labels: labels, auxiliary: auxiliary)
     }
 
     /// The outer loss for a given adversarial batch (everything in `step` after the attack).
-    public func loss(model: AnyClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32], ids: [Int] = [],
+    public func loss(model: AnyClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32],
                      auxiliary: [any AuxiliaryLoss] = []) -> MethodStepResult {
         let (cleanLogits, cleanCache) = model.forward(clean, mode: .training)
         let (advLogits, advCache) = model.forward(adversarial, mode: .training)
@@ -75,8 +75,7 @@ public struct MARTMethod: TrainingMethod {
         var dAdv = dAdvBCE
         Elementwise.accumulate(&dAdv, kl.dLogitsQ)
 
-        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, ids: ids,
-                               dCleanLogits: &dCleanLogits)
+        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, dCleanLogits: &dCleanLogits)
         accumulateParameterGradients(model, dCleanLogits, cache: cleanCache)
         accumulateParameterGradients(model, dAdv, cache: advCache)
         return terms.result(cleanLogits: cleanLogits, adversarial: adversarial, adversarialLogits: advLogits)

@@ -15,14 +15,14 @@ public struct StandardMethod: TrainingMethod {
 
     public init(config: StandardConfig = StandardConfig()) { self.config = config }
 
-    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], ids: [Int], auxiliary: [any AuxiliaryLoss],
+    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
                      rng: inout SplitMix64) -> MethodStepResult {
         let (logits, cache) = model.forward(images, mode: .training)
         let ce = Loss.crossEntropy(logits, labels: labels)
         var terms = LossTerms()
         terms.add("ce", ce.loss)
         var dClean = ce.dLogits
-        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: logits, labels: labels, ids: ids, dCleanLogits: &dClean)
+        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: logits, labels: labels, dCleanLogits: &dClean)
         accumulateParameterGradients(model, dClean, cache: cache)
         return terms.result(cleanLogits: logits, adversarial: nil, adversarialLogits: nil)
     }
@@ -46,7 +46,7 @@ public struct PGDATMethod: TrainingMethod {
 
     public init(config: PGDATConfig = PGDATConfig()) { self.config = config }
 
-    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], ids: [Int], auxiliary: [any AuxiliaryLoss],
+    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
                      rng: inout SplitMix64) -> MethodStepResult {
         let adversarial = PGD.attack(model, images: images, labels: labels, config: config.attack,
                                      objective: .crossEntropy, mode: .inference, rng: &rng)
@@ -62,7 +62,7 @@ public struct PGDATMethod: TrainingMethod {
         } else {
             let (logits, cache) = model.forward(images, mode: .training)
             var dClean = Tensor(zeros: logits.shape)
-            terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: logits, labels: labels, ids: ids, dCleanLogits: &dClean)
+            terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: logits, labels: labels, dCleanLogits: &dClean)
             accumulateParameterGradients(model, dClean, cache: cache)
             cleanLogits = logits
         }

@@ -25,15 +25,15 @@ public struct TRADESMethod: TrainingMethod {
 
     public init(config: TRADESConfig = TRADESConfig()) { self.config = config }
 
-    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], ids: [Int], auxiliary: [any AuxiliaryLoss],
+    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
                      rng: inout SplitMix64) -> MethodStepResult {
         let adversarial = TRADESAttack.attack(model, images: images, config: config.attack, mode: .inference, rng: &rng)
-        return loss(model: model, clean: images, adversarial: adversarial, labels: labels, ids: ids, auxiliary: auxiliary)
+        return loss(model: model, clean: images, adversarial: adversarial, labels: labels, auxiliary: auxiliary)
     }
 
     /// The outer loss for a given adversarial batch: the two training-mode passes, the loss, and the
     /// accumulation of its parameter gradients (everything in `step` after the attack).
-    public func loss(model: AnyClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32], ids: [Int] = [],
+    public func loss(model: AnyClassifier, clean: Tensor, adversarial: Tensor, labels: [Int32],
                      auxiliary: [any AuxiliaryLoss] = []) -> MethodStepResult {
         let (cleanLogits, cleanCache) = model.forward(clean, mode: .training)
         let (advLogits, advCache) = model.forward(adversarial, mode: .training)
@@ -44,8 +44,7 @@ public struct TRADESMethod: TrainingMethod {
         terms.add("kl", kl.loss, weight: config.beta)
         var dClean = ce.dLogits
         Elementwise.accumulate(&dClean, kl.dLogitsP)
-        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, ids: ids,
-                               dCleanLogits: &dClean)
+        terms.applyAuxiliaries(auxiliary, model: model, cleanLogits: cleanLogits, labels: labels, dCleanLogits: &dClean)
         accumulateParameterGradients(model, dClean, cache: cleanCache)
         accumulateParameterGradients(model, kl.dLogitsQ, cache: advCache)
         return terms.result(cleanLogits: cleanLogits, adversarial: adversarial, adversarialLogits: advLogits)

@@ -14,7 +14,7 @@ public protocol AuxiliaryLoss {
     /// scaled: they are added to the step's total as they are) and the gradient with respect to the
     /// clean logits `[B, classes]`; may run its own forward/backward passes on the model
     /// (accumulating parameter gradients).
-    func apply(model: AnyClassifier, cleanLogits: Tensor, labels: [Int32], ids: [Int]) -> (terms: [String: Float], dCleanLogits: Tensor)
+    func apply(model: AnyClassifier, cleanLogits: Tensor, labels: [Int32]) -> (terms: [String: Float], dCleanLogits: Tensor)
 }
 
 /// What one method step computed.
@@ -47,9 +47,11 @@ public struct MethodStepResult {
 /// backward pass of the clean batch.
 public protocol TrainingMethod {
     /// - Parameters:
-    ///   - images: `[B, C, H, W]` in [0, 1]; labels: `[B]`; ids: dataset sample IDs (for auxiliaries).
+    ///   - images: `[B, C, H, W]` in [0, 1]; labels: `[B]`.
+    ///   - auxiliary: extra terms on the clean logits (the MemLoss term carries the memory it needs,
+    ///     fetched by sample ID before the step: see TrainingStep).
     ///   - rng: draws the attack's random start.
-    func step(model: AnyClassifier, images: Tensor, labels: [Int32], ids: [Int], auxiliary: [any AuxiliaryLoss],
+    func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
               rng: inout SplitMix64) -> MethodStepResult
 }
 
@@ -70,9 +72,9 @@ struct LossTerms {
     /// Runs every auxiliary on the clean logits: adds its terms (to the total as they are) and its
     /// gradient to `dCleanLogits`.
     mutating func applyAuxiliaries(_ auxiliary: [any AuxiliaryLoss], model: AnyClassifier, cleanLogits: Tensor,
-                                   labels: [Int32], ids: [Int], dCleanLogits: inout Tensor) {
+                                   labels: [Int32], dCleanLogits: inout Tensor) {
         for aux in auxiliary {
-            let r = aux.apply(model: model, cleanLogits: cleanLogits, labels: labels, ids: ids)
+            let r = aux.apply(model: model, cleanLogits: cleanLogits, labels: labels)
             precondition(r.dCleanLogits.shape == cleanLogits.shape,
                          "AuxiliaryLoss \(type(of: aux)): gradient \(r.dCleanLogits.shape) for logits \(cleanLogits.shape)")
             Elementwise.accumulate(&dCleanLogits, r.dCleanLogits)
