@@ -1,6 +1,6 @@
 // Square.swift: the L∞ Square Attack (Andriushchenko et al., ECCV 2020) as AutoAttack runs it
 // (algorithms.md §5.4): a score-based black-box random search with square windows of ±2ε, a
-// window size that shrinks on a fixed query schedule, and only improvements of the margin kept.
+// window size that shrinks on a fixed iteration schedule, and only improvements of the margin kept.
 // It needs logits only (no gradients), which makes it the cascade's check on gradient masking.
 
 import Kernels
@@ -51,17 +51,19 @@ public enum Square {
 
     // MARK: - Schedule (pure)
 
-    /// Query counts, on a 10,000-query scale, after which p halves once more ([aa] `p_selection`).
+    /// Iterations after which p halves once more ([aa] `p_selection`), compared with the 0-based
+    /// iteration index as is: AutoAttack builds its Square with `resc_schedule=False`, so a
+    /// 5,000-query run halves p after iterations 10, 50, 200, 500, 1000, 2000 and 4000 and never
+    /// reaches the last two thresholds (its smallest p is p_init/128, not p_init/512).
     public static let scheduleThresholds = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000]
-    /// The budget the thresholds are written for; a run of Q queries rescales its iteration i to
-    /// `⌊i·10000/Q⌋` (so a 5,000-query run halves p after iterations 5, 25, 100, …, 4000).
-    public static let scheduleScale = 10_000
 
-    /// p at iteration `iteration` (0-based) of a `queries`-iteration run:
-    /// `pInit / 2^{#thresholds θ with ⌊iteration·10000/queries⌋ > θ}`.
-    public static func p(iteration: Int, queries: Int, pInit: Float) -> Float {
-        let scaled = iteration * scheduleScale / max(queries, 1)
-        let halvings = scheduleThresholds.filter { scaled > $0 }.count
+    /// p at iteration `iteration` (0-based), whatever the query budget:
+    /// `pInit / 2^{#thresholds θ with iteration > θ}`.
+    ///
+    /// With p_init = 0.8 on 32×32 images the window side goes 29, 20, 14, 10, 7, 5, 4, 3
+    /// (`windowSide`); the 1×1 and 2×2 windows of a rescaled schedule are never used.
+    public static func p(iteration: Int, pInit: Float) -> Float {
+        let halvings = scheduleThresholds.filter { iteration > $0 }.count
         return pInit / Float(1 << halvings)
     }
 
@@ -104,7 +106,7 @@ public enum Square {
         for iteration in 0..<config.queries {
             let open = (0..<n).filter { !fooled[$0] }
             if open.isEmpty { break }
-            let s = windowSide(p: p(iteration: iteration, queries: config.queries, pInit: config.pInit), height: h, width: w)
+            let s = windowSide(p: p(iteration: iteration, pInit: config.pInit), height: h, width: w)
             var candidates = [Float]()
             candidates.reserveCapacity(open.count * len)
             for i in open {

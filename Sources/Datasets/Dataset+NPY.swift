@@ -1,5 +1,6 @@
 // Dataset+NPY.swift: NumPy `.npy` reader: uint8 images N×H×W, N×H×W×C or N×C×H×W (C order) mapped in
-// place, with an integer labels `.npy` (N or N×1). Parses the format's header (magic "\x93NUMPY",
+// place, or float32/float64 images in [0, 1] quantized once to a uint8 cache copy that is mapped
+// instead; with an integer labels `.npy` (N or N×1). Parses the format's header (magic "\x93NUMPY",
 // version 1.0/2.0/3.0, a Python dict literal with descr, fortran_order, shape). No `.npz`, no pickles.
 
 import Foundation
@@ -150,23 +151,32 @@ struct NPYHeader {
 }
 
 extension Dataset {
-    /// Opens a uint8 image array `.npy` with an integer label array `.npy`.
+    /// Opens a uint8 or float image array `.npy` with an integer label array `.npy`.
+    ///
+    /// uint8 images (`|u1`) are mapped in place. float32 / float64 images (`<f4`, `<f8`) must lie in
+    /// [0, 1]; they are quantized once to bytes, `round(255 · x)` (docs/datasets.md §2), into a cache
+    /// copy in `$MEMLOSS_CACHE_DIR` keyed by the file's path, size and modification time, and that
+    /// copy is mapped. A float export of uint8 data (`images / 255`) thus trains on exactly the values
+    /// the uint8 file gives.
     /// - Parameters:
     ///   - layout: axis order of 4-D arrays; `.auto` decides from the shape and throws when ambiguous.
     ///   - classCount: labels must lie in `0..<classCount`; nil infers `max + 1`.
+    /// - Throws: `DatasetError.pixelOutOfRange` naming the first float outside [0, 1] (or NaN).
     public static func openNPY(images: String, labels: String, layout: NPYLayout = .auto,
                                classCount: Int? = nil, name: String? = nil) throws -> Dataset {
-        let f = try MappedFile.openUncompressed(images, expected: "a .npy uint8 image array")
+        let f = try MappedFile.openUncompressed(images, expected: "a .npy uint8 or float image array")
         let header = try NPYHeader.read(f)
-        guard let imageType = header.numberType, imageType.type == .uint8 else {
-            throw DatasetError.unsupported(path: images, feature: "image dtype '\(header.descr)' (expected '|u1', uint8)",
-                                           hint: "convert with images.astype(numpy.uint8) after scaling to 0…255")
+        guard let imageType = header.numberType, !imageType.bigEndian,
+              [.uint8, .float32, .float64].contains(imageType.type) else {
+            throw DatasetError.unsupported(
+                path: images, feature: "image dtype '\(header.descr)' (expected '|u1' uint8 0…255, or '<f4' / '<f8' float in [0, 1])",
+                hint: "save images.astype(numpy.uint8) (0…255) or images.astype('<f4') scaled to [0, 1]")
         }
         if header.fortranOrder {
             throw DatasetError.unsupported(path: images, feature: "fortran_order True (column-major array)",
                                            hint: "save numpy.ascontiguousarray(images)")
         }
-        try header.checkDataSize(f, width: 1)
+        try header.checkDataSize(f, width: imageType.type.byteWidth)
         let s = header.shape
         let n: Int, shape: ImageShape, strides: (c: Int, h: Int, w: Int)
         switch s.count {
@@ -215,10 +225,37 @@ extension Dataset {
         let raw = lf.numbers(at: lh.dataOffset, count: n, type: labelType.type, bigEndian: labelType.bigEndian)
         let classes = try classCount ?? inferredClassCount(raw, path: labels)
         let values = try checkedLabels(raw, path: labels, classCount: classes, expected: "0...\(classes - 1)")
+        // Float pixels: the bytes live in a cache copy with the same element order, from offset 0.
+        let pixels = imageType.type == .uint8
+            ? f : try quantizedCopy(of: f, header: header, width: imageType.type.byteWidth, pixelsPerSample: shape.pixelCount)
         let pixelLayout = PixelLayout(
-            segments: [.init(file: f, firstID: 0, count: n, offset: header.dataOffset, sampleStride: shape.pixelCount)],
+            segments: [.init(file: pixels, firstID: 0, count: n, offset: pixels === f ? header.dataOffset : 0,
+                             sampleStride: shape.pixelCount)],
             strideC: strides.c, strideH: strides.h, strideW: strides.w)
         return Dataset(format: .npy, name: name ?? "npy \(images)", shape: shape, classCount: classes,
-                       labels: values, layout: pixelLayout, mappedFiles: [f, lf])
+                       labels: values, layout: pixelLayout, mappedFiles: [pixels, lf])
+    }
+
+    /// The uint8 cache copy of the float images in `f` (quantizing them now unless a copy for the
+    /// same path, size and modification time exists), mapped.
+    /// - Throws: `pixelOutOfRange` for the first value outside [0, 1]; no cache file is left then.
+    private static func quantizedCopy(of f: MappedFile, header: NPYHeader, width: Int,
+                                      pixelsPerSample: Int) throws -> MappedFile {
+        let target = DatasetCache.path(for: f, suffix: "u8")
+        let expected = "a uint8 copy of the float images in \(f.path)"
+        let count = header.elementCount ?? 0
+        if FileManager.default.fileExists(atPath: target) {
+            let copy = try MappedFile(path: target, expected: expected)
+            if copy.count == count { return copy }  // else rewritten below (a copy of another size is stale)
+        }
+        try DatasetCache.createDirectory()
+        let out = try OutputFile(path: target)
+        if let bad = try quantizeUnitFloats(f, offset: header.dataOffset, count: count, width: width, into: out) {
+            // `out` is dropped unfinished: its temporary file is removed.
+            throw DatasetError.pixelOutOfRange(path: f.path, index: bad.index, sample: bad.index / max(pixelsPerSample, 1),
+                                               found: "\(bad.value)", expected: "[0, 1] (a float image array, '\(header.descr)')")
+        }
+        try out.finish(sync: false)
+        return try MappedFile(path: target, expected: expected)
     }
 }

@@ -1,6 +1,7 @@
 // Dataset+Unsafe.swift: the pixel loops: gather one image from the mapping through its strided layout,
-// crop (zero padding) and flip it, and write uint8 CHW bytes or float CHW values (x / 255). This is the
-// only code that turns file bytes into pixels, so a batch row and a rebuilt view are bit-identical.
+// crop (zero padding) and flip it, and write uint8 CHW bytes or float CHW values (x / 255); and the
+// one-time quantization of float `.npy` pixels in [0, 1] to bytes. This is the only code that turns
+// file bytes into pixels, so a batch row and a rebuilt view are bit-identical.
 // Pointers stay inside these functions; the public entry points take arrays and Tensors.
 
 import Tensors
@@ -111,5 +112,47 @@ extension Dataset {
                 }
             }
         }
+    }
+
+    // MARK: - Float pixels → bytes
+
+    /// Elements quantized per chunk: bounds the RAM of a conversion (1 MiB of bytes out).
+    static let quantizeChunkElements = 1 << 20
+
+    /// Streams `count` little-endian float32 (`width` 4) or float64 (`width` 8) values stored from
+    /// `offset` in `f` into `out` as bytes:
+    /// ```
+    /// byte = round(255 · x)   (in Double, ties to even),   x ∈ [0, 1]
+    /// ```
+    /// so `Float(byte) / 255` is within 1/510 of x, and a float export of uint8 data (`b / 255` in
+    /// float32 or float64) gives back exactly b.
+    ///
+    /// - Returns: nil when every value is in [0, 1], else the index of the first value that is not
+    ///   (NaN included) and that value; the bytes written so far are then incomplete.
+    static func quantizeUnitFloats(_ f: MappedFile, offset: Int, count: Int, width: Int,
+                                   into out: OutputFile) throws -> (index: Int, value: Double)? {
+        precondition(width == 4 || width == 8, "quantizeUnitFloats: width \(width)")
+        var bytes = [UInt8](repeating: 0, count: min(count, quantizeChunkElements))
+        var done = 0
+        while done < count {
+            let n = min(quantizeChunkElements, count - done)
+            let bad: (index: Int, value: Double)? = f.withBytes(at: offset + done * width, length: n * width) { raw in
+                bytes.withUnsafeMutableBufferPointer { dst in
+                    for i in 0..<n {
+                        let x: Double = width == 4
+                            ? Double(Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))))
+                            : Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
+                        // `!(x ≥ 0 && x ≤ 1)` also catches NaN.
+                        guard x >= 0 && x <= 1 else { return (done + i, x) }
+                        dst[i] = UInt8((255 * x).rounded(.toNearestOrEven))
+                    }
+                    return nil
+                }
+            }
+            if let bad { return bad }
+            try out.append(bytes, count: n)
+            done += n
+        }
+        return nil
     }
 }

@@ -36,7 +36,7 @@ public enum DatasetFormat: String, Codable, Sendable, CaseIterable {
     case cifar100
     /// SVHN cropped digits, MATLAB v5 `.mat` (`train_32x32.mat`, `test_32x32.mat`).
     case svhn
-    /// NumPy `.npy` uint8 images + integer labels `.npy`.
+    /// NumPy `.npy` uint8 (or float in [0, 1], quantized once to a cached uint8 copy) images + integer labels `.npy`.
     case npy
     /// The project's own mappable format (`.mlds`, docs/datasets.md §4); synthetic sets use it.
     case mlds

@@ -20,6 +20,9 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
     case inconsistentSize(path: String, field: String, found: String, expected: String)
     /// A label lies outside the format's range.
     case labelOutOfRange(path: String, index: Int, found: String, expected: String)
+    /// A float pixel lies outside its range (or is NaN). `index` is the element index in the file's
+    /// array (C order), `sample` the sample it belongs to.
+    case pixelOutOfRange(path: String, index: Int, sample: Int, found: String, expected: String)
     /// A valid file that uses a feature this reader does not implement.
     case unsupported(path: String, feature: String, hint: String)
     /// The file (or directory) is something else than what the spec says.
@@ -64,6 +67,9 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .labelOutOfRange(path, index, found, expected):
             return "\(path): label of sample \(index) out of range: found \(found), expected \(expected)\n"
                 + "hint: the labels do not follow the format's convention; check the spec (e.g. cifar100:DIR:coarse) or the labels file"
+        case let .pixelOutOfRange(path, index, sample, found, expected):
+            return "\(path): pixel value at element \(index) (sample \(sample)) out of range: found \(found), expected \(expected)\n"
+                + "hint: float images must lie in [0, 1]: scale 0…255 data with images / 255, or clip with numpy.clip(images, 0, 1)"
         case let .unsupported(path, feature, hint):
             return "\(path): unsupported: \(feature)\nhint: \(hint)"
         case let .wrongFormat(path, expected, found):

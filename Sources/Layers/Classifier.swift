@@ -19,11 +19,11 @@ public protocol Classifier: StateProvider {
     func backward(_ dLogits: Tensor, cache: Cache, targets: GradientTargets) -> Tensor?
     /// Layers that draw random numbers in `.training` mode (dropout), in a fixed order, so that a
     /// checkpoint can save and restore their streams for an exact resume.
-    var stochasticLayers: [Dropout] { get }
+    var stochasticLayers: [DropoutLayer] { get }
 }
 
 extension Classifier {
-    public var stochasticLayers: [Dropout] { [] }
+    public var stochasticLayers: [DropoutLayer] { [] }
 
     /// Logits only (no cache kept).
     public func logits(_ input: Tensor, mode: ForwardMode) -> Tensor { forward(input, mode: mode).logits }
@@ -41,7 +41,7 @@ public final class AnyClassifier: Classifier {
     private let forwardImpl: (Tensor, ForwardMode) -> (Tensor, Any)
     private let backwardImpl: (Tensor, Any, GradientTargets) -> Tensor?
     private let stateImpl: (String) -> [StateEntry]
-    public let stochasticLayers: [Dropout]
+    public let stochasticLayers: [DropoutLayer]
 
     public init<M: Classifier>(_ model: M) {
         base = model

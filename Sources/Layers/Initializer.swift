@@ -6,7 +6,7 @@ import Tensors
 /// How a weight tensor is initialised. `fanIn` = in-features (linear) or C·R·S (conv);
 /// `fanOut` = out-features or K·R·S.
 public enum Initializer: Sendable, Hashable {
-    /// PyTorch's default for Conv2d and Linear weights, `kaiming_uniform_(a = √5)`:
+    /// PyTorch's default for `nn.Conv2d` and `nn.Linear` weights, `kaiming_uniform_(a = √5)`:
     /// U(−b, b) with b = 1/√fanIn.
     case pytorchDefault
     /// `kaiming_normal_` with its defaults (mode fan_in, gain √2): N(0, 2/fanIn). SmallCNN convs.
@@ -17,7 +17,7 @@ public enum Initializer: Sendable, Hashable {
     case zeros
     /// All ones (BatchNorm γ).
     case ones
-    /// U(−1/√fanIn, 1/√fanIn): PyTorch's default bias initialisation for Conv2d and Linear.
+    /// U(−1/√fanIn, 1/√fanIn): PyTorch's default bias initialisation for `nn.Conv2d` and `nn.Linear`.
     case pytorchDefaultBias
 
     /// A tensor of `shape` initialised with this scheme.

@@ -8,18 +8,24 @@ import Foundation
 /// A learning-rate schedule, evaluated from the global iteration (0-based optimizer step count).
 ///
 /// Epoch-stepped schedules (`piecewise`, `cosine`) hold the rate constant within an epoch, where
-/// `epoch = ⌊iteration / stepsPerEpoch⌋` (0-based), exactly like a PyTorch scheduler whose
+/// `epoch = ⌊iteration / stepsPerEpoch⌋` is the 0-based epoch index (`piecewise` milestones count
+/// from 1, see there), exactly like a PyTorch scheduler whose
 /// `step()` is called once after each epoch. `oneCycle` changes every iteration.
 public enum LearningRateSchedule: Codable, Sendable, Hashable {
     /// η = base.
     case constant
 
-    /// Step decay (torch `MultiStepLR`-like, but with one factor per milestone):
+    /// Step decay (torch `MultiStepLR`-like, but with one factor per milestone). Milestones count
+    /// epochs from 1, as the reference scripts read (`for epoch in range(1, epochs + 1)`, then
+    /// `if epoch >= 75: lr = 0.1 · base`): milestone E applies from the E-th epoch on, so the
+    /// 0-based epoch index e decays when e + 1 ≥ E.
     /// ```
-    /// η(epoch) = base · factors[j]   for the largest milestones[j] ≤ epoch   (0-based epochs)
-    /// η(epoch) = base                when no milestone ≤ epoch
+    /// η(e) = base · factors[j]   for the largest milestones[j] ≤ e + 1   (e: 0-based epoch index)
+    /// η(e) = base                when no milestone ≤ e + 1
     /// ```
-    /// `milestones` are ascending epochs; `factors` has the same count.
+    /// `milestones` are ascending 1-based epochs (≥ 1; a milestone ≤ 1 applies from the first
+    /// epoch); `factors` has the same count. `piecewise:75,90` on the command line is
+    /// `milestones: [75, 90]`: the 75th epoch (index 74) is the first at ×0.1.
     case piecewise(milestones: [Int], factors: [Float])
 
     /// Cosine annealing over the whole run (torch `CosineAnnealingLR`, `T_max` = total epochs,
@@ -46,12 +52,12 @@ public enum LearningRateSchedule: Codable, Sendable, Hashable {
                   finalDivFactor: Float = 1e4, cycleMomentum: Bool = true,
                   baseMomentum: Float = 0.85, maxMomentum: Float = 0.95)
 
-    /// TRADES CIFAR-10 (`train_trades_cifar10.py`): ×0.1 / ×0.01 / ×0.001 from 1-based epochs
-    /// 75 / 90 / 100, i.e. 0-based milestones 74 / 89 / 99 (the script calls
-    /// `adjust_learning_rate(optimizer, epoch)` with `epoch` from 1, *before* training the epoch).
-    public static let tradesCIFAR10 = LearningRateSchedule.piecewise(milestones: [74, 89, 99], factors: [0.1, 0.01, 0.001])
-    /// TRADES MNIST (`train_trades_mnist.py`): 1-based 55 / 75 / 90 → 0-based 54 / 74 / 89.
-    public static let tradesMNIST = LearningRateSchedule.piecewise(milestones: [54, 74, 89], factors: [0.1, 0.01, 0.001])
+    /// TRADES CIFAR-10 (`train_trades_cifar10.py`): ×0.1 / ×0.01 / ×0.001 from epochs 75 / 90 / 100,
+    /// counted from 1 (the script calls `adjust_learning_rate(optimizer, epoch)` with `epoch` from 1,
+    /// *before* training that epoch), i.e. from 0-based epoch indices 74 / 89 / 99.
+    public static let tradesCIFAR10 = LearningRateSchedule.piecewise(milestones: [75, 90, 100], factors: [0.1, 0.01, 0.001])
+    /// TRADES MNIST (`train_trades_mnist.py`): from epochs 55 / 75 / 90, counted from 1.
+    public static let tradesMNIST = LearningRateSchedule.piecewise(milestones: [55, 75, 90], factors: [0.1, 0.01, 0.001])
 
     // MARK: - Evaluation
 
@@ -72,7 +78,8 @@ public enum LearningRateSchedule: Codable, Sendable, Hashable {
             precondition(milestones.count == factors.count,
                          "LearningRateSchedule.piecewise: \(milestones.count) milestones but \(factors.count) factors")
             var chosen: Int? = nil
-            for j in milestones.indices where milestones[j] <= epoch {
+            // Milestones count epochs from 1; `epoch` here is the 0-based index.
+            for j in milestones.indices where milestones[j] <= epoch + 1 {
                 if chosen == nil || milestones[j] >= milestones[chosen!] { chosen = j }
             }
             return chosen.map { base * factors[$0] } ?? base

@@ -1,7 +1,7 @@
 // ViewGrid.swift: the pictures of `membank show` and `membank render`: for each sample, three panels
 // side by side: the clean view x (the augmented view δ was made on, rebuilt from the data set), δ
 // amplified to be visible, and x' = clip(x + δ, 0, 1); one row per sample, upscaled by nearest
-// neighbour, written as PNG (PNGWriter.swift). Layout and mapping: docs/membank.md §show.
+// neighbour, written as PNG (PNGImage.swift). Layout and mapping: docs/membank.md §show.
 
 import Datasets
 import Foundation

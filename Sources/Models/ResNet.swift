@@ -13,14 +13,14 @@ import Tensors
 public final class ResNet18: Classifier {
     public let inputShape: [Int]
     public let classCount: Int
-    public let conv1: Conv2d, bn1: BatchNorm2d
+    public let conv1: Conv2DLayer, bn1: BatchNorm2DLayer
     public let blocks: [BasicBlock]
-    public let pool: AvgPool2d
-    public let linear: Layers.Linear
+    public let pool: AvgPool2D
+    public let linear: LinearLayer
 
     public struct Cache {
-        let c1: Conv2d.Cache, b1: BatchNorm2d.Cache, n1: Tensor
-        let blocks: [BasicBlock.Cache], pool: AvgPool2d.Cache, featureShape: [Int], fc: Layers.Linear.Cache
+        let c1: Conv2DLayer.Cache, b1: BatchNorm2DLayer.Cache, n1: Tensor
+        let blocks: [BasicBlock.Cache], pool: AvgPool2D.Cache, featureShape: [Int], fc: LinearLayer.Cache
     }
 
     public init(classes: Int = 10, width: Double = 1, inputSize: Int = 32, seed: UInt64) {
@@ -28,8 +28,8 @@ public final class ResNet18: Classifier {
         inputShape = [3, inputSize, inputSize]
         classCount = classes
         let w = [64, 128, 256, 512].map { scaledWidth($0, width) }
-        conv1 = Conv2d(3, w[0], kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
-        bn1 = BatchNorm2d(w[0])
+        conv1 = Conv2DLayer(3, w[0], kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2DLayer(w[0])
         var b: [BasicBlock] = []
         var inPlanes = w[0]
         for (stage, planes) in w.enumerated() {
@@ -39,8 +39,8 @@ public final class ResNet18: Classifier {
             }
         }
         blocks = b
-        pool = AvgPool2d(kernel: 4)
-        linear = Layers.Linear(w[3], classes, rng: &rng)
+        pool = AvgPool2D(kernel: 4)
+        linear = LinearLayer(w[3], classes, rng: &rng)
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
@@ -83,11 +83,11 @@ public final class ResNet18: Classifier {
 public final class PreActResNet18: Classifier {
     public let inputShape: [Int]
     public let classCount: Int
-    public let conv1: Conv2d
+    public let conv1: Conv2DLayer
     public let blocks: [PreActivationBlock]
-    public let bn: BatchNorm2d
-    public let pool: AvgPool2d
-    public let linear: Layers.Linear
+    public let bn: BatchNorm2DLayer
+    public let pool: AvgPool2D
+    public let linear: LinearLayer
 
     public typealias Cache = PreActivationNetworkCache
 
@@ -96,7 +96,7 @@ public final class PreActResNet18: Classifier {
         inputShape = [3, inputSize, inputSize]
         classCount = classes
         let w = [64, 128, 256, 512].map { scaledWidth($0, width) }
-        conv1 = Conv2d(3, w[0], kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
+        conv1 = Conv2DLayer(3, w[0], kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
         var b: [PreActivationBlock] = []
         var inPlanes = w[0]
         for (stage, planes) in w.enumerated() {
@@ -107,9 +107,9 @@ public final class PreActResNet18: Classifier {
             }
         }
         blocks = b
-        bn = BatchNorm2d(w[3])
-        pool = AvgPool2d(kernel: 4)
-        linear = Layers.Linear(w[3], classes, rng: &rng)
+        bn = BatchNorm2DLayer(w[3])
+        pool = AvgPool2D(kernel: 4)
+        linear = LinearLayer(w[3], classes, rng: &rng)
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {

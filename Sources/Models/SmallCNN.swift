@@ -14,16 +14,16 @@ import Tensors
 public final class SmallCNN: Classifier {
     public let inputShape: [Int]
     public let classCount: Int
-    public let conv1: Conv2d, conv2: Conv2d, conv3: Conv2d, conv4: Conv2d
-    public let pool1 = MaxPool2d(kernel: 2), pool2 = MaxPool2d(kernel: 2)
-    public let fc1: Layers.Linear, fc2: Layers.Linear, fc3: Layers.Linear
-    public let dropout: Layers.Dropout
-    public var stochasticLayers: [Layers.Dropout] { [dropout] }
+    public let conv1: Conv2DLayer, conv2: Conv2DLayer, conv3: Conv2DLayer, conv4: Conv2DLayer
+    public let pool1 = MaxPool2D(kernel: 2), pool2 = MaxPool2D(kernel: 2)
+    public let fc1: LinearLayer, fc2: LinearLayer, fc3: LinearLayer
+    public let dropout: DropoutLayer
+    public var stochasticLayers: [DropoutLayer] { [dropout] }
 
     public struct Cache {
-        let c1: Conv2d.Cache, r1: Tensor, c2: Conv2d.Cache, r2: Tensor, p1: MaxPool2d.Cache
-        let c3: Conv2d.Cache, r3: Tensor, c4: Conv2d.Cache, r4: Tensor, p2: MaxPool2d.Cache
-        let f1: Layers.Linear.Cache, r5: Tensor, d: Layers.Dropout.Cache, f2: Layers.Linear.Cache, r6: Tensor, f3: Layers.Linear.Cache
+        let c1: Conv2DLayer.Cache, r1: Tensor, c2: Conv2DLayer.Cache, r2: Tensor, p1: MaxPool2D.Cache
+        let c3: Conv2DLayer.Cache, r3: Tensor, c4: Conv2DLayer.Cache, r4: Tensor, p2: MaxPool2D.Cache
+        let f1: LinearLayer.Cache, r5: Tensor, d: DropoutLayer.Cache, f2: LinearLayer.Cache, r6: Tensor, f3: LinearLayer.Cache
         let featureShape: [Int]
     }
 
@@ -39,16 +39,16 @@ public final class SmallCNN: Classifier {
         let c32 = scaledWidth(32, width), c64 = scaledWidth(64, width), f200 = scaledWidth(200, width)
         inputShape = [inputChannels, inputSize, inputSize]
         classCount = classes
-        conv1 = Conv2d(inputChannels, c32, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
-        conv2 = Conv2d(c32, c32, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
-        conv3 = Conv2d(c32, c64, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
-        conv4 = Conv2d(c64, c64, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        conv1 = Conv2DLayer(inputChannels, c32, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        conv2 = Conv2DLayer(c32, c32, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        conv3 = Conv2DLayer(c32, c64, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
+        conv4 = Conv2DLayer(c64, c64, kernel: 3, weightInit: .kaimingNormalFanIn, biasInit: .zeros, rng: &rng)
         let s = ((inputSize - 4) / 2 - 4) / 2
         precondition(s >= 1, "SmallCNN: input size \(inputSize) is too small (needs ≥ 14)")
-        fc1 = Layers.Linear(c64 * s * s, f200, rng: &rng)
-        fc2 = Layers.Linear(f200, f200, rng: &rng)
-        fc3 = Layers.Linear(f200, classes, weightInit: .zeros, biasInit: .zeros, rng: &rng)
-        dropout = Layers.Dropout(probability: p, seed: rng.next())
+        fc1 = LinearLayer(c64 * s * s, f200, rng: &rng)
+        fc2 = LinearLayer(f200, f200, rng: &rng)
+        fc3 = LinearLayer(f200, classes, weightInit: .zeros, biasInit: .zeros, rng: &rng)
+        dropout = DropoutLayer(probability: p, seed: rng.next())
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {

@@ -10,18 +10,18 @@ import Tensors
 ///
 /// Shapes: `[N, 3, 32, 32]` → `[N, classes]`. WRN-34-10 with 10 classes: 46,160,474 parameters,
 /// ≈ 6.66 GMACs. Initialisation as the reference: convs N(0, 2/(k²·out)), BN γ = 1 and β = 0,
-/// fc bias 0 (fc weight PyTorch default). Layers.Dropout rate 0 (the TRADES default), so none is built.
+/// fc bias 0 (fc weight PyTorch default). DropoutLayer rate 0 (the TRADES default), so none is built.
 public final class WideResNet: Classifier {
     public let inputShape: [Int]
     public let classCount: Int
     public let depth: Int, widen: Int
-    public let conv1: Conv2d
+    public let conv1: Conv2DLayer
     /// Blocks of the three groups, flattened; `groupSize` per group.
     public let blocks: [PreActivationBlock]
     public let groupSize: Int
-    public let bn1: BatchNorm2d
-    public let pool: AvgPool2d
-    public let fc: Layers.Linear
+    public let bn1: BatchNorm2DLayer
+    public let pool: AvgPool2D
+    public let fc: LinearLayer
 
     public typealias Cache = PreActivationNetworkCache
 
@@ -37,7 +37,7 @@ public final class WideResNet: Classifier {
         let ch = [16, 16 * widen, 32 * widen, 64 * widen].map { scaledWidth($0, width) }
         let n = (depth - 4) / 6
         groupSize = n
-        conv1 = Conv2d(3, ch[0], kernel: 3, stride: 1, padding: 1, bias: false, weightInit: .kaimingNormalFanOut, rng: &rng)
+        conv1 = Conv2DLayer(3, ch[0], kernel: 3, stride: 1, padding: 1, bias: false, weightInit: .kaimingNormalFanOut, rng: &rng)
         var b: [PreActivationBlock] = []
         for (g, stride) in [1, 2, 2].enumerated() {
             for i in 0..<n {
@@ -46,9 +46,9 @@ public final class WideResNet: Classifier {
             }
         }
         blocks = b
-        bn1 = BatchNorm2d(ch[3])
-        pool = AvgPool2d(kernel: 8)
-        fc = Layers.Linear(ch[3], classes, biasInit: .zeros, rng: &rng)
+        bn1 = BatchNorm2DLayer(ch[3])
+        pool = AvgPool2D(kernel: 8)
+        fc = LinearLayer(ch[3], classes, biasInit: .zeros, rng: &rng)
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {

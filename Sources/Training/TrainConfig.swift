@@ -67,7 +67,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
                                      beta: 1)),
         epochs: 15, batchSize: 64,
         optimizer: SGDConfig(learningRate: 0.05, momentum: 0.9, weightDecay: 0),
-        schedule: .piecewise(milestones: [12], factors: [0.1]),
+        schedule: .piecewise(milestones: [13], factors: [0.1]),
         seed: 1, validationSize: 400, evalEvery: 3,
         validationAttack: PGDConfig(epsilon: 0.3, stepSize: 0.05, steps: 10, norm: .linf, randomStart: .uniform),
         validationSamples: 400, testAttacks: ["pgd20"], testSamples: 0, epsilonText: "0.3",

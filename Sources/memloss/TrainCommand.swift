@@ -55,7 +55,7 @@ struct TrainCommand: ParsableCommand {
     var weightDecay: Float?
     @Option(help: "Nesterov momentum (true/false).")
     var nesterov: Bool?
-    @Option(help: "LR schedule: constant | piecewise:E1,E2,... (×0.1 each) | cosine | onecycle.")
+    @Option(help: "LR schedule: constant | piecewise:E1,E2,... (×0.1 from epoch E1 on, ×0.01 from E2 on, …; epochs count from 1, so piecewise:75,90 is TRADES' recipe) | cosine | onecycle.")
     var schedule: String?
     @Option(help: "Seed (model init, data order, views, split, attack starts).")
     var seed: UInt64?

@@ -1,4 +1,4 @@
-// SquareTests.swift: Square's p schedule at the query thresholds (rescaled to the budget), the
+// SquareTests.swift: Square's p schedule at the iteration thresholds (AutoAttack's, not rescaled), the
 // window side, and the attack on models: inside the ε-ball and box (pixels at exactly 0 and 1
 // included), seeded, and effective without gradients on an undefended model.
 
@@ -11,24 +11,29 @@ import XCTest
 import _TestSupport
 
 final class SquareTests: XCTestCase {
-    func test_pSchedule_halvesAfterEachThreshold_onTheTenThousandQueryScale() {
-        // Budget 10,000: the thresholds as written; p halves after each one.
+    func test_pSchedule_halvesAfterEachThreshold_ofTheIterationIndexAsIs() {
+        // AutoAttack's Square runs with `resc_schedule=False`: the thresholds apply to the iteration.
         let thresholds = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000]
         XCTAssertEqual(Square.scheduleThresholds, thresholds)
-        XCTAssertEqual(Square.p(iteration: 0, queries: 10_000, pInit: 0.8), 0.8)
+        XCTAssertEqual(Square.p(iteration: 0, pInit: 0.8), 0.8)
         for (k, t) in thresholds.enumerated() {
             let before: Float = 0.8 / Float(1 << k), after: Float = 0.8 / Float(1 << (k + 1))
-            XCTAssertEqual(Square.p(iteration: t, queries: 10_000, pInit: 0.8), before, "at \(t)")
-            XCTAssertEqual(Square.p(iteration: t + 1, queries: 10_000, pInit: 0.8), after, "after \(t)")
+            XCTAssertEqual(Square.p(iteration: t, pInit: 0.8), before, "at \(t)")
+            XCTAssertEqual(Square.p(iteration: t + 1, pInit: 0.8), after, "after \(t)")
         }
-        XCTAssertEqual(Square.p(iteration: 9999, queries: 10_000, pInit: 0.8), 0.8 / 512)
-        // Budget 5,000 (AutoAttack): iteration i counts as 2i, so p halves after 5, 25, 100, …, 4000.
-        for (k, t) in thresholds.enumerated() {
-            let before: Float = 0.8 / Float(1 << k), after: Float = 0.8 / Float(1 << (k + 1))
-            XCTAssertEqual(Square.p(iteration: t / 2, queries: 5000, pInit: 0.8), before, "at \(t / 2) of 5000")
-            XCTAssertEqual(Square.p(iteration: t / 2 + 1, queries: 5000, pInit: 0.8), after, "after \(t / 2) of 5000")
-        }
-        XCTAssertEqual(Square.p(iteration: 4999, queries: 5000, pInit: 0.8), 0.8 / 512)
+        XCTAssertEqual(Square.p(iteration: 9999, pInit: 0.8), 0.8 / 512)
+    }
+
+    func test_fiveThousandQueryRun_neverShrinksTheWindowBelowThreeOnCIFAR() {
+        // The standard budget: the last iteration is 4999, past 4000 only, so p ends at p_init/128
+        // and a 32×32 window never gets smaller than 3×3 (a rescaled schedule reached 2×2 and 1×1).
+        XCTAssertEqual(Square.p(iteration: 4999, pInit: 0.8), 0.8 / 128)
+        XCTAssertEqual(Square.p(iteration: 26, pInit: 0.8), 0.4)   // rescaled: 52 > 50 gave 0.2
+        let sides = Set((0..<5000).map { Square.windowSide(p: Square.p(iteration: $0, pInit: 0.8), height: 32, width: 32) })
+        XCTAssertEqual(sides, [29, 20, 14, 10, 7, 5, 4, 3])
+        let mnistSides = Set((0..<5000).map { Square.windowSide(p: Square.p(iteration: $0, pInit: 0.8), height: 28, width: 28) })
+        XCTAssertEqual(mnistSides.min(), 2)
+        XCTAssertFalse(mnistSides.contains(1))
     }
 
     func test_windowSide_isTheRoundedSquareRootOfTheArea_clamped() {

@@ -1,5 +1,6 @@
 // NPYTests.swift: the NumPy .npy reader: NHWC and NCHW uint8 images (converted to CHW on read), N×H×W
-// grey images, integer labels of several dtypes, a file written by numpy itself; and the bad-input cases.
+// grey images, float32/float64 images in [0, 1] (quantized to a cached uint8 copy), integer labels of
+// several dtypes, a file written by numpy itself; and the bad-input cases.
 
 import Datasets
 import Foundation
@@ -97,13 +98,92 @@ final class NPYTests: XCTestCase {
         }
     }
 
-    func test_floatImages_areUnsupportedWithAHint() throws {
+    func test_float16AndBigEndianFloatImages_areUnsupportedWithAHint() throws {
         let tmp = TempDirectory("npy")
-        Fixtures.write(Fixtures.npy(descr: "<f4", shape: [1, 2, 2], payload: [UInt8](repeating: 0, count: 16)), to: tmp.path("x.npy"))
         Fixtures.write(Fixtures.npy(descr: "<i8", shape: [1], payload: Fixtures.int64LE([0])), to: tmp.path("y.npy"))
-        assertDatasetError(try Dataset.openNPY(images: tmp.path("x.npy").path, labels: tmp.path("y.npy").path)) {
-            if case let .unsupported(_, feature, hint) = $0 { return feature.contains("<f4") && hint.contains("uint8") }
-            return false
+        for descr in ["<f2", ">f4"] {
+            let width = descr == "<f2" ? 2 : 4
+            Fixtures.write(Fixtures.npy(descr: descr, shape: [1, 2, 2], payload: [UInt8](repeating: 0, count: 4 * width)),
+                           to: tmp.path("x.npy"))
+            assertDatasetError(try Dataset.openNPY(images: tmp.path("x.npy").path, labels: tmp.path("y.npy").path)) {
+                if case let .unsupported(_, feature, hint) = $0 {
+                    return feature.contains(descr) && feature.contains("<f4") && hint.contains("uint8")
+                }
+                return false
+            }
+        }
+    }
+
+    // MARK: - Float images
+
+    /// Runs `body` with `$MEMLOSS_CACHE_DIR` pointing at a fresh directory, which it returns.
+    private func withCacheDirectory(_ tmp: TempDirectory, _ body: (URL) throws -> Void) rethrows {
+        let cache = tmp.path("cache")
+        setenv("MEMLOSS_CACHE_DIR", cache.path, 1)
+        defer { unsetenv("MEMLOSS_CACHE_DIR") }
+        try body(cache)
+    }
+
+    private func cacheFiles(_ cache: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: cache.path)) ?? []).sorted()
+    }
+
+    func test_float32NHWCImages_exportedAsBytesOver255_giveBackTheSameBytes() throws {
+        let tmp = TempDirectory("npy")
+        try withCacheDirectory(tmp) { cache in
+            // numpy: (images / 255).astype('<f4'), C order, fortran_order False.
+            let payload = nhwc(3).flatMap { Fixtures.le32((Float($0) / 255).bitPattern) }
+            Fixtures.write(Fixtures.npy(descr: "<f4", shape: [3, 4, 5, 3], payload: payload), to: tmp.path("x.npy"))
+            Fixtures.write(Fixtures.npy(descr: "<i8", shape: [3], payload: Fixtures.int64LE([2, 0, 5])), to: tmp.path("y.npy"))
+            let d = try Dataset.openNPY(images: tmp.path("x.npy").path, labels: tmp.path("y.npy").path)
+            XCTAssertEqual(d.shape, shape)
+            XCTAssertEqual(d.labels, [2, 0, 5])
+            for id in 0..<3 { XCTAssertEqual(d.image(at: id), Fixtures.chw(id, shape), "sample \(id)") }
+            XCTAssertEqual(cacheFiles(cache).count, 1, "one uint8 copy: \(cacheFiles(cache))")
+            XCTAssertEqual(cacheFiles(cache).first?.hasSuffix(".u8"), true)
+            // A second open maps the same copy.
+            let again = try Dataset.openNPY(images: tmp.path("x.npy").path, labels: tmp.path("y.npy").path)
+            XCTAssertEqual(again.image(at: 2), Fixtures.chw(2, shape))
+            XCTAssertEqual(cacheFiles(cache).count, 1)
+        }
+    }
+
+    func test_float64NCHWImages_areQuantizedAsRound255x_tiesToEven() throws {
+        let tmp = TempDirectory("npy")
+        try withCacheDirectory(tmp) { _ in
+            // One 1×2×3 image: x → round(255·x): 0 → 0, 1 → 255, 0.5 → 127.5 → 128 (even),
+            // 0.25 → 63.75 → 64, 0.002 → 0.51 → 1, 0.7 → 178.5 (the Double product) → 178 (even).
+            let values: [Double] = [0, 1, 0.5, 0.25, 0.002, 0.7]
+            Fixtures.write(Fixtures.npy(descr: "<f8", shape: [1, 1, 2, 3], payload: values.flatMap { Fixtures.le64($0.bitPattern) }),
+                           to: tmp.path("x.npy"))
+            Fixtures.write(Fixtures.npy(descr: "<i8", shape: [1], payload: Fixtures.int64LE([0])), to: tmp.path("y.npy"))
+            let d = try Dataset.openNPY(images: tmp.path("x.npy").path, labels: tmp.path("y.npy").path, layout: .nchw)
+            XCTAssertEqual(d.shape, ImageShape(channels: 1, height: 2, width: 3))
+            XCTAssertEqual(d.image(at: 0), values.map { UInt8((255 * $0).rounded(.toNearestOrEven)) })
+            XCTAssertEqual(d.image(at: 0), [0, 255, 128, 64, 1, 178])
+        }
+    }
+
+    func test_floatImagesOutsideTheUnitInterval_orNaN_areRejectedNamingTheFirstBadElement() throws {
+        let tmp = TempDirectory("npy")
+        try withCacheDirectory(tmp) { cache in
+            Fixtures.write(Fixtures.npy(descr: "<i8", shape: [2], payload: Fixtures.int64LE([0, 1])), to: tmp.path("y.npy"))
+            // 2 samples of 2×2; the first bad value is element 5 (sample 1), a later one element 7.
+            for (bad, text) in [(Double.nan, "nan"), (1.5, "1.5"), (-0.25, "-0.25")] {
+                var values = [Double](repeating: 0.5, count: 8)
+                values[5] = bad; values[7] = 2
+                for descr in ["<f4", "<f8"] {
+                    let payload = descr == "<f4" ? values.flatMap { Fixtures.le32(Float($0).bitPattern) }
+                                                 : values.flatMap { Fixtures.le64($0.bitPattern) }
+                    Fixtures.write(Fixtures.npy(descr: descr, shape: [2, 2, 2], payload: payload), to: tmp.path("x.npy"))
+                    assertDatasetError(try Dataset.openNPY(images: tmp.path("x.npy").path, labels: tmp.path("y.npy").path),
+                                       path: tmp.path("x.npy").path) {
+                        guard case let .pixelOutOfRange(_, index, sample, found, expected) = $0 else { return false }
+                        return index == 5 && sample == 1 && found == text && expected.contains("[0, 1]")
+                    }
+                    XCTAssertEqual(cacheFiles(cache).filter { !$0.hasPrefix(".") }, [], "no copy is left after \(descr) \(text)")
+                }
+            }
         }
     }
 

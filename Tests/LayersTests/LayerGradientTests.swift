@@ -14,24 +14,24 @@ final class LayerGradientTests: XCTestCase {
 
     func test_conv2d_gradients_matchFiniteDifferences_stride1_padding1() {
         var rng = SplitMix64(seed: 1)
-        let conv = Conv2d(3, 4, kernel: 3, stride: 1, padding: 1, bias: true, rng: &rng)
+        let conv = Conv2DLayer(3, 4, kernel: 3, stride: 1, padding: 1, bias: true, rng: &rng)
         checkLayerGradients(conv, input: input([2, 3, 5, 5], seed: 2), mode: .training, label: "conv s1 p1")
     }
 
     func test_conv2d_gradients_matchFiniteDifferences_stride2_noBias() {
         var rng = SplitMix64(seed: 3)
-        let conv = Conv2d(2, 3, kernel: 3, stride: 2, padding: 1, bias: false, rng: &rng)
+        let conv = Conv2DLayer(2, 3, kernel: 3, stride: 2, padding: 1, bias: false, rng: &rng)
         checkLayerGradients(conv, input: input([3, 2, 6, 6], seed: 4), mode: .inference, label: "conv s2")
     }
 
     func test_conv2d_1x1Stride2_gradients_matchFiniteDifferences() {
         var rng = SplitMix64(seed: 5)
-        let conv = Conv2d(4, 2, kernel: 1, stride: 2, padding: 0, bias: false, rng: &rng)
+        let conv = Conv2DLayer(4, 2, kernel: 1, stride: 2, padding: 0, bias: false, rng: &rng)
         checkLayerGradients(conv, input: input([2, 4, 5, 5], seed: 6), mode: .training, label: "conv 1x1 s2")
     }
 
     func test_batchNorm_trainingMode_gradients_matchFiniteDifferences() {
-        let bn = BatchNorm2d(3)
+        let bn = BatchNorm2DLayer(3)
         var g = SplitMix64(seed: 8)
         bn.weight.value = Tensor.randomUniform(shape: [3], low: 0.5, high: 1.5, rng: &g)
         bn.bias.value = Tensor.randomUniform(shape: [3], low: -0.5, high: 0.5, rng: &g)
@@ -40,7 +40,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func test_batchNorm_inferenceMode_gradients_matchFiniteDifferences() {
-        let bn = BatchNorm2d(3)
+        let bn = BatchNorm2DLayer(3)
         var g = SplitMix64(seed: 10)
         bn.weight.value = Tensor.randomUniform(shape: [3], low: 0.5, high: 1.5, rng: &g)
         bn.runningMean.value = Tensor.randomUniform(shape: [3], low: -0.3, high: 0.3, rng: &g)
@@ -50,33 +50,33 @@ final class LayerGradientTests: XCTestCase {
 
     func test_linear_gradients_matchFiniteDifferences() {
         var rng = SplitMix64(seed: 12)
-        let fc = Linear(7, 5, rng: &rng)
+        let fc = LinearLayer(7, 5, rng: &rng)
         checkLayerGradients(fc, input: input([3, 7], seed: 13), mode: .training, label: "linear")
     }
 
     func test_relu_maxPool_avgPool_gradients_matchFiniteDifferences() {
         checkLayerGradients(ReLU(), input: input([2, 3, 4, 4], seed: 14), mode: .training, label: "relu")
-        checkLayerGradients(MaxPool2d(kernel: 2), input: input([2, 3, 5, 6], seed: 15), mode: .training,
+        checkLayerGradients(MaxPool2D(kernel: 2), input: input([2, 3, 5, 6], seed: 15), mode: .training,
                             label: "maxpool")
-        checkLayerGradients(AvgPool2d(kernel: 4), input: input([2, 3, 8, 8], seed: 16), mode: .training,
+        checkLayerGradients(AvgPool2D(kernel: 4), input: input([2, 3, 8, 8], seed: 16), mode: .training,
                             label: "avgpool")
     }
 
     func test_dropout_gradient_matchesFiniteDifferences_withFixedMask() {
-        let d = Dropout(probability: 0.5, seed: 17)
+        let d = DropoutLayer(probability: 0.5, seed: 17)
         let start = d.randomState
         checkLayerGradients(d, input: input([4, 10], seed: 18), mode: .training, label: "dropout",
                             prepare: { d.randomState = start })
     }
 
     func test_dropout_isIdentity_inInferenceMode() {
-        let d = Dropout(probability: 0.5, seed: 19)
+        let d = DropoutLayer(probability: 0.5, seed: 19)
         let x = input([3, 8], seed: 20)
         XCTAssertEqual(d.forward(x, mode: .inference).output, x)
     }
 
     func test_batchNorm_runningStatistics_updateOnlyInTrainingMode() {
-        let bn = BatchNorm2d(2)
+        let bn = BatchNorm2DLayer(2)
         let x = input([4, 2, 3, 3], seed: 21, low: 1, high: 3)
         _ = bn.forward(x, mode: .inference)
         XCTAssertEqual(bn.runningMean.value.scalars, [0, 0])
@@ -89,7 +89,7 @@ final class LayerGradientTests: XCTestCase {
 
     func test_backward_withInputTargetOnly_leavesParameterGradientsUntouched() {
         var rng = SplitMix64(seed: 22)
-        let conv = Conv2d(2, 3, kernel: 3, padding: 1, rng: &rng)
+        let conv = Conv2DLayer(2, 3, kernel: 3, padding: 1, rng: &rng)
         let (_, cache) = conv.forward(input([1, 2, 4, 4], seed: 23), mode: .training)
         let dx = conv.backward(Tensor(shape: [1, 3, 4, 4], repeating: 1), cache: cache, targets: .input)
         XCTAssertNotNil(dx)
@@ -102,7 +102,7 @@ final class LayerGradientTests: XCTestCase {
 
     func test_parameterGradients_accumulateAcrossBackwardPasses() {
         var rng = SplitMix64(seed: 24)
-        let fc = Linear(4, 3, rng: &rng)
+        let fc = LinearLayer(4, 3, rng: &rng)
         let x = input([2, 4], seed: 25)
         let (_, cache) = fc.forward(x, mode: .training)
         let dy = Tensor(shape: [2, 3], repeating: 1)

@@ -20,27 +20,42 @@ final class LearningRateScheduleTests: XCTestCase {
         XCTAssertNil(LearningRateSchedule.constant.momentum(base: 0.9, iteration: 5, stepsPerEpoch: 10, totalEpochs: 100))
     }
 
-    func test_piecewise_switchesAtTheFirstIterationOfEachMilestoneEpoch() {
+    func test_piecewise_switchesAtTheFirstIterationOfEachMilestoneEpoch_countingFromOne() {
+        // Milestones 75 / 90 / 100 are 1-based epochs: 0-based indices 74 / 89 / 99 decay.
         let s = LearningRateSchedule.piecewise(milestones: [75, 90, 100], factors: [0.1, 0.01, 0.001])
         let spe = 391
-        let cases: [(epoch: Int, factor: Float)] = [(0, 1), (74, 1), (75, 0.1), (89, 0.1), (90, 0.01), (99, 0.01), (100, 0.001), (110, 0.001)]
-        for (epoch, factor) in cases {
-            XCTAssertEqual(lr(s, iteration: epoch * spe, stepsPerEpoch: spe), 0.1 * factor, "first step of epoch \(epoch)")
-            XCTAssertEqual(lr(s, iteration: epoch * spe + spe - 1, stepsPerEpoch: spe), 0.1 * factor, "last step of epoch \(epoch)")
+        let cases: [(index: Int, factor: Float)] = [(0, 1), (73, 1), (74, 0.1), (88, 0.1), (89, 0.01), (98, 0.01),
+                                                    (99, 0.001), (110, 0.001)]
+        for (index, factor) in cases {
+            XCTAssertEqual(lr(s, iteration: index * spe, stepsPerEpoch: spe), 0.1 * factor, "first step of epoch index \(index)")
+            XCTAssertEqual(lr(s, iteration: index * spe + spe - 1, stepsPerEpoch: spe), 0.1 * factor,
+                           "last step of epoch index \(index)")
         }
-        // The step before a milestone epoch is still at the previous rate.
-        XCTAssertEqual(lr(s, iteration: 75 * spe - 1, stepsPerEpoch: spe), 0.1)
+        // The step before the 75th epoch is still at the previous rate.
+        XCTAssertEqual(lr(s, iteration: 74 * spe - 1, stepsPerEpoch: spe), 0.1)
         XCTAssertEqual(s.momentum(base: 0.9, iteration: 0, stepsPerEpoch: spe, totalEpochs: 120), nil)
+    }
+
+    func test_piecewise_milestoneOne_decaysFromTheFirstEpoch() {
+        let s = LearningRateSchedule.piecewise(milestones: [1, 3], factors: [0.5, 0.25])
+        XCTAssertEqual(lr(s, iteration: 0, stepsPerEpoch: 1), 0.05)
+        XCTAssertEqual(lr(s, iteration: 1, stepsPerEpoch: 1), 0.05)
+        XCTAssertEqual(lr(s, iteration: 2, stepsPerEpoch: 1), 0.025)
     }
 
     func test_tradesPreset_decaysAtTheSeventyFifthOneBasedEpoch() {
         // TRADES: `for epoch in range(1, epochs + 1): adjust_learning_rate(optimizer, epoch)` with
         // `if epoch >= 75: lr = 0.1 · base`, so the 75th epoch (0-based 74) already runs at ×0.1.
         let s = LearningRateSchedule.tradesCIFAR10
+        XCTAssertEqual(s, .piecewise(milestones: [75, 90, 100], factors: [0.1, 0.01, 0.001]), "the recipe's numbers")
         XCTAssertEqual(lr(s, iteration: 73, stepsPerEpoch: 1), 0.1)
         XCTAssertEqual(lr(s, iteration: 74, stepsPerEpoch: 1), 0.1 * 0.1)
+        XCTAssertEqual(lr(s, iteration: 88, stepsPerEpoch: 1), 0.1 * 0.1)
         XCTAssertEqual(lr(s, iteration: 89, stepsPerEpoch: 1), 0.1 * 0.01)
         XCTAssertEqual(lr(s, iteration: 99, stepsPerEpoch: 1), 0.1 * 0.001)
+        let m = LearningRateSchedule.tradesMNIST
+        XCTAssertEqual(lr(m, iteration: 53, stepsPerEpoch: 1), 0.1)
+        XCTAssertEqual(lr(m, iteration: 54, stepsPerEpoch: 1), 0.1 * 0.1)
     }
 
     // MARK: - Cosine

@@ -35,7 +35,7 @@ final class TrainerTests: XCTestCase {
         c.logEvery = 2
         c.method.attack?.steps = 2
         c.validationAttack.steps = 2
-        c.schedule = .piecewise(milestones: [1], factors: [0.5])
+        c.schedule = .piecewise(milestones: [2], factors: [0.5])   // the second epoch runs at ×0.5
         return c
     }
 

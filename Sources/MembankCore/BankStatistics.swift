@@ -1,4 +1,4 @@
-// BankStats.swift: `membank stats`: per generation, the distribution of δ values (a histogram over
+// BankStatistics.swift: `membank stats`: per generation, the distribution of δ values (a histogram over
 // [−ε, ε]), the per-entry L∞ and L2 norms, the share of saturated values, p_y and the margin the
 // trainer recorded at generation time, and the same per class. The rules (bins, saturation
 // threshold) are in docs/membank.md §stats and in the doc comments below.

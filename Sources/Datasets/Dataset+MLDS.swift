@@ -1,4 +1,4 @@
-// DatasetFile.swift: the project's own mappable dataset format, `.mlds` (docs/datasets.md §4): a
+// Dataset+MLDS.swift: the project's own mappable dataset format, `.mlds` (docs/datasets.md §4): a
 // 128-byte little-endian header, one label byte per sample, then uint8 CHW pixels from a 4 KiB-aligned
 // offset. Synthetic sets are written in it; any dataset can be converted to it. This file holds the
 // header codec, the reader and the streaming writer; it never holds a whole file in RAM.

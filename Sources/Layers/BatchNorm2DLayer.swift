@@ -1,4 +1,4 @@
-// BatchNorm2d.swift: batch normalisation over (N, H, W) per channel with PyTorch's names and
+// BatchNorm2DLayer.swift: batch normalisation over (N, H, W) per channel with PyTorch's names and
 // semantics: `weight` (γ), `bias` (β), `running_mean`, `running_var`, `num_batches_tracked`;
 // momentum 0.1, eps 1e-5, unbiased variance in the running estimate. Arithmetic: Kernels/BatchNorm2D.
 
@@ -10,7 +10,7 @@ import Tensors
 /// in `.inference` mode.
 ///
 /// Shapes: input and output `[N, C, H, W]`; γ, β and the running statistics `[C]`.
-public final class BatchNorm2d: Layer {
+public final class BatchNorm2DLayer: Layer {
     /// PyTorch's defaults (torch.nn.BatchNorm2d).
     public static let defaultMomentum: Float = 0.1
     public static let defaultEps: Float = 1e-5
@@ -26,7 +26,7 @@ public final class BatchNorm2d: Layer {
         case inference(input: Tensor)
     }
 
-    public init(_ channels: Int, momentum: Float = BatchNorm2d.defaultMomentum, eps: Float = BatchNorm2d.defaultEps) {
+    public init(_ channels: Int, momentum: Float = BatchNorm2DLayer.defaultMomentum, eps: Float = BatchNorm2DLayer.defaultEps) {
         self.channels = channels; self.momentum = momentum; self.eps = eps
         weight = Parameter(Tensor(shape: [channels], repeating: 1))
         bias = Parameter(Tensor(zeros: [channels]))
@@ -37,7 +37,7 @@ public final class BatchNorm2d: Layer {
 
     public func forward(_ input: Tensor, mode: ForwardMode) -> (output: Tensor, cache: Cache) {
         precondition(input.rank == 4 && input.shape[1] == channels,
-                     "BatchNorm2d(\(channels)): input must be [N, \(channels), H, W], got \(input.shape)")
+                     "BatchNorm2DLayer(\(channels)): input must be [N, \(channels), H, W], got \(input.shape)")
         switch mode {
         case .training:
             let (y, saved) = BatchNorm2D.forwardTraining(input, gamma: weight.value, beta: bias.value,

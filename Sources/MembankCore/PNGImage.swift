@@ -1,4 +1,4 @@
-// PNGWriter.swift: a minimal PNG encoder for `membank show/render`: 8-bit grayscale or RGB, one IDAT
+// PNGImage.swift: a minimal PNG encoder for `membank show/render`: 8-bit grayscale or RGB, one IDAT
 // holding a zlib stream of stored (uncompressed) DEFLATE blocks, filter type 0 on every row. Written
 // from the PNG (ISO/IEC 15948), zlib (RFC 1950) and DEFLATE (RFC 1951) specifications; no dependency.
 // Not a general encoder: no palettes, no 16-bit, no compression.

@@ -1,12 +1,10 @@
-// Attack+Kernels.swift: the elementwise pieces of an adversarial attack step: a sign step, the
-// L∞ and L2 projections onto the ε-ball and the [0, 1] image box, per-sample L2 norms and a
-// per-sample scaled add, each a FloatVector main loop plus a scalar tail, with Tensor-level entry
-// points (so Attacks never touches a pointer) and naive `Reference` twins at the end.
-// It does not compute gradients or know about models; Attacks/PGD.swift drives these.
+// Perturbation.swift: the elementwise pieces of an adversarial attack step over raw buffers: a sign
+// step, the L∞ and L2 projections onto the ε-ball and the [0, 1] image box, per-sample L2 norms and a
+// per-sample scaled add, each a FloatVector main loop plus a scalar tail. Tensor-level entry points are
+// in Perturbation+Tensor.swift, the naive twins in Perturbation+Reference.swift. It does not compute
+// gradients or know about models; Attacks/PGD.swift drives these.
 
 import Tensors
-
-// MARK: - Pointer kernels
 
 /// Flat kernels for perturbing images inside a norm ball and the [0, 1] box.
 ///
@@ -154,146 +152,5 @@ public enum Perturbation {
             i += 1
         }
         return total
-    }
-}
-
-// MARK: - Tensor-level entry points
-
-extension Perturbation {
-    /// `values += stepSize · sign(gradient)` (same element count).
-    public static func signStep(_ values: inout Tensor, gradient: Tensor, stepSize: Float) {
-        precondition(values.count == gradient.count, "Perturbation.signStep: \(values.shape) vs \(gradient.shape)")
-        values.withUnsafeMutablePointer { x in
-            gradient.withUnsafePointer { g in signStep(values: x, gradient: g, stepSize: stepSize, count: gradient.count) }
-        }
-    }
-
-    /// L∞ ball (radius `epsilon` around `center`), then [0, 1] box.
-    public static func projectLinf(_ values: inout Tensor, center: Tensor, epsilon: Float) {
-        precondition(values.shape == center.shape, "Perturbation.projectLinf: \(values.shape) vs \(center.shape)")
-        values.withUnsafeMutablePointer { x in
-            center.withUnsafePointer { c in projectLinf(values: x, center: c, epsilon: epsilon, count: center.count) }
-        }
-    }
-
-    /// [0, 1] box, then per-sample L2 ball (radius `epsilon` around `center`), for `[N, …]` tensors.
-    public static func projectL2(_ values: inout Tensor, center: Tensor, epsilon: Float) {
-        precondition(values.shape == center.shape && values.rank >= 1,
-                     "Perturbation.projectL2: \(values.shape) vs \(center.shape)")
-        let (rows, rowLength) = rowGeometry(center)
-        values.withUnsafeMutablePointer { x in
-            center.withUnsafePointer { c in
-                projectL2(values: x, center: c, epsilon: epsilon, rows: rows, rowLength: rowLength)
-            }
-        }
-    }
-
-    /// `values = clamp(values, 0, 1)`.
-    public static func clampToUnitInterval(_ values: inout Tensor) {
-        let n = values.count
-        values.withUnsafeMutablePointer { clampToUnitInterval(values: $0, count: n) }
-    }
-
-    /// Per-sample L2 norms of an `[N, …]` tensor: `[N]` values.
-    public static func rowL2Norms(_ input: Tensor) -> [Float] {
-        precondition(input.rank >= 1, "Perturbation.rowL2Norms: needs a batch dimension, got \(input.shape)")
-        let (rows, rowLength) = rowGeometry(input)
-        var norms = [Float](repeating: 0, count: rows)
-        norms.withUnsafeMutableBufferPointer { n in
-            input.withUnsafePointer { x in
-                if let base = n.baseAddress { rowL2Norms(norms: base, input: x, rows: rows, rowLength: rowLength) }
-            }
-        }
-        return norms
-    }
-
-    /// `target[r] += factors[r] · source[r]` for the samples `r` of `[N, …]` tensors.
-    public static func addScaledRows(_ target: inout Tensor, _ source: Tensor, factors: [Float]) {
-        precondition(target.shape == source.shape && target.rank >= 1 && factors.count == source.shape[0],
-                     "Perturbation.addScaledRows: \(target.shape), \(source.shape), \(factors.count) factors")
-        let (rows, rowLength) = rowGeometry(source)
-        target.withUnsafeMutablePointer { t in
-            source.withUnsafePointer { s in
-                factors.withUnsafeBufferPointer { f in
-                    if let base = f.baseAddress {
-                        addScaledRows(target: t, source: s, factors: base, rows: rows, rowLength: rowLength)
-                    }
-                }
-            }
-        }
-    }
-
-    /// `(N, product of the other dimensions)` of an `[N, …]` tensor.
-    private static func rowGeometry(_ t: Tensor) -> (rows: Int, rowLength: Int) {
-        let rows = t.shape[0]
-        return (rows, rows == 0 ? 0 : t.count / rows)
-    }
-}
-
-// MARK: - Reference twins
-
-extension Reference {
-    /// Twin of `Perturbation.signStep`.
-    public static func perturbationSignStep(values: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
-                                            stepSize: Float, count: Int) {
-        for i in 0..<max(count, 0) {
-            let s: Float = gradient[i] > 0 ? 1 : (gradient[i] < 0 ? -1 : 0)
-            values[i] += s == 0 ? 0 : s * stepSize
-        }
-    }
-
-    /// Twin of `Perturbation.projectLinf`.
-    public static func perturbationProjectLinf(values: UnsafeMutablePointer<Float>, center: UnsafePointer<Float>,
-                                               epsilon: Float, count: Int) {
-        for i in 0..<max(count, 0) {
-            var x = values[i]
-            if x < center[i] - epsilon { x = center[i] - epsilon }
-            if x > center[i] + epsilon { x = center[i] + epsilon }
-            if x < 0 { x = 0 }
-            if x > 1 { x = 1 }
-            values[i] = x
-        }
-    }
-
-    /// Twin of `Perturbation.rowL2Norms`: sequential Double sums.
-    public static func perturbationRowL2Norms(norms: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
-                                              rows: Int, rowLength: Int) {
-        for r in 0..<max(rows, 0) {
-            var s = 0.0
-            for i in 0..<rowLength { s += Double(input[r * rowLength + i]) * Double(input[r * rowLength + i]) }
-            norms[r] = Float(s.squareRoot())
-        }
-    }
-
-    /// Twin of `Perturbation.addScaledRows`, computed in Double and rounded once.
-    public static func perturbationAddScaledRows(target: UnsafeMutablePointer<Float>, source: UnsafePointer<Float>,
-                                                 factors: UnsafePointer<Float>, rows: Int, rowLength: Int) {
-        for r in 0..<max(rows, 0) {
-            for i in 0..<rowLength {
-                let k = r * rowLength + i
-                target[k] = Float(Double(target[k]) + Double(factors[r]) * Double(source[k]))
-            }
-        }
-    }
-
-    /// Twin of `Perturbation.projectL2`, in Double per row.
-    public static func perturbationProjectL2(values: UnsafeMutablePointer<Float>, center: UnsafePointer<Float>,
-                                             epsilon: Float, rows: Int, rowLength: Int) {
-        for r in 0..<max(rows, 0) {
-            let base = r * rowLength
-            var s = 0.0
-            for i in 0..<rowLength {
-                values[base + i] = min(max(values[base + i], 0), 1)
-                let d = Double(values[base + i]) - Double(center[base + i])
-                s += d * d
-            }
-            let norm = s.squareRoot()
-            guard norm > Double(epsilon) else { continue }
-            let factor = Double(epsilon) / norm
-            for i in 0..<rowLength {
-                let c = Double(center[base + i])
-                values[base + i] = min(max(Float(c + factor * (Double(values[base + i]) - c)), 0), 1)
-            }
-        }
     }
 }

@@ -1,4 +1,4 @@
-// Random.swift: seeded, checkpointable random numbers for initialisation, dropout and data order.
+// SplitMix64.swift: seeded, checkpointable random numbers for initialisation, dropout and data order.
 // Never uses SystemRandomNumberGenerator (a getrandom syscall per value, systems.md §3.7) or the clock.
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit state generator; the whole state is `state`,
@@ -62,17 +62,3 @@ import Darwin
 
 @usableFromInline func _log(_ x: Double) -> Double { log(x) }
 @usableFromInline func _cos(_ x: Double) -> Double { cos(x) }
-
-extension Tensor {
-    /// Elements drawn from N(mean, std²).
-    public static func randomNormal(shape: [Int], mean: Float = 0, std: Float, rng: inout SplitMix64) -> Tensor {
-        let values = (0..<Tensor.elementCount(shape)).map { _ in mean + std * rng.nextNormal() }
-        return Tensor(shape: shape, values: values)
-    }
-
-    /// Elements drawn from U(low, high).
-    public static func randomUniform(shape: [Int], low: Float, high: Float, rng: inout SplitMix64) -> Tensor {
-        let values = (0..<Tensor.elementCount(shape)).map { _ in low + (high - low) * rng.nextFloat() }
-        return Tensor(shape: shape, values: values)
-    }
-}

@@ -1,4 +1,4 @@
-// BankVerify.swift: `membank verify`: every checksum and structural invariant of the format
+// VerifyReport.swift: `membank verify`: every checksum and structural invariant of the format
 // (MemoryBank's BankReader.verify walks the manifest, each segment's header, createdBy and index
 // checksums, and decodes every record), plus the semantic check that every δ lies in the ε-ball.
 // Each problem is named by file, generation and sample. Intact means no problem at all.

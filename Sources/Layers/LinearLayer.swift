@@ -1,4 +1,4 @@
-// Linear.swift: the fully connected layer (PyTorch `nn.Linear` names and layout: `weight
+// LinearLayer.swift: the fully connected layer (PyTorch `nn.Linear` names and layout: `weight
 // [out, in]`, `bias [out]`). Arithmetic: Kernels/Linear.swift (one sgemm per pass).
 
 import Kernels
@@ -6,7 +6,7 @@ import Tensors
 
 /// `y = x · Wᵀ + b`. Shapes: input `[N, in]` (any `[N, …]` with in = product of the rest is
 /// flattened), output `[N, out]`.
-public final class Linear: Layer {
+public final class LinearLayer: Layer {
     public let inFeatures: Int, outFeatures: Int
     public let weight: Parameter
     public let bias: Parameter?
@@ -27,21 +27,21 @@ public final class Linear: Layer {
 
     public func forward(_ input: Tensor, mode: ForwardMode) -> (output: Tensor, cache: Cache) {
         let x = input.reshaped([input.shape[0], input.count / max(input.shape[0], 1)])
-        precondition(x.shape[1] == inFeatures, "Linear(\(inFeatures)→\(outFeatures)): input \(input.shape)")
-        return (Kernels.Linear.forward(x, weight: weight.value, bias: bias?.value), Cache(input: x))
+        precondition(x.shape[1] == inFeatures, "LinearLayer(\(inFeatures)→\(outFeatures)): input \(input.shape)")
+        return (Linear.forward(x, weight: weight.value, bias: bias?.value), Cache(input: x))
     }
 
     public func backward(_ dOutput: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
         if targets.contains(.parameters) {
             if let bias {
-                Kernels.Linear.backwardWeight(dOutput, input: cache.input, dWeight: &weight.gradient, dBias: &bias.gradient)
+                Linear.backwardWeight(dOutput, input: cache.input, dWeight: &weight.gradient, dBias: &bias.gradient)
             } else {
                 var scratch = Tensor(zeros: [outFeatures])
-                Kernels.Linear.backwardWeight(dOutput, input: cache.input, dWeight: &weight.gradient, dBias: &scratch)
+                Linear.backwardWeight(dOutput, input: cache.input, dWeight: &weight.gradient, dBias: &scratch)
             }
         }
         guard targets.contains(.input) else { return nil }
-        return Kernels.Linear.backwardInput(dOutput, weight: weight.value, inputShape: cache.input.shape)
+        return Linear.backwardInput(dOutput, weight: weight.value, inputShape: cache.input.shape)
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] {

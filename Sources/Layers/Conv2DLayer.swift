@@ -1,4 +1,4 @@
-// Conv2d.swift: the 2-D convolution layer (PyTorch `nn.Conv2d` names: `weight [K, C, R, S]`,
+// Conv2DLayer.swift: the 2-D convolution layer (PyTorch `nn.Conv2d` names: `weight [K, C, R, S]`,
 // optional `bias [K]`). Square kernels, one stride and one zero padding for both axes.
 // The arithmetic lives in Kernels/Conv2D.swift; this file only manages parameters and caches.
 
@@ -8,7 +8,7 @@ import Tensors
 /// 2-D convolution: `y[n, k] = Σ_c x[n, c] ⋆ W[k, c] + b[k]`.
 ///
 /// Shapes: input `[N, C, H, W]`, output `[N, K, P, Q]` with P = (H + 2·pad − R)/stride + 1.
-public final class Conv2d: Layer {
+public final class Conv2DLayer: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     public let weight: Parameter
     public let bias: Parameter?

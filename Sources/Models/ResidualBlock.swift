@@ -1,4 +1,4 @@
-// Blocks.swift: the residual blocks the ResNet family is built from: the post-activation
+// ResidualBlock.swift: the residual blocks the ResNet family is built from: the post-activation
 // BasicBlock (ResNet-18) and the pre-activation block (PreAct ResNet-18 and WideResNet, which
 // differ only in names and initialisation). Each block is a Layer with a typed cache.
 
@@ -19,24 +19,24 @@ import Tensors
 ///
 /// Shapes: `[N, Cin, H, W]` → `[N, Cout, H/s, W/s]`.
 public final class BasicBlock: Layer {
-    public let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
-    public let shortcutConv: Conv2d?, shortcutBN: BatchNorm2d?
+    public let conv1: Conv2DLayer, bn1: BatchNorm2DLayer, conv2: Conv2DLayer, bn2: BatchNorm2DLayer
+    public let shortcutConv: Conv2DLayer?, shortcutBN: BatchNorm2DLayer?
 
     public struct Cache {
-        let c1: Conv2d.Cache, b1: BatchNorm2d.Cache, a1: Tensor
-        let c2: Conv2d.Cache, b2: BatchNorm2d.Cache
-        let sc: Conv2d.Cache?, sb: BatchNorm2d.Cache?
+        let c1: Conv2DLayer.Cache, b1: BatchNorm2DLayer.Cache, a1: Tensor
+        let c2: Conv2DLayer.Cache, b2: BatchNorm2DLayer.Cache
+        let sc: Conv2DLayer.Cache?, sb: BatchNorm2DLayer.Cache?
         let sum: Tensor
     }
 
     public init(_ inPlanes: Int, _ planes: Int, stride: Int, rng: inout SplitMix64) {
-        conv1 = Conv2d(inPlanes, planes, kernel: 3, stride: stride, padding: 1, bias: false, rng: &rng)
-        bn1 = BatchNorm2d(planes)
-        conv2 = Conv2d(planes, planes, kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
-        bn2 = BatchNorm2d(planes)
+        conv1 = Conv2DLayer(inPlanes, planes, kernel: 3, stride: stride, padding: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2DLayer(planes)
+        conv2 = Conv2DLayer(planes, planes, kernel: 3, stride: 1, padding: 1, bias: false, rng: &rng)
+        bn2 = BatchNorm2DLayer(planes)
         if stride != 1 || inPlanes != planes {
-            shortcutConv = Conv2d(inPlanes, planes, kernel: 1, stride: stride, padding: 0, bias: false, rng: &rng)
-            shortcutBN = BatchNorm2d(planes)
+            shortcutConv = Conv2DLayer(inPlanes, planes, kernel: 1, stride: stride, padding: 0, bias: false, rng: &rng)
+            shortcutBN = BatchNorm2DLayer(planes)
         } else {
             shortcutConv = nil; shortcutBN = nil
         }
@@ -49,7 +49,7 @@ public final class BasicBlock: Layer {
         let (h2, c2) = conv2.forward(a1, mode: mode)
         let (n2, b2) = bn2.forward(h2, mode: mode)
         var shortcut = x
-        var sc: Conv2d.Cache? = nil, sb: BatchNorm2d.Cache? = nil
+        var sc: Conv2DLayer.Cache? = nil, sb: BatchNorm2DLayer.Cache? = nil
         if let shortcutConv, let shortcutBN {
             let (s1, scc) = shortcutConv.forward(x, mode: mode)
             let (s2, sbc) = shortcutBN.forward(s1, mode: mode)
@@ -102,28 +102,28 @@ public final class BasicBlock: Layer {
 public final class PreActivationBlock: Layer {
     public enum Naming: Sendable { case preActResNet, wideResNet }
 
-    public let bn1: BatchNorm2d, conv1: Conv2d, bn2: BatchNorm2d, conv2: Conv2d
-    public let shortcutConv: Conv2d?
+    public let bn1: BatchNorm2DLayer, conv1: Conv2DLayer, bn2: BatchNorm2DLayer, conv2: Conv2DLayer
+    public let shortcutConv: Conv2DLayer?
     public let naming: Naming
 
     public struct Cache {
-        let b1: BatchNorm2d.Cache, n1: Tensor, a: Tensor
-        let c1: Conv2d.Cache, b2: BatchNorm2d.Cache, n2: Tensor, c2: Conv2d.Cache
-        let sc: Conv2d.Cache?
+        let b1: BatchNorm2DLayer.Cache, n1: Tensor, a: Tensor
+        let c1: Conv2DLayer.Cache, b2: BatchNorm2DLayer.Cache, n2: Tensor, c2: Conv2DLayer.Cache
+        let sc: Conv2DLayer.Cache?
     }
 
     public init(_ inPlanes: Int, _ planes: Int, stride: Int, naming: Naming, convInit: Initializer,
                 rng: inout SplitMix64) {
         self.naming = naming
-        bn1 = BatchNorm2d(inPlanes)
-        conv1 = Conv2d(inPlanes, planes, kernel: 3, stride: stride, padding: 1, bias: false, weightInit: convInit, rng: &rng)
-        bn2 = BatchNorm2d(planes)
-        conv2 = Conv2d(planes, planes, kernel: 3, stride: 1, padding: 1, bias: false, weightInit: convInit, rng: &rng)
+        bn1 = BatchNorm2DLayer(inPlanes)
+        conv1 = Conv2DLayer(inPlanes, planes, kernel: 3, stride: stride, padding: 1, bias: false, weightInit: convInit, rng: &rng)
+        bn2 = BatchNorm2DLayer(planes)
+        conv2 = Conv2DLayer(planes, planes, kernel: 3, stride: 1, padding: 1, bias: false, weightInit: convInit, rng: &rng)
         // PreAct adds the projection when the stride or width changes; WRN only when the width
         // changes (it never strides without widening).
         let needsProjection = naming == .wideResNet ? inPlanes != planes : (stride != 1 || inPlanes != planes)
         shortcutConv = needsProjection
-            ? Conv2d(inPlanes, planes, kernel: 1, stride: stride, padding: 0, bias: false, weightInit: convInit, rng: &rng)
+            ? Conv2DLayer(inPlanes, planes, kernel: 1, stride: stride, padding: 0, bias: false, weightInit: convInit, rng: &rng)
             : nil
     }
 
@@ -134,7 +134,7 @@ public final class PreActivationBlock: Layer {
         let (n2, b2) = bn2.forward(h1, mode: mode)
         let (h2, c2) = conv2.forward(Activation.relu(n2), mode: mode)
         var shortcut = x
-        var sc: Conv2d.Cache? = nil
+        var sc: Conv2DLayer.Cache? = nil
         if let shortcutConv {
             let (s, scc) = shortcutConv.forward(a, mode: mode)
             shortcut = s; sc = scc
@@ -206,13 +206,13 @@ func backwardSequence<B: Layer>(_ blocks: [B], _ dOutput: Tensor, caches: [B.Cac
 /// Forward cache of a pre-activation network (PreAct ResNet-18, WideResNet): stem conv → blocks →
 /// BN → ReLU → average pool → linear.
 public struct PreActivationNetworkCache {
-    let c1: Conv2d.Cache, blocks: [PreActivationBlock.Cache], b: BatchNorm2d.Cache, n: Tensor
-    let pool: AvgPool2d.Cache, featureShape: [Int], fc: Layers.Linear.Cache
+    let c1: Conv2DLayer.Cache, blocks: [PreActivationBlock.Cache], b: BatchNorm2DLayer.Cache, n: Tensor
+    let pool: AvgPool2D.Cache, featureShape: [Int], fc: LinearLayer.Cache
 }
 
 /// The forward pass shared by PreAct ResNet-18 and WideResNet.
-func preActivationNetworkForward(_ x: Tensor, mode: ForwardMode, stem: Conv2d, blocks: [PreActivationBlock],
-                                 bn: BatchNorm2d, pool: AvgPool2d, fc: Layers.Linear)
+func preActivationNetworkForward(_ x: Tensor, mode: ForwardMode, stem: Conv2DLayer, blocks: [PreActivationBlock],
+                                 bn: BatchNorm2DLayer, pool: AvgPool2D, fc: LinearLayer)
     -> (logits: Tensor, cache: PreActivationNetworkCache) {
     let (h, c1) = stem.forward(x, mode: mode)
     let (f, bc) = forwardSequence(blocks, h, mode: mode)
@@ -224,8 +224,8 @@ func preActivationNetworkForward(_ x: Tensor, mode: ForwardMode, stem: Conv2d, b
 
 /// The backward pass shared by PreAct ResNet-18 and WideResNet.
 func preActivationNetworkBackward(_ dLogits: Tensor, cache k: PreActivationNetworkCache, targets: GradientTargets,
-                                  stem: Conv2d, blocks: [PreActivationBlock], bn: BatchNorm2d, pool: AvgPool2d,
-                                  fc: Layers.Linear) -> Tensor? {
+                                  stem: Conv2DLayer, blocks: [PreActivationBlock], bn: BatchNorm2DLayer, pool: AvgPool2D,
+                                  fc: LinearLayer) -> Tensor? {
     let t = innerTargets(targets)
     var d = fc.backward(dLogits, cache: k.fc, targets: t)!.reshaped(k.featureShape)
     d = pool.backward(d, cache: k.pool, targets: t)!
@@ -245,7 +245,7 @@ extension BasicBlock: ResidualBlock { var stride: Int { conv1.stride } }
 extension PreActivationBlock: ResidualBlock { var stride: Int { conv1.stride } }
 
 /// Forward MACs per image of stem → residual blocks → linear head (square inputs).
-func residualNetworkMACs<B: ResidualBlock>(inputSize: Int, stem: Conv2d, blocks: [B], head: Layers.Linear) -> Int {
+func residualNetworkMACs<B: ResidualBlock>(inputSize: Int, stem: Conv2DLayer, blocks: [B], head: LinearLayer) -> Int {
     var s = inputSize
     var total = stem.macs(height: s, width: s)
     for b in blocks {

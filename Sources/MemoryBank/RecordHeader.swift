@@ -1,4 +1,4 @@
-// Record.swift: the 48-byte record header that precedes every payload (docs/format/membank-v1.md §6):
+// RecordHeader.swift: the 48-byte record header that precedes every payload (docs/format/membank-v1.md §6):
 // field layout, encoder, raw decoder. Validation against the segment and the index happens in
 // BankSegment; payload codecs are in RecordCodec*.swift.
 

@@ -1,4 +1,4 @@
-// Bank+Verify.swift: the full integrity walk behind `membank verify`: the manifest, every listed
+// BankReader+Verify.swift: the full integrity walk behind `membank verify`: the manifest, every listed
 // segment's header, createdBy and index checksums and layout, and every record (checksum, structure,
 // full decode). Unlike reading, it does not stop at the first problem: it lists them all.
 

@@ -1,4 +1,4 @@
-// AttackKernelsTests.swift: the Perturbation kernels (sign step, L∞ / L2 projections, per-row norms,
+// PerturbationTests.swift: the Perturbation kernels (sign step, L∞ / L2 projections, per-row norms,
 // per-row scaled add) against their Reference twins, for row lengths around the SIMD width, and the
 // guarantees the attacks rely on: results inside the ball and the box, ε = 0 gives the centre.
 
@@ -7,7 +7,7 @@ import Kernels
 import Tensors
 import _TestSupport
 
-final class AttackKernelsTests: XCTestCase {
+final class PerturbationTests: XCTestCase {
     /// Row lengths around the 8-lane vector and the 32-lane unrolled norm loop, plus an MNIST image.
     static let rowLengths = [1, 7, 8, 9, 31, 32, 33, 100, 784]
     static let rowCounts = [1, 3]

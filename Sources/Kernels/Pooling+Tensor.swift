@@ -1,0 +1,64 @@
+// Pooling+Tensor.swift: Tensor-level entry points of the `Pooling` kernels: max and average pooling
+// and their backward. So that Layers, Attacks and Training never touch raw pointers, each function
+// checks shapes, allocates its output (unless it writes `into:` one), opens the pointers once and
+// calls the pointer kernel of Pooling.swift. Gradient accumulators are passed `inout` (`+=`
+// semantics).
+
+import Tensors
+
+extension Pooling {
+    /// Max-pool `[N, C, H, W]` → `[N, C, H', W']`; also returns the argmax plane indices.
+    public static func maxPool(_ input: Tensor, kernel: Int, stride: Int) -> (output: Tensor, argmax: [Int32]) {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let p = (h - kernel) / stride + 1, q = (w - kernel) / stride + 1
+        var out = Tensor(zeros: [n, c, p, q])
+        var argmax = [Int32](repeating: 0, count: out.count)
+        out.withUnsafeMutablePointer { y in
+            argmax.withUnsafeMutableBufferPointer { a in
+                input.withUnsafePointer { x in
+                    maxPoolForward(output: y, argmax: a.baseAddress!, input: x, n: n, c: c, h: h, w: w,
+                                   kernel: kernel, stride: stride)
+                }
+            }
+        }
+        return (out, argmax)
+    }
+
+    public static func maxPoolBackward(_ dOutput: Tensor, argmax: [Int32], inputShape: [Int], kernel: Int,
+                                       stride: Int) -> Tensor {
+        var dInput = Tensor(zeros: inputShape)
+        dInput.withUnsafeMutablePointer { dx in
+            dOutput.withUnsafePointer { dy in
+                argmax.withUnsafeBufferPointer { a in
+                    maxPoolBackward(dInput: dx, dOutput: dy, argmax: a.baseAddress!, n: inputShape[0],
+                                    c: inputShape[1], h: inputShape[2], w: inputShape[3], kernel: kernel, stride: stride)
+                }
+            }
+        }
+        return dInput
+    }
+
+    /// Average-pool with a square window, no padding.
+    public static func avgPool(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let p = (h - kernel) / stride + 1, q = (w - kernel) / stride + 1
+        var out = Tensor(zeros: [n, c, p, q])
+        out.withUnsafeMutablePointer { y in
+            input.withUnsafePointer { x in
+                avgPoolForward(output: y, input: x, n: n, c: c, h: h, w: w, kernel: kernel, stride: stride)
+            }
+        }
+        return out
+    }
+
+    public static func avgPoolBackward(_ dOutput: Tensor, inputShape: [Int], kernel: Int, stride: Int) -> Tensor {
+        var dInput = Tensor(zeros: inputShape)
+        dInput.withUnsafeMutablePointer { dx in
+            dOutput.withUnsafePointer { dy in
+                avgPoolBackward(dInput: dx, dOutput: dy, n: inputShape[0], c: inputShape[1], h: inputShape[2],
+                                w: inputShape[3], kernel: kernel, stride: stride)
+            }
+        }
+        return dInput
+    }
+}
