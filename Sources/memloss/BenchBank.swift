@@ -11,6 +11,7 @@ import Foundation
 import Kernels
 import MemoryBank
 import Tensors
+import MemlossBench
 import Training
 
 struct BenchBank: ParsableCommand {

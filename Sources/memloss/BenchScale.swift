@@ -1,10 +1,11 @@
-// BenchScale.swift: `memloss bench scale`: parses flags into a ScaleBenchConfig, runs Training.ScaleBench
+// BenchScale.swift: `memloss bench scale`: parses flags into a ScaleBenchConfig, runs MemlossBench.ScaleBench
 // (synthetic data of N samples on disk, K bank generations filled with attack-shaped δ, then real MemLoss
 // training steps reading all K) and prints its report as text or JSON. Parsing and printing only.
 
 import ArgumentParser
 import Datasets
 import Foundation
+import MemlossBench
 import MemoryBank
 import Training
 

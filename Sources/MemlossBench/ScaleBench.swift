@@ -12,6 +12,7 @@ import Layers
 import MemoryBank
 import Models
 import Tensors
+import Training
 
 /// What `ScaleBench` runs. Defaults: CIFAR-shaped samples, ResNet-18 ×1/16, TRADES with a 2-step
 /// KL-PGD (a cheap attack, so a step fits the 2-core budget), batch 64, codec `levels`, fsync on seal.
