@@ -193,6 +193,8 @@ extension TrainConfig {
     /// 3. The validation attack (PGD-k, uniform start) takes the training ε (or `epsilon` for a method
     ///    without an attack). When its ε changes, its step becomes ε·`PGDConfig.evaluationStepFraction`
     ///    (= ε/4) unless `validationStepSize` is given; `validationSteps` replaces k.
+    /// 4. `epsilonText` is `epsilonText` when given, and is rewritten as the validation ε's decimal when it
+    ///    does not parse to that ε.
     ///
     /// With no settings nothing changes (the demo keeps ε = 0.3, α = 0.05 for both attacks).
     public mutating func applyAttackSettings(_ settings: AttackSettings) throws(TrainConfigError) {
@@ -230,6 +232,9 @@ extension TrainConfig {
         }
         if let s = settings.validationStepSize { validationAttack.stepSize = s }
         if let k = settings.validationSteps { validationAttack.steps = k }
+        // The reports and the checkpoints' `memloss.epsilon` (which `memloss eval` defaults to) must name
+        // the ε used: a config file that sets the attack's ε but not `epsilonText` would leave the demo's "0.3".
+        if parseEpsilon(epsilonText) != validationAttack.epsilon { epsilonText = "\(validationAttack.epsilon)" }
     }
 
     /// Two lines naming the resolved training and validation attacks (ε, α, steps, start), for

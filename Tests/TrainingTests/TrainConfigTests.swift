@@ -80,6 +80,7 @@ final class TrainConfigTests: XCTestCase {
         let c = try resolved(AttackSettings(), over: base)
         XCTAssertEqual(c.validationAttack.epsilon, 0.031)
         XCTAssertEqual(c.validationAttack.stepSize, 0.031 / 4, accuracy: 1e-9)
+        XCTAssertEqual(c.epsilonText, "0.031", "reports and checkpoint metadata name the ε used, not the demo's 0.3")
         XCTAssert(c.attackSummary.contains("validation attack: PGD-10 linf ε 0.031 α \(Float(0.031) * 0.25)"), c.attackSummary)
         XCTAssert(c.attackSummary.contains("training attack (trades): PGD-10 linf ε 0.031 α 0.007"), c.attackSummary)
     }
