@@ -59,6 +59,11 @@ let package = Package(
         .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
                 swiftSettings: librarySettings),
 
+        // Benchmarks as a library (`memloss bench scale|memory|bank`): Training's public API carries no bench types.
+        .target(name: "MemlossBench",
+                dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank"],
+                exclude: ["README.md"], swiftSettings: librarySettings),
+
         // The bank inspection tool: MemoryBank + Datasets (to render clean views) + Tensors only, so it
         // builds without Layers/Models/Attacks/Training (docs/membank.md).
         .target(name: "MembankCore", dependencies: ["MemoryBank", "Datasets", "Tensors"], exclude: ["README.md"],
@@ -73,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "memloss",
             dependencies: [
-                "Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training",
+                "Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: librarySettings),
@@ -93,6 +98,8 @@ let package = Package(
         .testTarget(name: "MembankTests",
                     dependencies: ["MembankCore", "MemoryBank", "Datasets", "Attacks", "Models", "Layers", "Kernels", "Training",
                                    "Tensors", "_TestSupport"]),
+        .testTarget(name: "MemlossBenchTests",
+                    dependencies: ["MemlossBench", "Training", "Datasets", "MemoryBank", "Tensors", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank", "_TestSupport"]),
     ],

@@ -84,6 +84,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if trainSamples < 0 { throw .invalid(field: "trainSamples", value: "\(trainSamples)", expected: "≥ 0 (0 = all)") }
         if prefetchDepth < 1 { throw .invalid(field: "prefetchDepth", value: "\(prefetchDepth)", expected: "≥ 1") }
         if let p = optimizer.problem { throw .invalid(field: "optimizer", value: "\(optimizer)", expected: p) }
+        if let a = method.attack, let p = a.problem { throw .invalid(field: "method.attack", value: "\(a)", expected: p) }
+        if let p = validationAttack.problem {
+            throw .invalid(field: "validationAttack", value: "\(validationAttack)", expected: p)
+        }
         if let m = memLoss {
             if let p = m.problem { throw .invalid(field: p.field, value: p.value, expected: p.expected) }
             if method.attack == nil {
@@ -145,6 +149,100 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     /// Optional keys that the encoder leaves out when nil.
     static let optionalKeys = ["augment", "helperCheckpoint", "memLoss"]
+}
+
+// MARK: - Attack settings
+
+/// Attack settings asked for by a front end (the CLI's `--method`, `--epsilon`, `--step-size`,
+/// `--attack-steps`, `--val-step-size`, `--val-steps`); nil = not given. Resolved over a config by
+/// `TrainConfig.applyAttackSettings(_:)`, which holds the rules.
+public struct AttackSettings: Sendable, Equatable {
+    /// A method name (`MethodConfig.names`): its preset replaces the configured method.
+    public var method: String?
+    /// ε in [0, 1] pixel units, and as the user wrote it (e.g. "8/255", kept for reports).
+    public var epsilon: Float?
+    public var epsilonText: String?
+    /// The training attack's step size α and step count.
+    public var stepSize: Float?
+    public var steps: Int?
+    /// The validation attack's (PGD-k) step size and step count.
+    public var validationStepSize: Float?
+    public var validationSteps: Int?
+
+    public init(method: String? = nil, epsilon: Float? = nil, epsilonText: String? = nil, stepSize: Float? = nil,
+                steps: Int? = nil, validationStepSize: Float? = nil, validationSteps: Int? = nil) {
+        self.method = method; self.epsilon = epsilon; self.epsilonText = epsilonText
+        self.stepSize = stepSize; self.steps = steps
+        self.validationStepSize = validationStepSize; self.validationSteps = validationSteps
+    }
+
+    public var isEmpty: Bool { self == AttackSettings() }
+}
+
+extension TrainConfig {
+    /// Lays `settings` over this config's method, training attack and validation attack:
+    ///
+    /// 1. `method` given: the method's preset (`MethodConfig.defaultConfig(named:)`: its attack's steps,
+    ///    random start and α/ε ratio, its β, γ, h) replaces the configured method, at the current ε
+    ///    (the configured training ε, or `epsilon` when given), not at the preset's own ε.
+    /// 2. The training ε is `epsilon` when given, else the configured one. When the method preset was
+    ///    applied or ε changed, α = ε · ratio unless `stepSize` is given, where ratio is the preset's
+    ///    α/ε (PGD-AT and HAT 2/255 ÷ 8/255 = 1/4; TRADES and MART 0.007 ÷ 0.031 ≈ 0.226,
+    ///    algorithms.md §2.3, §3, §4.2, §5.1) or, without `method`, the configured attack's α/ε.
+    ///    `stepSize` and `steps` always win.
+    /// 3. The validation attack (PGD-k, uniform start) takes the training ε (or `epsilon` for a method
+    ///    without an attack). When its ε changes, its step becomes ε·`PGDConfig.evaluationStepFraction`
+    ///    (= ε/4) unless `validationStepSize` is given; `validationSteps` replaces k.
+    /// 4. `epsilonText` is `epsilonText` when given, and is rewritten as the validation ε's decimal when it
+    ///    does not parse to that ε.
+    ///
+    /// With no settings nothing changes (the demo keeps ε = 0.3, α = 0.05 for both attacks).
+    public mutating func applyAttackSettings(_ settings: AttackSettings) throws(TrainConfigError) {
+        if let m = settings.method {
+            guard let preset = MethodConfig.defaultConfig(named: m) else {
+                throw .invalid(field: "method", value: m, expected: MethodConfig.names.joined(separator: ", "))
+            }
+            let epsilon = settings.epsilon ?? method.attack?.epsilon ?? validationAttack.epsilon
+            method = preset
+            if var a = preset.attack {
+                a.stepSize = settings.stepSize ?? epsilon * a.stepSize / a.epsilon
+                a.epsilon = epsilon
+                method.attack = a
+            }
+        } else if let epsilon = settings.epsilon, var a = method.attack, epsilon != a.epsilon {
+            // Keep the configured α/ε ratio (the demo's 0.05 / 0.3 = 1/6); a zero ε has no ratio, so the
+            // method's preset gives it.
+            let ratio: Float
+            if a.epsilon > 0 { ratio = a.stepSize / a.epsilon } else {
+                let p = MethodConfig.defaultConfig(named: method.name)?.attack ?? PGDConfig.madryCIFAR
+                ratio = p.stepSize / p.epsilon
+            }
+            a.stepSize = epsilon * ratio
+            a.epsilon = epsilon
+            method.attack = a
+        }
+        if let stepSize = settings.stepSize { method.attack?.stepSize = stepSize }
+        if let steps = settings.steps { method.attack?.steps = steps }
+        if let text = settings.epsilonText { epsilonText = text }
+
+        let validationEpsilon = method.attack?.epsilon ?? settings.epsilon ?? validationAttack.epsilon
+        if validationEpsilon != validationAttack.epsilon {
+            validationAttack.epsilon = validationEpsilon
+            validationAttack.stepSize = validationEpsilon * PGDConfig.evaluationStepFraction
+        }
+        if let s = settings.validationStepSize { validationAttack.stepSize = s }
+        if let k = settings.validationSteps { validationAttack.steps = k }
+        // The reports and the checkpoints' `memloss.epsilon` (which `memloss eval` defaults to) must name
+        // the ε used: a config file that sets the attack's ε but not `epsilonText` would leave the demo's "0.3".
+        if parseEpsilon(epsilonText) != validationAttack.epsilon { epsilonText = "\(validationAttack.epsilon)" }
+    }
+
+    /// Two lines naming the resolved training and validation attacks (ε, α, steps, start), for
+    /// `memloss train --print-config` and logs.
+    public var attackSummary: String {
+        "training attack (\(method.name)): " + (method.attack.map { "\($0)" } ?? "none")
+            + "\nvalidation attack: \(validationAttack), on \(validationSamples) samples every \(evalEvery) epochs"
+    }
 }
 
 public enum TrainConfigError: Error, CustomStringConvertible, Equatable {

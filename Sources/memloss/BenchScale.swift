@@ -1,12 +1,12 @@
-// BenchScale.swift: `memloss bench scale`: parses flags into a ScaleBenchConfig, runs Training.ScaleBench
+// BenchScale.swift: `memloss bench scale`: parses flags into a ScaleBenchConfig, runs MemlossBench.ScaleBench
 // (synthetic data of N samples on disk, K bank generations filled with attack-shaped δ, then real MemLoss
 // training steps reading all K) and prints its report as text or JSON. Parsing and printing only.
 
 import ArgumentParser
 import Datasets
 import Foundation
+import MemlossBench
 import MemoryBank
-import Training
 
 struct BenchScale: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,10 +27,7 @@ struct BenchScale: ParsableCommand {
     var window: Int
     @Option(help: "Sample shape CxHxW.")
     var shape: String = "3x32x32"
-    @Option(help: "Model name (must take the shape).")
-    var model: String?
-    @Option(help: "Width multiplier of the model.")
-    var width: Double?
+    @OptionGroup var shared: BenchModelOptions
     @Option(help: "Training method of the measured epoch: trades or pgd-at.")
     var method: String?
     @Option(help: "Attack steps of the measured epoch (α = ε/4).")
@@ -41,8 +38,6 @@ struct BenchScale: ParsableCommand {
     var steps: Int?
     @Option(help: "Batch size.")
     var batch: Int?
-    @Option(help: "ε (L∞), e.g. 8/255.")
-    var epsilon: String?
     @Option(help: "Bank codec: \(BankCodec.allCases.map(\.rawValue).joined(separator: ", ")).")
     var codec: String?
     @Option(help: "Directory for the dataset (reused) and the bank.")
@@ -69,18 +64,15 @@ struct BenchScale: ParsableCommand {
         let bankPath = (scratch as NSString).appendingPathComponent("bank-n\(sampleCount)-k\(window)-\(getpid())")
         var c = ScaleBenchConfig(sampleCount: sampleCount, window: window, shape: imageShape, dataPath: dataPath, bankDirectory: bankPath)
         c.dataSeed = dataSeed
-        if let model { c.model = model }
-        if let width { c.width = width }
+        if let model = shared.model { c.model = model }
+        if let width = shared.width { c.width = width }
+        if let epsilon = try shared.parsedEpsilon() { c.epsilon = epsilon }
         if let method { c.method = method }
         if let attackSteps { c.attackSteps = attackSteps }
         if let fillSteps { c.fillSteps = fillSteps }
         if let steps { c.steps = steps }
         if let batch { c.batchSize = batch }
         if let seed { c.seed = seed }
-        if let epsilon {
-            guard let e = parseEpsilon(epsilon), e > 0, e <= 1 else { throw ValidationError("--epsilon '\(epsilon)' is not in (0, 1]") }
-            c.epsilon = e
-        }
         if let codec {
             guard let k = BankCodec(rawValue: codec) else {
                 throw ValidationError("--codec '\(codec)': expected " + BankCodec.allCases.map(\.rawValue).joined(separator: ", "))

@@ -1,7 +1,8 @@
 // EvalCommand.swift: `memloss eval`: clean and robust accuracy of a checkpoint under named
 // attacks, with the per-sample worst case; JSON or a table. `--attack autoattack` runs the
 // AutoAttack cascade with PGD-20 and the sanity checks (Training/AutoAttackReport.swift) and
-// writes JSON and Markdown. The model and data come from the checkpoint's metadata unless given.
+// writes JSON and Markdown. The model and data come from the checkpoint's metadata unless given
+// (Training.RestoredModel holds the fallback order); `memloss export` rebuilds the model the same way.
 
 import ArgumentParser
 import Attacks
@@ -42,6 +43,8 @@ struct EvalCommand: ParsableCommand {
     var model: String?
     @Option(help: "Width multiplier; default: the one recorded in the checkpoint.")
     var width: Double?
+    @Option(help: "Number of classes; default: the one recorded in the checkpoint, else the data's.")
+    var classes: Int?
     @Option(help: "Seed of the attacks' random starts.")
     var seed: UInt64 = 0
     @Flag(help: "Print JSON.")
@@ -52,14 +55,9 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let url = URL(fileURLWithPath: checkpoint)
         let meta: [String: String]
-        do { meta = try SafeTensorsFile.read(from: url).metadata } catch {
-            throw ValidationError("\(error)")
-        }
-        guard let modelName = model ?? meta["memloss.model"] else {
-            throw ValidationError("\(checkpoint) has no memloss.model metadata; pass --model and --width")
-        }
-        let dataSpec = data ?? meta["memloss.data"] ?? "demo"
-        let epsText = epsilon ?? meta["memloss.epsilon"] ?? "8/255"
+        do { meta = try RestoredModel.metadata(of: url) } catch { throw ValidationError("\(error)") }
+        let dataSpec = data ?? meta[CheckpointMetadataKey.data] ?? "demo"
+        let epsText = epsilon ?? meta[CheckpointMetadataKey.epsilon] ?? "8/255"
         guard let eps = parseEpsilon(epsText) else { throw ValidationError("--epsilon '\(epsText)' is not a number or fraction") }
         let source: DataSource
         let testSet: Dataset
@@ -67,15 +65,13 @@ struct EvalCommand: ParsableCommand {
             source = try DataSource(parsing: dataSpec)
             testSet = try source.open(source.hasTestSet ? .test : .train)
         } catch { throw ValidationError("\(error)") }
-        let spec: ModelSpec
+        let restored: RestoredModel
         do {
-            spec = try ModelSpec(parsing: modelName, classes: Int(meta["memloss.classes"] ?? "") ?? testSet.classCount,
-                                 width: width ?? Double(meta["memloss.width"] ?? "") ?? 1)
+            restored = try RestoredModel.load(checkpoint: url, metadata: meta,
+                                              overrides: ModelOverrides(model: model, width: width, classes: classes),
+                                              datasetClassCount: testSet.classCount)
         } catch { throw ValidationError("\(error)") }
-        let net = spec.build(seed: 0)
-        do { _ = try Checkpoint.load(into: net.stateEntries(prefix: ""), from: url) } catch {
-            throw ValidationError("\(error)")
-        }
+        let spec = restored.spec, net = restored.model
         let count = n > 0 ? min(n, testSet.count) : testSet.count
         if attack.lowercased().split(separator: ",").contains("autoattack") {
             let context = ["checkpoint": checkpoint, "model": spec.name, "data": dataSpec]
@@ -160,26 +156,18 @@ struct ExportCommand: ParsableCommand {
     var out: String
 
     func run() throws {
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile.read(from: URL(fileURLWithPath: checkpoint)) } catch {
-            throw ValidationError("\(error)")
-        }
-        guard let modelName = file.metadata["memloss.model"] else {
-            throw ValidationError("\(checkpoint) has no memloss.model metadata: not a memloss checkpoint")
-        }
         // Rebuild the model and load through the checked path, so an exported file always has
         // exactly the architecture's names, shapes and dtypes.
-        let spec: ModelSpec
+        let restored: RestoredModel
+        do { restored = try RestoredModel.load(checkpoint: URL(fileURLWithPath: checkpoint)) } catch {
+            throw ValidationError("\(error)")
+        }
+        let spec = restored.spec, net = restored.model
         do {
-            spec = try ModelSpec(parsing: modelName, classes: Int(file.metadata["memloss.classes"] ?? "") ?? 10,
-                                 width: Double(file.metadata["memloss.width"] ?? "") ?? 1)
-        } catch { throw ValidationError("\(error)") }
-        let net = spec.build(seed: 0)
-        do {
-            _ = try Checkpoint.load(into: net.stateEntries(prefix: ""), from: URL(fileURLWithPath: checkpoint))
             try Checkpoint.save(model: net.stateEntries(prefix: ""), to: URL(fileURLWithPath: out),
-                                metadata: ["format": "pt", "memloss.model": modelName,
-                                           "memloss.width": file.metadata["memloss.width"] ?? "1"])
+                                metadata: ["format": "pt", CheckpointMetadataKey.model: restored.modelName,
+                                           CheckpointMetadataKey.width: "\(spec.width)",
+                                           CheckpointMetadataKey.classes: "\(spec.classes)"])
         } catch { throw ValidationError("\(error)") }
         print("wrote \(out): \(net.stateEntries(prefix: "").count) tensors (\(spec.name)); "
               + "load in PyTorch with safetensors.torch.load_file + model.load_state_dict")

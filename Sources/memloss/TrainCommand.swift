@@ -20,7 +20,7 @@ struct TrainCommand: ParsableCommand {
     var out: String?
     @Option(help: "Continue the run in this directory from its last checkpoint, with its own config.")
     var resume: String?
-    @Flag(help: "Print the resolved configuration as JSON and exit.")
+    @Flag(help: "Print the resolved configuration as JSON (stdout) and its training and validation attacks (stderr), and exit.")
     var printConfig = false
 
     @Option(help: "Data: demo | mnist:DIR | cifar10:DIR | cifar100:DIR[:coarse] | svhn:DIR | npy:IMAGES,LABELS | synthetic:FILE.")
@@ -29,14 +29,26 @@ struct TrainCommand: ParsableCommand {
     var model: String?
     @Option(help: "Channel width multiplier.")
     var width: Double?
-    @Option(help: "Method: standard | pgd-at | trades | mart | hat.")
+    @Option(help: ArgumentHelp(
+        "Method: standard | pgd-at | trades | mart | hat.",
+        discussion: "Applies the method's preset (attack steps, random start, β; γ and h for HAT) at the run's ε, with "
+            + "α = ε/4 for pgd-at and hat and α = ε·0.007/0.031 ≈ ε/4.4 for trades and mart (the references' ratios), "
+            + "unless --step-size is given."))
     var method: String?
-    @Option(help: "Attack radius ε, as a fraction (8/255) or decimal (0.031); used for training and evaluation.")
+    @Option(help: ArgumentHelp(
+        "Attack radius ε, as a fraction (8/255) or decimal (0.031); used for training and evaluation.",
+        discussion: "Without --step-size the training α follows ε at the method's α/ε ratio (the preset's with --method, "
+            + "else the configured one: the demo's 0.05/0.3); the validation attack takes this ε with step ε/4 "
+            + "unless --val-step-size is given."))
     var epsilon: String?
-    @Option(help: "Attack step size α (decimal or fraction).")
+    @Option(help: "Training attack step size α (decimal or fraction); default: follows ε (see --epsilon).")
     var stepSize: String?
-    @Option(help: "Attack steps of the inner maximisation.")
+    @Option(help: "Attack steps of the inner maximisation (default: the method's).")
     var attackSteps: Int?
+    @Option(help: "Validation attack (PGD-k) step size (decimal or fraction); default: ε/4 when ε is given, else the demo's 0.05.")
+    var valStepSize: String?
+    @Option(help: "Validation attack (PGD-k) steps k.")
+    var valSteps: Int?
     @Option(help: "Loss weight β (TRADES, MART, HAT).")
     var beta: Float?
     @Option(help: "HAT helper-loss weight γ.")
@@ -122,6 +134,7 @@ struct TrainCommand: ParsableCommand {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(cfg), as: UTF8.self))
+            FileHandle.standardError.write(Data((cfg.attackSummary + "\n").utf8))
             return
         }
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
@@ -140,27 +153,7 @@ struct TrainCommand: ParsableCommand {
         if let data { cfg.data = data }
         if let model { cfg.model = model }
         if let width { cfg.width = width }
-        if let method {
-            guard let m = MethodConfig.defaultConfig(named: method, attack: cfg.method.attack) else {
-                throw ValidationError("unknown method '\(method)'; expected standard, pgd-at, trades, mart or hat")
-            }
-            cfg.method = m
-        }
-        if let epsilon {
-            guard let e = parseEpsilon(epsilon), e >= 0, e <= 1 else {
-                throw ValidationError("--epsilon '\(epsilon)': expected a number in [0, 1] or a fraction like 8/255")
-            }
-            cfg.epsilonText = epsilon
-            cfg.method.attack?.epsilon = e
-            cfg.validationAttack.epsilon = e
-        }
-        if let stepSize {
-            guard let a = parseEpsilon(stepSize), a > 0 else {
-                throw ValidationError("--step-size '\(stepSize)': expected a positive number or fraction")
-            }
-            cfg.method.attack?.stepSize = a
-        }
-        if let attackSteps { cfg.method.attack?.steps = attackSteps }
+        try applyAttackFlags(&cfg)
         if let beta { cfg.method.beta = beta }
         if let gamma {
             guard case .hat(var h) = cfg.method else { throw ValidationError("--gamma applies to --method hat only") }
@@ -232,6 +225,40 @@ struct TrainCommand: ParsableCommand {
             // remember, so it is dropped (asking for both is an error from TrainConfig.validate).
             cfg.memLoss = nil
         }
+    }
+
+    /// `--method`, `--epsilon`, `--step-size`, `--attack-steps`, `--val-step-size`, `--val-steps`, resolved
+    /// by `TrainConfig.applyAttackSettings` (the rules are in its doc comment and in `--help`).
+    private func applyAttackFlags(_ cfg: inout TrainConfig) throws {
+        var s = AttackSettings(steps: attackSteps, validationSteps: valSteps)
+        if let method {
+            guard MethodConfig.defaultConfig(named: method) != nil else {
+                throw ValidationError("unknown method '\(method)'; expected standard, pgd-at, trades, mart or hat")
+            }
+            s.method = method
+        }
+        if let epsilon {
+            guard let e = parseEpsilon(epsilon), e >= 0, e <= 1 else {
+                throw ValidationError("--epsilon '\(epsilon)': expected a number in [0, 1] or a fraction like 8/255")
+            }
+            s.epsilon = e
+            s.epsilonText = epsilon
+        }
+        if let stepSize {
+            guard let a = parseEpsilon(stepSize), a > 0 else {
+                throw ValidationError("--step-size '\(stepSize)': expected a positive number or fraction")
+            }
+            s.stepSize = a
+        }
+        if let valStepSize {
+            guard let a = parseEpsilon(valStepSize), a > 0 else {
+                throw ValidationError("--val-step-size '\(valStepSize)': expected a positive number or fraction")
+            }
+            s.validationStepSize = a
+        }
+        if let valSteps, valSteps < 0 { throw ValidationError("--val-steps \(valSteps): expected an integer ≥ 0") }
+        if let attackSteps, attackSteps < 0 { throw ValidationError("--attack-steps \(attackSteps): expected an integer ≥ 0") }
+        try cfg.applyAttackSettings(s)
     }
 
     private func parseSchedule(_ s: String, maxLR: Float) throws -> LearningRateSchedule {

@@ -23,10 +23,11 @@ final class LayeringTests: XCTestCase {
         "Attacks": ["Tensors", "Kernels", "Layers"],
         "MemoryBank": ["Tensors", "Kernels", "CLZ4"],
         "Training": ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
+        "MemlossBench": ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank", "Training"],
         // The inspection tool: the bank, the data set (to render clean views) and tensors only.
         "MembankCore": ["Tensors", "MemoryBank", "Datasets"],
         "membank": ["Tensors", "MemoryBank", "MembankCore"],
-        "memloss": ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training"],
+        "memloss": ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench"],
     ]
 
     /// The only files that may use raw-pointer APIs (`Unsafe…`, `unsafeBitCast`, …), as paths below

@@ -1,6 +1,7 @@
 // CLITests.swift: the `memloss` executable as a user meets it: bad flags, a missing dataset and a
 // bad config file end with a clear message (naming what was wrong) and a non-zero exit status,
-// never a stack trace; `memloss models --json` lists the reference parameter counts.
+// never a stack trace; `memloss models --json` lists the reference parameter counts; `--method` and
+// `--epsilon` resolve the training and validation attacks (issue 12) and `--print-config` shows them.
 
 import Foundation
 import XCTest
@@ -56,6 +57,67 @@ final class CLITests: XCTestCase {
         let both = try run(["train", "--method", "standard", "--memloss", "--print-config"])
         XCTAssertNotEqual(both.status, 0, "MemLoss asked for explicitly needs an attack")
         XCTAssert(both.err.contains("memLoss"), both.err)
+    }
+
+    /// The resolved attacks of `--print-config`: stdout's JSON and stderr's summary.
+    private func printConfig(_ flags: [String]) throws -> (config: [String: Any], summary: String) {
+        let r = try run(["train"] + flags + ["--print-config"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        return (config, r.err)
+    }
+
+    private func attack(_ config: [String: Any], _ key: String) throws -> [String: Any] {
+        if key == "validationAttack" { return try XCTUnwrap(config[key] as? [String: Any]) }
+        let method = try XCTUnwrap(config["method"] as? [String: Any])
+        return try XCTUnwrap(method["attack"] as? [String: Any])
+    }
+
+    /// Bug (issue 12): `--method trades --epsilon 8/255` kept the demo's α = 0.05 (1.6 ε) and β = 1, and the
+    /// validation attack kept α = 0.05 whatever ε was.
+    func test_methodAndEpsilon_resolveThePresetsStepRatio_andTheValidationStepFollowsEpsilon() throws {
+        let eps = 8.0 / 255
+        let (trades, summary) = try printConfig(["--method", "trades", "--epsilon", "8/255"])
+        let t = try attack(trades, "method")
+        XCTAssertEqual(t["epsilon"] as? Double ?? -1, eps, accuracy: 1e-7)
+        XCTAssertEqual(t["stepSize"] as? Double ?? -1, eps * 0.007 / 0.031, accuracy: 1e-6, "TRADES' α/ε = 0.007/0.031")
+        XCTAssertEqual(t["steps"] as? Int, 10)
+        XCTAssertEqual((trades["method"] as? [String: Any])?["beta"] as? Double, 6, "the TRADES preset's β")
+        let v = try attack(trades, "validationAttack")
+        XCTAssertEqual(v["epsilon"] as? Double ?? -1, eps, accuracy: 1e-7)
+        XCTAssertEqual(v["stepSize"] as? Double ?? -1, eps / 4, accuracy: 1e-7, "validation PGD-k steps ε/4")
+        XCTAssert(summary.contains("validation attack: PGD-10 linf ε \(Float(8) / 255) α \(Float(2) / 255)"), summary)
+        XCTAssert(summary.contains("training attack (trades): PGD-10 linf ε \(Float(8) / 255)"), summary)
+
+        for method in ["hat", "pgd-at"] {
+            let (c, _) = try printConfig(["--method", method, "--epsilon", "8/255"])
+            XCTAssertEqual(try attack(c, "method")["stepSize"] as? Double ?? -1, 2.0 / 255, accuracy: 1e-7, method)
+        }
+        // ε alone keeps the configured ratio (the demo's 0.05 / 0.3 = 1/6).
+        let (alone, _) = try printConfig(["--epsilon", "0.15"])
+        XCTAssertEqual(try attack(alone, "method")["stepSize"] as? Double ?? -1, 0.025, accuracy: 1e-7)
+        XCTAssertEqual(try attack(alone, "validationAttack")["stepSize"] as? Double ?? -1, 0.0375, accuracy: 1e-7)
+    }
+
+    func test_explicitStepSizes_winOverTheRatios() throws {
+        let (c, summary) = try printConfig(["--method", "trades", "--epsilon", "8/255", "--step-size", "0.01",
+                                            "--attack-steps", "5", "--val-step-size", "0.003", "--val-steps", "20"])
+        let t = try attack(c, "method"), v = try attack(c, "validationAttack")
+        XCTAssertEqual(t["stepSize"] as? Double ?? -1, 0.01, accuracy: 1e-7)
+        XCTAssertEqual(t["steps"] as? Int, 5)
+        XCTAssertEqual(v["stepSize"] as? Double ?? -1, 0.003, accuracy: 1e-7)
+        XCTAssertEqual(v["steps"] as? Int, 20)
+        XCTAssert(summary.contains("validation attack: PGD-20 linf ε \(Float(8) / 255) α 0.003"), summary)
+    }
+
+    func test_demoDefaults_keepTheirAttacks() throws {
+        let (c, summary) = try printConfig([])
+        let t = try attack(c, "method"), v = try attack(c, "validationAttack")
+        XCTAssertEqual(t["epsilon"] as? Double ?? -1, 0.3, accuracy: 1e-7)
+        XCTAssertEqual(t["stepSize"] as? Double ?? -1, 0.05, accuracy: 1e-7)
+        XCTAssertEqual(v["stepSize"] as? Double ?? -1, 0.05, accuracy: 1e-7)
+        XCTAssertEqual((c["method"] as? [String: Any])?["beta"] as? Double, 1)
+        XCTAssert(summary.contains("validation attack: PGD-10 linf ε 0.3 α 0.05"), summary)
     }
 
     func test_missingDataset_namesThePath() throws {

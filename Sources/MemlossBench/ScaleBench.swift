@@ -12,6 +12,7 @@ import Layers
 import MemoryBank
 import Models
 import Tensors
+import Training
 
 /// What `ScaleBench` runs. Defaults: CIFAR-shaped samples, ResNet-18 ×1/16, TRADES with a 2-step
 /// KL-PGD (a cheap attack, so a step fits the 2-core budget), batch 64, codec `levels`, fsync on seal.
@@ -379,34 +380,26 @@ public enum ScaleBench {
         defer { data.cancel() }
         try store.beginEpoch(epoch, plan: plan)
         var times: [Double] = [], bankWait = 0.0, trained = 0
+        let trainingStep = TrainingStep(model: net, method: trainer, optimizer: optimizer, memory: store, seed: c.seed)
         for step in 0..<steps {
             let t0 = SystemStats.now
             guard let batch = try data.next() else { break }
-            let t1 = SystemStats.now
-            let examples = try store.next(ids: batch.ids)
-            bankWait += SystemStats.now - t1
-            guard examples.presentCount == batch.count * k else {
-                throw ScaleBenchError.incompleteWindow(step: step, present: examples.presentCount, expected: batch.count * k,
-                                                       absent: examples.absent, corrupt: examples.corrupt)
+            let outcome = try trainingStep.run(batch, globalStep: step, learningRate: c.learningRate)
+            bankWait += outcome.seconds.memoryFetch
+            let present = outcome.memory?.entriesPresent ?? 0, corrupt = outcome.memory?.problems.count ?? 0
+            guard present == batch.count * k else {
+                throw ScaleBenchError.incompleteWindow(step: step, present: present, expected: batch.count * k,
+                                                       absent: batch.count * k - present - corrupt, corrupt: corrupt)
             }
-            net.zeroGradients()
-            var rng = SplitMix64.derived(seed: c.seed ^ 0x5EED_A77A_C0DE, stream: UInt64(step))
-            let term = MemLossTermConfig()
-            let r = trainer.step(model: net, images: batch.images, labels: batch.labels,
-                                 auxiliary: [MemLossTerm(config: term, examples: examples, selected: term.selectEntries(examples))],
-                                 rng: &rng)
-            optimizer.step(learningRate: c.learningRate)
-            guard let adversarial = r.adversarial, let logits = r.adversarialLogits else {
+            guard outcome.adversarial != nil else {
                 throw ScaleBenchError.invalid("the method returned no adversarial examples to record")
             }
-            try store.record(ids: batch.ids, views: batch.views, clean: batch.images, adversarial: adversarial,
-                             metadata: memoryMetadata(adversarialLogits: logits, labels: batch.labels))
             times.append(SystemStats.now - t0)
             trained += batch.count
             sample()
             if (step + 1) % 10 == 0 || step + 1 == steps {
-                progress(String(format: "step %d/%d: %.3f s, loss %.3f, mem %.4f", step + 1, steps, times.last!, r.loss,
-                                r.terms["mem"] ?? 0))
+                progress(String(format: "step %d/%d: %.3f s, loss %.3f, mem %.4f", step + 1, steps, times.last!, outcome.loss,
+                                outcome.terms["mem"] ?? 0))
             }
         }
         let dataWait = data.statistics.consumerWaitSeconds

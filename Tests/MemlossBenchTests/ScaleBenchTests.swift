@@ -6,6 +6,7 @@
 
 import Datasets
 import Foundation
+import MemlossBench
 import Training
 import XCTest
 import _TestSupport
