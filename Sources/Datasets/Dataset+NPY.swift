@@ -3,6 +3,7 @@
 // version 1.0/2.0/3.0, a Python dict literal with descr, fortran_order, shape). No `.npz`, no pickles.
 
 import Foundation
+import SystemIO
 
 /// Axis order of 4-D `.npy` image arrays.
 public enum NPYLayout: String, Codable, Sendable, CaseIterable {
@@ -28,12 +29,12 @@ struct NPYHeader {
     static func read(_ f: MappedFile) throws -> NPYHeader {
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
         guard f.count >= 10 else {
-            if f.bytes(at: 0, length: 6) != Array(magic.prefix(min(6, f.count))) || f.count == 0 {
-                throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, length: 6), expected: "93 4e 55 4d 50 59 (\\x93NUMPY)")
+            if f.bytes(at: 0, upTo: 6) != Array(magic.prefix(min(6, f.count))) || f.count == 0 {
+                throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, upTo: 6), expected: "93 4e 55 4d 50 59 (\\x93NUMPY)")
             }
             throw DatasetError.truncated(path: f.path, what: "the .npy preamble", expectedBytes: 10, actualBytes: f.count)
         }
-        let head = f.bytes(at: 0, length: 6)
+        let head = f.bytes(at: 0, upTo: 6)
         guard head == magic else {
             throw DatasetError.badMagic(path: f.path, found: head, expected: "93 4e 55 4d 50 59 (\\x93NUMPY)")
         }
@@ -54,7 +55,7 @@ struct NPYHeader {
         guard f.count >= start + headerLength else {
             throw DatasetError.truncated(path: f.path, what: "the .npy header", expectedBytes: start + headerLength, actualBytes: f.count)
         }
-        let text = String(decoding: f.bytes(at: start, length: headerLength), as: UTF8.self)
+        let text = String(decoding: f.bytes(at: start, upTo: headerLength), as: UTF8.self)
         func bad(_ what: String) -> DatasetError {
             .wrongFormat(path: f.path, expected: "a .npy header dict with 'descr', 'fortran_order' and 'shape'",
                          found: "\(what) in header \(text.trimmingCharacters(in: .whitespacesAndNewlines))")

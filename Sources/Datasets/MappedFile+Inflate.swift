@@ -4,6 +4,7 @@
 // Decoding only; no compressor. Stored, fixed-Huffman and dynamic-Huffman blocks; Adler-32 checked.
 
 import Foundation
+import SystemIO
 
 /// Why a DEFLATE stream was rejected.
 struct InflateError: Error, CustomStringConvertible {
@@ -303,33 +304,35 @@ enum MATInflate {
         } catch {
             throw DatasetError.cannotWrite(path: dir, reason: "\(error)")
         }
-        let out = try OutputFile(path: target)
-        try out.append(f.bytes(at: 0, length: 128))
-        var pos = 128
-        while pos + 8 <= f.count {
-            let (type, bytes, dataOffset, _) = MATFile.tag(f, at: pos)
-            let end = min(f.count, dataOffset + bytes)
-            if type == MATFile.miCOMPRESSED {
-                do {
-                    let produced = try f.withBytes(at: dataOffset, length: end - dataOffset) { raw in
-                        try Inflater.inflateZlib(raw) { buffer, n in try out.append(buffer, count: n) }.produced
+        try writingDatasetFile(target) {
+            let out = try AtomicFileWriter.datasetFile(target)
+            try out.append(f.bytes(at: 0, upTo: 128))
+            var pos = 128
+            while pos + 8 <= f.count {
+                let (type, bytes, dataOffset, _) = MATFile.tag(f, at: pos)
+                let end = min(f.count, dataOffset + bytes)
+                if type == MATFile.miCOMPRESSED {
+                    do {
+                        let produced = try f.withBytes(at: dataOffset, length: end - dataOffset) { raw in
+                            try Inflater.inflateZlib(raw) { buffer, n in try out.append(buffer, count: n) }.produced
+                        }
+                        let pad = MATFile.padded(produced) - produced
+                        if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
+                    } catch let e as InflateError {
+                        throw DatasetError.wrongFormat(path: f.path, expected: "valid zlib data in the miCOMPRESSED element at offset \(pos)",
+                                                       found: e.reason)
                     }
-                    let pad = MATFile.padded(produced) - produced
+                    pos = end
+                } else {
+                    let next = min(f.count, dataOffset + MATFile.padded(bytes))
+                    try out.append(f.bytes(at: pos, upTo: next - pos))
+                    let pad = MATFile.padded(next - pos) - (next - pos)
                     if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
-                } catch let e as InflateError {
-                    throw DatasetError.wrongFormat(path: f.path, expected: "valid zlib data in the miCOMPRESSED element at offset \(pos)",
-                                                   found: e.reason)
+                    pos = next
                 }
-                pos = end
-            } else {
-                let next = min(f.count, dataOffset + MATFile.padded(bytes))
-                try out.append(f.bytes(at: pos, length: next - pos))
-                let pad = MATFile.padded(next - pos) - (next - pos)
-                if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
-                pos = next
             }
+            try out.commit(sync: false)
         }
-        try out.finish(sync: false)
         return target
     }
 }

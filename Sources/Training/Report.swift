@@ -3,6 +3,7 @@
 
 import Datasets
 import Foundation
+import SystemIO
 import Tensors
 
 /// A minimal SVG line chart: several named series over a shared x axis.
