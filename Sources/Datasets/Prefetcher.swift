@@ -27,23 +27,19 @@ public final class Prefetcher: @unchecked Sendable {
     /// producer busy and blocked seconds, peak ready slots).
     public typealias Statistics = PrefetchStatistics
 
-    public let depth: Int
-    public let batchCount: Int
-    public let firstBatch: Int
     let ring: PrefetchRing<Batch>
+    public var depth: Int { ring.depth }
+    public var batchCount: Int { ring.itemCount }
+    public var firstBatch: Int { ring.first }
 
     /// A prefetcher over `firstBatch..<batchCount` with a custom fill function.
     /// - Parameters:
     ///   - depth: ring slots, ≥ 1 (2–4 is enough: systems.md §7).
     ///   - makeSlot: allocates one slot (called `depth` times, on the caller's thread).
     ///   - fill: fills batch `index` into a slot, on the producer thread; may throw.
+    /// - Precondition: `depth ≥ 1`, `0 ≤ firstBatch ≤ batchCount` (checked by the ring).
     public init(batchCount: Int, depth: Int = 3, firstBatch: Int = 0, makeSlot: () -> Batch,
                 fill: @escaping @Sendable (_ index: Int, _ batch: inout Batch) throws -> Void) {
-        precondition(depth >= 1, "Prefetcher: depth must be ≥ 1")
-        precondition(firstBatch >= 0 && firstBatch <= batchCount, "Prefetcher: firstBatch \(firstBatch) out of 0...\(batchCount)")
-        self.depth = depth
-        self.batchCount = batchCount
-        self.firstBatch = firstBatch
         ring = PrefetchRing(itemCount: batchCount, depth: depth, first: firstBatch, threadName: "memloss.prefetch",
                             makeSlot: makeSlot, fill: fill)
     }

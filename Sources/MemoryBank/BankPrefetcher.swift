@@ -110,10 +110,10 @@ public final class BankPrefetcher: @unchecked Sendable {
         public var residentReleases = 0
     }
 
-    public let depth: Int
-    public let batchCount: Int
-    public let firstBatch: Int
     let ring: PrefetchRing<MemoryBatch>
+    public var depth: Int { ring.depth }
+    public var batchCount: Int { ring.itemCount }
+    public var firstBatch: Int { ring.first }
     /// The decode counters the ring does not keep, added once a batch is complete.
     private let tally = FillTally()
 
@@ -139,12 +139,7 @@ public final class BankPrefetcher: @unchecked Sendable {
                 residentBudget: Int = BankPrefetcher.defaultResidentBudget,
                 makeImages: (@Sendable (_ batch: MemoryBatch, _ buffer: inout Tensor) throws -> Void)? = nil,
                 batchIDs: @escaping @Sendable (Int) -> [Int]) {
-        precondition(depth >= 1, "BankPrefetcher: depth must be ≥ 1")
         precondition(batchCapacity >= 1 && !generations.isEmpty, "BankPrefetcher: need B ≥ 1 and K ≥ 1")
-        precondition(firstBatch >= 0 && firstBatch <= batchCount, "BankPrefetcher: firstBatch \(firstBatch) out of 0...\(batchCount)")
-        self.depth = depth
-        self.batchCount = batchCount
-        self.firstBatch = firstBatch
         let shape = reader.config.shape
         let filler = BatchFiller(reader: reader, generations: generations, policy: corruptEntries, residentBudget: residentBudget)
         let tally = self.tally
