@@ -34,7 +34,7 @@ let package = Package(
     products: [
         .executable(name: "memloss", targets: ["memloss"]),
         .executable(name: "membank", targets: ["membank"]),
-        .library(name: "MemLossCore", targets: ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training"]),
+        .library(name: "MemLossCore", targets: ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,16 +47,18 @@ let package = Package(
                        providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
 
         // Library modules, bottom to top.
-        .target(name: "Tensors", exclude: ["README.md"], swiftSettings: kernelSettings),
+        // The one I/O layer: mmap, atomic writes, /proc memory figures, the prefetch ring (Glibc/Foundation only).
+        .target(name: "SystemIO", exclude: ["README.md"], swiftSettings: librarySettings),
+        .target(name: "Tensors", dependencies: ["SystemIO"], exclude: ["README.md"], swiftSettings: kernelSettings),
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"], exclude: ["README.md"], swiftSettings: kernelSettings),
         .target(name: "Layers", dependencies: ["Tensors", "Kernels"], exclude: ["README.md"], swiftSettings: librarySettings),
         .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
-        .target(name: "Datasets", dependencies: ["Tensors", "Kernels"], exclude: ["README.md"],
+        .target(name: "Datasets", dependencies: ["SystemIO", "Tensors", "Kernels"], exclude: ["README.md"],
                 resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),
-        .target(name: "MemoryBank", dependencies: ["Tensors", "Kernels", "CLZ4"], exclude: ["README.md"],
+        .target(name: "MemoryBank", dependencies: ["SystemIO", "Tensors", "Kernels", "CLZ4"], exclude: ["README.md"],
                 swiftSettings: kernelSettings),
-        .target(name: "Attacks", dependencies: ["Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
-        .target(name: "Training", dependencies: ["Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
+        .target(name: "Attacks", dependencies: ["SystemIO", "Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
+        .target(name: "Training", dependencies: ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
                 swiftSettings: librarySettings),
 
         // Benchmarks as a library (`memloss bench scale|memory|bank`): Training's public API carries no bench types.
@@ -86,12 +88,13 @@ let package = Package(
         // Tests.
         .target(name: "_TestSupport", dependencies: ["Tensors", "Layers"], path: "Tests/_TestSupport",
                 swiftSettings: librarySettings),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "_TestSupport"]),
+        .testTarget(name: "SystemIOTests", dependencies: ["SystemIO", "_TestSupport"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "SystemIO", "_TestSupport"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Kernels", "Tensors", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "_TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "_TestSupport"]),
-        .testTarget(name: "MemoryBankTests", dependencies: ["MemoryBank", "Kernels", "Tensors", "_TestSupport"],
+        .testTarget(name: "MemoryBankTests", dependencies: ["MemoryBank", "SystemIO", "Kernels", "Tensors", "_TestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "AttacksTests",
                     dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "_TestSupport"]),

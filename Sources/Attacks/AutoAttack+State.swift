@@ -5,6 +5,7 @@
 
 import Foundation
 import Layers
+import SystemIO
 import Tensors
 
 /// Why an AutoAttack run could not start or continue.

@@ -3,13 +3,11 @@
 // attack default in the project is declared here, once; the CLI and the method configs only
 // parse into or refer to these values. The attack loop itself is in PGD.swift.
 
-/// The norm of the threat model.
-public enum Norm: String, Codable, Sendable, Hashable, CaseIterable {
-    /// `‖x̃ − x‖∞ ≤ ε`: sign steps, per-pixel clipping (TRADES, MART, HAT, Madry).
-    case linf
-    /// `‖x̃ − x‖₂ ≤ ε` per sample: normalised-gradient steps, per-sample rescaling (TRADES L2 variant).
-    case l2
-}
+import Tensors
+
+/// The norm of the threat model: the attacks' short name for Tensors' `PerturbationNorm`, the one
+/// norm enum the bank and the trainer use too (nothing to convert).
+public typealias Norm = PerturbationNorm
 
 /// Where the iterates start.
 public enum RandomStart: Codable, Sendable, Hashable {

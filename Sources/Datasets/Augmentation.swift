@@ -1,33 +1,9 @@
-// Augmentation.swift: the recorded augmentation: view parameters (crop offset, flip), the config that
-// says which views are allowed, and the sampling rule that makes a view a pure function of
+// Augmentation.swift: the recorded augmentation: the config that says which views (Tensors'
+// ViewParameters: crop offset, flip) are allowed, and the sampling rule that makes a view a pure function of
 // (seed, epoch, sample ID). Rendering a view is Dataset.renderView (Dataset+Unsafe.swift); this file
 // never touches pixels.
 
 import Tensors
-
-/// The parameters of one augmented view (the CIFAR crop with zero padding, then horizontal flip).
-///
-/// `dx`, `dy` are the crop window's offset from the unpadded image origin, in pixels, so with padding
-/// `p` they lie in `[−p, p]`; `(0, 0, false)` is the identity. The memory bank stores these 3 bytes
-/// with every perturbation and rebuilds the view with `Dataset.renderView(id:view:)`.
-public struct ViewParameters: Hashable, Codable, Sendable, CustomStringConvertible {
-    public var dx: Int8
-    public var dy: Int8
-    public var flip: Bool
-
-    public init(dx: Int8 = 0, dy: Int8 = 0, flip: Bool = false) {
-        self.dx = dx
-        self.dy = dy
-        self.flip = flip
-    }
-
-    /// No crop offset, no flip.
-    public static let identity = ViewParameters()
-
-    public var isIdentity: Bool { dx == 0 && dy == 0 && !flip }
-
-    public var description: String { "(dx \(dx), dy \(dy)\(flip ? ", flip" : ""))" }
-}
 
 /// Which random views training draws: random crop with `padding` pixels of zero padding on each side
 /// and/or a horizontal flip with probability 1/2.

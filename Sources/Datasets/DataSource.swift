@@ -4,6 +4,7 @@
 // No reading logic here beyond dispatching to the Dataset readers.
 
 import Foundation
+import SystemIO
 
 /// Where a run's data comes from.
 ///
@@ -122,7 +123,7 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
             throw DatasetError.badSpec(spec: spec, reason: "directory matches no known layout (MNIST IDX, CIFAR-10/100 binary, SVHN .mat)")
         }
         if path.hasSuffix(".mlds") { return .synthetic(train: path, test: nil) }
-        if let f = try? MappedFile(path: path, expected: "a dataset file"), f.bytes(at: 0, length: 8) == MLDSHeader.magic {
+        if let f = try? MappedFile(path: path, expected: "a dataset file"), f.bytes(at: 0, upTo: 8) == MLDSHeader.magic {
             return .synthetic(train: path, test: nil)
         }
         throw DatasetError.badSpec(spec: spec, reason: "a bare file path must be a .mlds file; use a prefix such as npy: or svhn: for other files")

@@ -5,6 +5,7 @@
 // No magic numbers exist in these files, so sizes and label ranges are what is checked.
 
 import Foundation
+import SystemIO
 
 /// Which CIFAR-100 label a dataset exposes.
 public enum CIFAR100Labels: String, Codable, Sendable, CaseIterable {

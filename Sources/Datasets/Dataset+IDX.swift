@@ -3,6 +3,7 @@
 // get a clear error. Also the directory layout of MNIST (train-* and t10k-* files).
 
 import Foundation
+import SystemIO
 
 extension Dataset {
     /// Opens an IDX images file (ubyte, 3 dimensions N×H×W) with its IDX labels file (ubyte, N).
@@ -60,7 +61,7 @@ extension Dataset {
             throw DatasetError.truncated(path: f.path, what: "the IDX magic number", expectedBytes: 4, actualBytes: f.count)
         }
         let expectedMagic = "00 00 08 0\(rank) (IDX \(role))"
-        let magic = f.bytes(at: 0, length: 4)
+        let magic = f.bytes(at: 0, upTo: 4)
         guard magic[0] == 0, magic[1] == 0, magic[2] == 0x08 else {
             throw DatasetError.badMagic(path: f.path, found: magic, expected: expectedMagic)
         }

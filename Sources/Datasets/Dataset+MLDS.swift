@@ -4,6 +4,7 @@
 // header codec, the reader and the streaming writer; it never holds a whole file in RAM.
 
 import Foundation
+import SystemIO
 
 /// The `.mlds` header. Layout: docs/datasets.md §4. Field order equals byte order on disk.
 struct MLDSHeader: Equatable {
@@ -75,9 +76,9 @@ struct MLDSHeader: Equatable {
     /// Decodes and validates the header of `f` (magic, version, field ranges, file size).
     static func decode(from f: MappedFile) throws -> MLDSHeader {
         guard f.count >= 8 else {
-            throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, length: 8), expected: "4d 4c 44 53 0d 0a 1a 0a (MLDS\\r\\n\\x1a\\n)")
+            throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, upTo: 8), expected: "4d 4c 44 53 0d 0a 1a 0a (MLDS\\r\\n\\x1a\\n)")
         }
-        let magic = f.bytes(at: 0, length: 8)
+        let magic = f.bytes(at: 0, upTo: 8)
         guard magic == MLDSHeader.magic else {
             throw DatasetError.badMagic(path: f.path, found: magic, expected: "4d 4c 44 53 0d 0a 1a 0a (MLDS\\r\\n\\x1a\\n)")
         }
@@ -153,7 +154,7 @@ extension Dataset {
         let f = try MappedFile.openUncompressed(path, expected: "a .mlds dataset file (memloss data synth / convert)")
         let h = try MLDSHeader.decode(from: f)
         let n = Int(h.count), classes = Int(h.classCount)
-        let raw = f.bytes(at: Int(h.labelsOffset), length: n)
+        let raw = f.bytes(at: Int(h.labelsOffset), upTo: n)
         var labels = [Int32](repeating: 0, count: n)
         for i in 0..<n {
             guard Int(raw[i]) < classes else {
@@ -206,34 +207,36 @@ enum MLDSWriter {
                       samplesPerChunk: Int, label: (Int) -> Int,
                       fill: (Range<Int>, inout [UInt8]) -> Void, progress: ((Int) -> Void)? = nil) throws {
         let header = MLDSHeader(count: count, shape: shape, classCount: classCount, generator: generator, seed: seed)
-        let out = try OutputFile(path: path)
-        try out.append(header.encode())
-        var chunk = [UInt8]()
-        chunk.reserveCapacity(1 << 20)
-        var id = 0
-        while id < count {
-            let end = min(count, id + (1 << 20))
-            chunk.removeAll(keepingCapacity: true)
-            for i in id..<end {
-                let l = label(i)
-                precondition(l >= 0 && l < classCount, "MLDSWriter: label \(l) of sample \(i) out of range")
-                chunk.append(UInt8(l))
+        try writingDatasetFile(path) {
+            let out = try AtomicFileWriter.datasetFile(path)
+            try out.append(header.encode())
+            var chunk = [UInt8]()
+            chunk.reserveCapacity(1 << 20)
+            var id = 0
+            while id < count {
+                let end = min(count, id + (1 << 20))
+                chunk.removeAll(keepingCapacity: true)
+                for i in id..<end {
+                    let l = label(i)
+                    precondition(l >= 0 && l < classCount, "MLDSWriter: label \(l) of sample \(i) out of range")
+                    chunk.append(UInt8(l))
+                }
+                try out.append(chunk)
+                id = end
             }
-            try out.append(chunk)
-            id = end
+            let pad = Int(header.pixelsOffset) - out.bytesWritten
+            if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
+            var buffer = [UInt8](repeating: 0, count: samplesPerChunk * shape.pixelCount)
+            id = 0
+            while id < count {
+                let end = min(count, id + samplesPerChunk)
+                fill(id..<end, &buffer)
+                try out.append(buffer, count: (end - id) * shape.pixelCount)
+                id = end
+                progress?(id)
+            }
+            precondition(out.bytesWritten == header.fileSize, "MLDSWriter: wrote \(out.bytesWritten) bytes, header says \(header.fileSize)")
+            try out.commit()
         }
-        let pad = Int(header.pixelsOffset) - out.bytesWritten
-        if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
-        var buffer = [UInt8](repeating: 0, count: samplesPerChunk * shape.pixelCount)
-        id = 0
-        while id < count {
-            let end = min(count, id + samplesPerChunk)
-            fill(id..<end, &buffer)
-            try out.append(buffer, count: (end - id) * shape.pixelCount)
-            id = end
-            progress?(id)
-        }
-        precondition(out.bytesWritten == header.fileSize, "MLDSWriter: wrote \(out.bytesWritten) bytes, header says \(header.fileSize)")
-        try out.finish()
     }
 }

@@ -4,6 +4,7 @@
 // version 1.0/2.0/3.0, a Python dict literal with descr, fortran_order, shape). No `.npz`, no pickles.
 
 import Foundation
+import SystemIO
 
 /// Axis order of 4-D `.npy` image arrays.
 public enum NPYLayout: String, Codable, Sendable, CaseIterable {
@@ -29,12 +30,12 @@ struct NPYHeader {
     static func read(_ f: MappedFile) throws -> NPYHeader {
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
         guard f.count >= 10 else {
-            if f.bytes(at: 0, length: 6) != Array(magic.prefix(min(6, f.count))) || f.count == 0 {
-                throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, length: 6), expected: "93 4e 55 4d 50 59 (\\x93NUMPY)")
+            if f.bytes(at: 0, upTo: 6) != Array(magic.prefix(min(6, f.count))) || f.count == 0 {
+                throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, upTo: 6), expected: "93 4e 55 4d 50 59 (\\x93NUMPY)")
             }
             throw DatasetError.truncated(path: f.path, what: "the .npy preamble", expectedBytes: 10, actualBytes: f.count)
         }
-        let head = f.bytes(at: 0, length: 6)
+        let head = f.bytes(at: 0, upTo: 6)
         guard head == magic else {
             throw DatasetError.badMagic(path: f.path, found: head, expected: "93 4e 55 4d 50 59 (\\x93NUMPY)")
         }
@@ -55,7 +56,7 @@ struct NPYHeader {
         guard f.count >= start + headerLength else {
             throw DatasetError.truncated(path: f.path, what: "the .npy header", expectedBytes: start + headerLength, actualBytes: f.count)
         }
-        let text = String(decoding: f.bytes(at: start, length: headerLength), as: UTF8.self)
+        let text = String(decoding: f.bytes(at: start, upTo: headerLength), as: UTF8.self)
         func bad(_ what: String) -> DatasetError {
             .wrongFormat(path: f.path, expected: "a .npy header dict with 'descr', 'fortran_order' and 'shape'",
                          found: "\(what) in header \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -249,13 +250,19 @@ extension Dataset {
             if copy.count == count { return copy }  // else rewritten below (a copy of another size is stale)
         }
         try DatasetCache.createDirectory()
-        let out = try OutputFile(path: target)
-        if let bad = try quantizeUnitFloats(f, offset: header.dataOffset, count: count, width: width, into: out) {
-            // `out` is dropped unfinished: its temporary file is removed.
+        let bad = try writingDatasetFile(target) { () throws -> (index: Int, value: Double)? in
+            let out = try AtomicFileWriter.datasetFile(target)
+            guard let bad = try quantizeUnitFloats(f, offset: header.dataOffset, count: count, width: width, into: out) else {
+                try out.commit(sync: false)
+                return nil
+            }
+            out.discard()
+            return bad
+        }
+        if let bad {
             throw DatasetError.pixelOutOfRange(path: f.path, index: bad.index, sample: bad.index / max(pixelsPerSample, 1),
                                                found: "\(bad.value)", expected: "[0, 1] (a float image array, '\(header.descr)')")
         }
-        try out.finish(sync: false)
         return try MappedFile(path: target, expected: expected)
     }
 }

@@ -4,6 +4,7 @@
 // inflated once into a cache file (MATInflate.swift) and that file is mapped.
 
 import Foundation
+import SystemIO
 
 extension Dataset {
     /// Opens an SVHN `.mat` file (cropped digits format) with variables `X` and `y`.

@@ -4,6 +4,7 @@
 // file bytes into pixels, so a batch row and a rebuilt view are bit-identical.
 // Pointers stay inside these functions; the public entry points take arrays and Tensors.
 
+import SystemIO
 import Tensors
 
 /// `byteToUnit[b] == Float(b) / 255`, correctly rounded: a table so the conversion costs one load and
@@ -130,7 +131,7 @@ extension Dataset {
     /// - Returns: nil when every value is in [0, 1], else the index of the first value that is not
     ///   (NaN included) and that value; the bytes written so far are then incomplete.
     static func quantizeUnitFloats(_ f: MappedFile, offset: Int, count: Int, width: Int,
-                                   into out: OutputFile) throws -> (index: Int, value: Double)? {
+                                   into out: AtomicFileWriter) throws -> (index: Int, value: Double)? {
         precondition(width == 4 || width == 8, "quantizeUnitFloats: width \(width)")
         var bytes = [UInt8](repeating: 0, count: min(count, quantizeChunkElements))
         var done = 0

@@ -6,6 +6,7 @@
 
 import Foundation
 import Tensors
+import SystemIO
 
 /// Channels × height × width of one image.
 public struct ImageShape: Hashable, Codable, Sendable, CustomStringConvertible {
@@ -151,7 +152,7 @@ public final class Dataset: @unchecked Sendable {
         // Training reads samples in a random order: no read-around of 128 KiB per 3 KiB sample.
         releaseResidentPages()
         residency.didRelease()
-        for f in mappedFiles { f.advise(sequential: false) }
+        for f in mappedFiles { f.advise(.random) }
     }
 
     public var channels: Int { shape.channels }
@@ -267,7 +268,7 @@ final class ResidencyTracker: @unchecked Sendable {
 extension MappedFile {
     /// Throws `.compressed` if the file starts with a whole-file compression magic number.
     func rejectCompressed() throws {
-        let head = bytes(at: 0, length: 6)
+        let head = bytes(at: 0, upTo: 6)
         if head.count >= 2 && head[0] == 0x1F && head[1] == 0x8B { throw DatasetError.compressed(path: path, format: "gzip") }
         if head.count >= 4 && head[0..<4] == [0x50, 0x4B, 0x03, 0x04] { throw DatasetError.compressed(path: path, format: "zip") }
         if head.count >= 6 && head == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00] { throw DatasetError.compressed(path: path, format: "xz") }

@@ -1,9 +1,10 @@
 // DatasetCache.swift: where derived copies of dataset files live (uint8 copies of float `.npy`
 // images; the same directory and key as MATInflate's inflated MAT-files): `$MEMLOSS_CACHE_DIR`, else
 // `<tmp>/memloss-cache`, one file per source keyed by its absolute path, size and modification time.
-// It does not write the copies; each reader streams its own through `OutputFile`.
+// It does not write the copies; each reader streams its own through SystemIO's `AtomicFileWriter`.
 
 import Foundation
+import SystemIO
 
 /// Names and directory of cached derived copies of dataset files.
 enum DatasetCache {

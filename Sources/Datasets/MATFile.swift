@@ -5,6 +5,7 @@
 // Reference: MathWorks, "MAT-File Format" (matfile_format.pdf), chapter 1.
 
 import Foundation
+import SystemIO
 
 /// One numeric array variable found in a MAT-file.
 struct MATVariable {
@@ -55,22 +56,22 @@ struct MATFile {
     init(_ f: MappedFile) throws {
         file = f
         guard f.count >= 128 else {
-            if f.count < 6 || f.bytes(at: 0, length: 6) != Array("MATLAB".utf8) {
-                throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, length: 8),
+            if f.count < 6 || f.bytes(at: 0, upTo: 6) != Array("MATLAB".utf8) {
+                throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, upTo: 8),
                                             expected: "the text 'MATLAB 5.0 MAT-file' (a MATLAB v5 .mat file)")
             }
             throw DatasetError.truncated(path: f.path, what: "the 128-byte MAT-file header", expectedBytes: 128, actualBytes: f.count)
         }
-        let text = String(decoding: f.bytes(at: 0, length: 116), as: UTF8.self)
+        let text = String(decoding: f.bytes(at: 0, upTo: 116), as: UTF8.self)
         guard text.hasPrefix("MATLAB") else {
-            throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, length: 8),
+            throw DatasetError.badMagic(path: f.path, found: f.bytes(at: 0, upTo: 8),
                                         expected: "the text 'MATLAB 5.0 MAT-file' (a MATLAB v5 .mat file)")
         }
         if text.hasPrefix("MATLAB 7.3") {
             throw DatasetError.unsupported(path: f.path, feature: "MATLAB v7.3 MAT-file (HDF5 container)",
                                            hint: "re-save it as v7 without compression: save(FILE, 'X', 'y', '-v6'), or export to .npy")
         }
-        let endian = f.bytes(at: 126, length: 2)
+        let endian = f.bytes(at: 126, upTo: 2)
         guard endian == Array("IM".utf8) else {
             if endian == Array("MI".utf8) {
                 throw DatasetError.unsupported(path: f.path, feature: "big-endian MAT-file",
@@ -140,7 +141,7 @@ struct MATFile {
         guard dimsElement.type == miINT32, dimsElement.bytes % 4 == 0 else { throw corrupt(f, "dimensions of type \(dimsElement.type)") }
         let dims = (0..<(dimsElement.bytes / 4)).map { Int(Int32(bitPattern: f.uint32LE(at: dimsElement.offset + 4 * $0))) }
         let nameElement = try next()
-        let name = String(decoding: f.bytes(at: nameElement.offset, length: nameElement.bytes), as: UTF8.self)
+        let name = String(decoding: f.bytes(at: nameElement.offset, upTo: nameElement.bytes), as: UTF8.self)
         let real = try next()
         return MATVariable(arrayClass: arrayClass, isComplex: isComplex, dimensions: dims, name: name,
                            dataType: real.type, dataOffset: real.offset, dataBytes: real.bytes)

@@ -4,6 +4,7 @@
 // Decoding only; no compressor. Stored, fixed-Huffman and dynamic-Huffman blocks; Adler-32 checked.
 
 import Foundation
+import SystemIO
 
 /// Why a DEFLATE stream was rejected.
 struct InflateError: Error, CustomStringConvertible {
@@ -279,57 +280,42 @@ struct Inflater {
 
 /// Turns a MAT-file with miCOMPRESSED elements into an equivalent uncompressed v5 file, once.
 enum MATInflate {
-    /// Directory for inflated copies: `$MEMLOSS_CACHE_DIR`, else `<tmp>/memloss-cache`.
-    static var cacheDirectory: String {
-        if let dir = ProcessInfo.processInfo.environment["MEMLOSS_CACHE_DIR"], !dir.isEmpty { return dir }
-        return (NSTemporaryDirectory() as NSString).appendingPathComponent("memloss-cache")
-    }
-
     /// Path of an uncompressed copy of `f` (inflating it now unless a copy for the same path, size and
-    /// modification time exists). RAM stays bounded: elements stream through a 4 MiB window.
+    /// modification time exists, `DatasetCache.path(for:suffix:)`). RAM stays bounded: elements stream
+    /// through a 4 MiB window.
     static func cachedUncompressedCopy(of f: MappedFile) throws -> String {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: f.path)
-        let mtime = Int((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)
-        let base = ((f.path as NSString).lastPathComponent as NSString).deletingPathExtension
-        let dir = cacheDirectory
-        // Keyed by the source's absolute path (FNV-1a), size and modification time.
-        var pathHash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in URL(fileURLWithPath: f.path).standardizedFileURL.path.utf8 { pathHash = (pathHash ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        let key = String(pathHash, radix: 16)
-        let target = (dir as NSString).appendingPathComponent("\(base)-\(key)-\(f.count)-\(mtime).inflated.mat")
+        let target = DatasetCache.path(for: f, suffix: "inflated.mat")
         if FileManager.default.fileExists(atPath: target) { return target }
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        } catch {
-            throw DatasetError.cannotWrite(path: dir, reason: "\(error)")
-        }
-        let out = try OutputFile(path: target)
-        try out.append(f.bytes(at: 0, length: 128))
-        var pos = 128
-        while pos + 8 <= f.count {
-            let (type, bytes, dataOffset, _) = MATFile.tag(f, at: pos)
-            let end = min(f.count, dataOffset + bytes)
-            if type == MATFile.miCOMPRESSED {
-                do {
-                    let produced = try f.withBytes(at: dataOffset, length: end - dataOffset) { raw in
-                        try Inflater.inflateZlib(raw) { buffer, n in try out.append(buffer, count: n) }.produced
+        try DatasetCache.createDirectory()
+        try writingDatasetFile(target) {
+            let out = try AtomicFileWriter.datasetFile(target)
+            try out.append(f.bytes(at: 0, upTo: 128))
+            var pos = 128
+            while pos + 8 <= f.count {
+                let (type, bytes, dataOffset, _) = MATFile.tag(f, at: pos)
+                let end = min(f.count, dataOffset + bytes)
+                if type == MATFile.miCOMPRESSED {
+                    do {
+                        let produced = try f.withBytes(at: dataOffset, length: end - dataOffset) { raw in
+                            try Inflater.inflateZlib(raw) { buffer, n in try out.append(buffer, count: n) }.produced
+                        }
+                        let pad = MATFile.padded(produced) - produced
+                        if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
+                    } catch let e as InflateError {
+                        throw DatasetError.wrongFormat(path: f.path, expected: "valid zlib data in the miCOMPRESSED element at offset \(pos)",
+                                                       found: e.reason)
                     }
-                    let pad = MATFile.padded(produced) - produced
+                    pos = end
+                } else {
+                    let next = min(f.count, dataOffset + MATFile.padded(bytes))
+                    try out.append(f.bytes(at: pos, upTo: next - pos))
+                    let pad = MATFile.padded(next - pos) - (next - pos)
                     if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
-                } catch let e as InflateError {
-                    throw DatasetError.wrongFormat(path: f.path, expected: "valid zlib data in the miCOMPRESSED element at offset \(pos)",
-                                                   found: e.reason)
+                    pos = next
                 }
-                pos = end
-            } else {
-                let next = min(f.count, dataOffset + MATFile.padded(bytes))
-                try out.append(f.bytes(at: pos, length: next - pos))
-                let pad = MATFile.padded(next - pos) - (next - pos)
-                if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
-                pos = next
             }
+            try out.commit(sync: false)
         }
-        try out.finish(sync: false)
         return target
     }
 }

@@ -4,6 +4,7 @@
 // original image frame (each δ's recorded view undone), over the pixels both views cover.
 
 import MemoryBank
+import Tensors
 
 /// δ of one entry moved from its augmented view back to the unaugmented image frame.
 public struct FramedDelta {
@@ -15,7 +16,7 @@ public struct FramedDelta {
     /// Undoes the view (Datasets' `renderView`: view pixel (y, x) shows source pixel
     /// `sy = y + dy`, `sx = flip ? W − 1 − x + dx : x + dx`; pixels outside the source are padding).
     /// The identity view returns `delta` unchanged with every pixel covered.
-    public init(delta: [Float], view: EntryView, shape: [Int]) {
+    public init(delta: [Float], view: ViewParameters, shape: [Int]) {
         let c = shape[0], h = shape[1], w = shape[2]
         let dx = Int(view.dx), dy = Int(view.dy)
         if dx == 0 && dy == 0 && !view.flip {

@@ -15,7 +15,7 @@ public struct SampleTriptych: Sendable {
     public var label: Int
     public var pY: Float
     public var margin: Float
-    public var view: EntryView
+    public var view: ViewParameters
     public var clean: [Float]
     public var amplified: [Float]
     public var adversarial: [Float]
@@ -65,7 +65,7 @@ public struct ViewSource {
             throw .datasetMismatch(spec: spec, field: "sample count", dataset: "\(dataset.count) (no sample \(id))",
                                    bank: "\(bank.config.sampleCount)")
         }
-        let view = ViewParameters(dx: e.info.view.dx, dy: e.info.view.dy, flip: e.info.view.flip)
+        let view = e.info.view
         let clean = dataset.renderView(id: id, view: view).scalars
         let adversarial = zip(clean, e.delta).map { min(1, max(0, $0 + $1)) }
         let c = bank.config

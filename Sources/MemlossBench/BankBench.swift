@@ -191,7 +191,7 @@ public enum BankBench {
             let t0 = DispatchTime.now().uptimeNanoseconds
             try bank.beginGeneration(g)
             for (id, d) in deltas.enumerated() {
-                try bank.append(id: id, delta: d, view: EntryView(dx: 1, dy: -1, flip: id % 2 == 0),
+                try bank.append(id: id, delta: d, view: ViewParameters(dx: 1, dy: -1, flip: id % 2 == 0),
                                 metadata: EntryMetadata(label: Int32(id % 10), pY: 0.5, margin: 0.1, loss: 1))
             }
             let t1 = DispatchTime.now().uptimeNanoseconds

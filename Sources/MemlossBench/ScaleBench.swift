@@ -334,8 +334,7 @@ public enum ScaleBench {
                 let delta = attack.perturb(batch.images, rng: &rng)
                 // The fill's entries carry neutral metadata (p_y = 1/classes): the scorer is not the model.
                 let metadata = batch.labels.map { EntryMetadata(label: $0, pY: neutral, margin: 0, loss: 0) }
-                try bank.append(ids: batch.ids, deltas: delta, views: batch.views.map { EntryView(dx: $0.dx, dy: $0.dy, flip: $0.flip) },
-                                metadata: metadata)
+                try bank.append(ids: batch.ids, deltas: delta, views: batch.views, metadata: metadata)
                 sample()
             }
             let s = try bank.sealGeneration()

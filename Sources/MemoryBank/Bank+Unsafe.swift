@@ -10,7 +10,7 @@ extension Bank {
     ///     B ≥ `ids.count`; rows past `ids.count` are ignored (a partial last batch).
     ///   - views, metadata: one per ID.
     /// - Throws: as `append(id:delta:view:metadata:)`; entries before the failing one are queued.
-    public func append(ids: [Int], deltas: Tensor, views: [EntryView], metadata: [EntryMetadata]) throws(MemoryBankError) {
+    public func append(ids: [Int], deltas: Tensor, views: [ViewParameters], metadata: [EntryMetadata]) throws(MemoryBankError) {
         precondition(views.count == ids.count && metadata.count == ids.count, "Bank.append: one view and metadata per ID")
         let n = config.elementCount
         let rows = deltas.shape.first ?? 0

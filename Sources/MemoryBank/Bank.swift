@@ -4,6 +4,7 @@
 // (discard newer generations). Reading is BankReader's; records are SegmentBuilder/RecordCodec's.
 
 import Foundation
+import SystemIO
 import Tensors
 
 /// A memory bank opened for writing: the single writer of a bank directory.
@@ -210,7 +211,7 @@ public final class Bank: @unchecked Sendable {
     ///   - metadata: label, p_y(x̃), margin and loss at generation time.
     /// - Throws: immediately `noOpenGeneration`, `sampleOutOfRange`, `shapeMismatch`, `duplicateEntry`;
     ///   the background thread's first failure (e.g. `nonFiniteDelta`, `io`) on this or a later call.
-    public func append(id: Int, delta: [Float], view: EntryView, metadata: EntryMetadata) throws(MemoryBankError) {
+    public func append(id: Int, delta: [Float], view: ViewParameters, metadata: EntryMetadata) throws(MemoryBankError) {
         let builder = try admit(id: id, count: delta.count)
         queue.put(EntryJob(builder: builder, id: id, delta: delta, view: view, metadata: metadata))
         mutex.lock()
@@ -249,7 +250,7 @@ public final class Bank: @unchecked Sendable {
         if crashPoint == .beforeSeal { return try simulateCrash(builder) }
         let entry: ManifestGeneration
         do {
-            entry = try builder.seal(sync: options.sync, directory: directory.path)
+            entry = try builder.seal(sync: options.sync)
         } catch {
             builder.discard()
             current = nil
@@ -266,7 +267,7 @@ public final class Bank: @unchecked Sendable {
         do {
             try writeManifest(next)
         } catch {
-            try? OutputFile.remove(builder.finalPath)  // not listed: would be an orphan anyway
+            try? BankFiles.remove(builder.finalPath)  // not listed: would be an orphan anyway
             throw error
         }
         manifest = next
@@ -350,14 +351,14 @@ public final class Bank: @unchecked Sendable {
         do {
             try AtomicFile.replace(m.encode(), at: url)
         } catch {
-            throw .io(path: error.path, operation: error.operation, reason: error.reason)
+            throw .io(error)
         }
     }
 
     private func deleteSegments(_ generations: [Int]) throws(MemoryBankError) {
         if generations.isEmpty { return }
-        for g in generations { try OutputFile.remove(directory.appendingPathComponent(BankLayout.segmentName(g)).path) }
-        if options.sync { try OutputFile.syncDirectory(directory.path) }
+        for g in generations { try BankFiles.remove(directory.appendingPathComponent(BankLayout.segmentName(g)).path) }
+        if options.sync { try BankFiles.syncDirectory(directory.path) }
     }
 
     /// Deletes `*.tmp` files and final-named segments the manifest does not list (spec §3).
@@ -375,10 +376,10 @@ public final class Bank: @unchecked Sendable {
                 && (name.hasPrefix("gen-") || name.hasPrefix(BankLayout.manifestName))
             let isOrphan = BankLayout.generation(ofSegmentName: name).map { !live.contains($0) } ?? false
             if isTemporary || isOrphan {
-                try OutputFile.remove(directory.appendingPathComponent(name).path)
+                try BankFiles.remove(directory.appendingPathComponent(name).path)
                 removed = true
             }
         }
-        if removed && options.sync { try OutputFile.syncDirectory(directory.path) }
+        if removed && options.sync { try BankFiles.syncDirectory(directory.path) }
     }
 }

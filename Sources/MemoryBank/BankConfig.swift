@@ -2,10 +2,11 @@
 // per-entry metadata and view bytes, the directory's file names, and the window arithmetic: which
 // generations epoch e reads and which the writer keeps (docs/format/membank-v1.md §3). No I/O here.
 
-/// The norm of the attack's ε-ball. On disk: 1 = L∞, 2 = L2 (values never reused).
-public enum PerturbationNorm: String, Codable, CaseIterable, Sendable {
-    case linf, l2
+import Tensors
 
+/// The norm of the attack's ε-ball (Tensors' `PerturbationNorm`). On disk: 1 = L∞, 2 = L2 (values
+/// never reused).
+extension PerturbationNorm {
     var code: UInt8 { self == .linf ? 1 : 2 }
 
     init?(code: UInt8) {
@@ -162,29 +163,6 @@ public struct BankConfig: Codable, Hashable, Sendable {
         if epsilon.bitPattern != other.epsilon.bitPattern { return ("epsilon", "\(epsilon)", "\(other.epsilon)") }
         return nil
     }
-}
-
-/// The augmentation of the view a perturbation was made on: 4 opaque bytes the bank stores and
-/// returns unchanged. Trainer convention (Datasets.ViewParameters): dx, dy as Int8, flip as 0/1, 0.
-public struct EntryView: Hashable, Codable, Sendable {
-    public var bytes: [UInt8]
-
-    /// Four raw bytes (shorter input is zero-padded; longer is a precondition failure).
-    public init(bytes: [UInt8]) {
-        precondition(bytes.count <= 4, "EntryView: at most 4 bytes")
-        self.bytes = bytes + Array(repeating: 0, count: 4 - bytes.count)
-    }
-
-    /// The trainer's convention: crop offsets and horizontal flip.
-    public init(dx: Int8, dy: Int8, flip: Bool) {
-        self.init(bytes: [UInt8(bitPattern: dx), UInt8(bitPattern: dy), flip ? 1 : 0, 0])
-    }
-
-    public static let identity = EntryView(bytes: [0, 0, 0, 0])
-
-    public var dx: Int8 { Int8(bitPattern: bytes[0]) }
-    public var dy: Int8 { Int8(bitPattern: bytes[1]) }
-    public var flip: Bool { bytes[2] != 0 }
 }
 
 /// What the trainer knew about an entry when it made it (stored as given, never interpreted).

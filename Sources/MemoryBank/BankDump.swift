@@ -3,6 +3,7 @@
 // against the golden files). Best effort on damaged files: it stops where the bytes run out.
 
 import Foundation
+import Tensors
 
 /// Annotated hexdumps. Each line is `OFFSET  HEX BYTES  annotation`, with at most 16 bytes per line;
 /// concatenating the hex of every line gives back the file exactly.

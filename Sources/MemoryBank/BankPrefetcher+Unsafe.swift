@@ -1,7 +1,8 @@
 // BankPrefetcher+Unsafe.swift: fills one MemoryBatch slot on the producer thread: for every sample of
 // the batch and every window slot, decode the entry straight into its place in the δ tensor
-// [B, K, C, H, W], or zero it when absent or damaged. Ring mechanics are in BankPrefetcher.swift.
+// [B, K, C, H, W], or zero it when absent or damaged. Ring mechanics are in SystemIO/PrefetchRing.swift.
 
+import SystemIO
 import Tensors
 
 /// Decodes batches for one prefetcher (producer thread only; owns its decoder).
@@ -15,7 +16,7 @@ final class BatchFiller: @unchecked Sendable {
     /// Payload bytes read since the mapped pages were last released (the estimate off Linux).
     private var sinceRelease = 0
     /// The process's file-backed RSS right after the last release (nil where it cannot be measured).
-    private var residentBaseline: Int? = MappedFile.processResidentFileBytes()
+    private var residentBaseline: Int? = ProcessMemory.residentFileBytes()
 
     init(reader: BankReader, generations: [Int?], policy: BankPrefetcher.CorruptEntryPolicy, residentBudget: Int) {
         self.reader = reader
@@ -30,12 +31,17 @@ final class BatchFiller: @unchecked Sendable {
         precondition(ids.count <= batch.capacity, "BankPrefetcher: batch \(index) has \(ids.count) IDs, capacity \(batch.capacity)")
         precondition(batch.window == generations.count, "BankPrefetcher: window mismatch")
         let k = batch.window, n = batch.elementCount, sampleCount = reader.config.sampleCount
+        // Take back the buffer the previous fill's `makeImages` turned into x′ (same shape).
+        if let images = batch.images {
+            batch.deltas = images
+            batch.images = nil
+        }
         batch.index = index
         batch.ids = ids
         batch.generations = generations.map { g in g.flatMap { reader.segment($0) == nil ? nil : $0 } }
         batch.problems.removeAll(keepingCapacity: true)
         // Move the arrays out so the tensor's mutable access below overlaps nothing else of `batch`.
-        var present: [Bool] = [], views: [EntryView] = [], metadata: [EntryMetadata] = [], problems: [MemoryBankError] = []
+        var present: [Bool] = [], views: [ViewParameters] = [], metadata: [EntryMetadata] = [], problems: [MemoryBankError] = []
         swap(&present, &batch.present)
         swap(&views, &batch.views)
         swap(&metadata, &batch.metadata)
@@ -87,7 +93,7 @@ final class BatchFiller: @unchecked Sendable {
         if residentBudget > 0 && shouldRelease(counts) {
             reader.releaseResidentPages()
             sinceRelease = 0
-            residentBaseline = MappedFile.processResidentFileBytes()
+            residentBaseline = ProcessMemory.residentFileBytes()
             counts.releases = 1
         }
         return counts
@@ -101,7 +107,7 @@ final class BatchFiller: @unchecked Sendable {
     private func shouldRelease(_ counts: FillCounts) -> Bool {
         sinceRelease += counts.storedBytes + 4096 * counts.decoded
         if sinceRelease >= residentBudget { return true }
-        if let base = residentBaseline, let now = MappedFile.processResidentFileBytes() {
+        if let base = residentBaseline, let now = ProcessMemory.residentFileBytes() {
             if now < base { residentBaseline = now }
             return now - min(base, now) > residentBudget
         }

@@ -1,9 +1,12 @@
-// BankPrefetcher.swift: decodes the memory entries of an epoch's known batch order on one dedicated
-// thread into a bounded ring of pre-allocated batch slots, ahead of the trainer (design.md §3; systems.md
-// §7, R9). A slot holds δ for B samples × K window slots, a presence mask, the view bytes and metadata.
-// Not here: rebuilding x' = clamp(view(x) + δ, 0, 1), which needs the dataset (Training does it).
+// BankPrefetcher.swift: decodes the memory entries of an epoch's known batch order on SystemIO's
+// PrefetchRing (one dedicated thread, a bounded ring of pre-allocated batch slots) ahead of the trainer
+// (design.md §3; systems.md §7, R9). A slot holds δ for B samples × K window slots, a presence mask,
+// the views and metadata, and — when the consumer gives a `makeImages` hook — x′ built from δ.
+// Not here: the ring mechanics (SystemIO/PrefetchRing.swift); rendering views, which needs the dataset
+// (the hook is Training's).
 
 import Foundation
+import SystemIO
 import Tensors
 
 /// The memory entries of one batch: for sample `i` of the batch and window slot `k` (k = 0 reads
@@ -21,12 +24,17 @@ public struct MemoryBatch: Sendable {
     public let elementCount: Int
     /// The generation slot k reads, nil when it does not exist (then every entry of the slot is absent).
     public var generations: [Int?]
-    /// δ as `[capacity, K, C, H, W]`; absent entries and rows past `count` are zero.
+    /// δ as decoded, `[capacity, K, C, H, W]`; absent entries and rows past `count` are zero. Empty
+    /// (shape `[0]`) once the prefetcher's `makeImages` hook turned this buffer into `images`.
     public var deltas: Tensor
+    /// x′ = clamp(view(x) + δ, 0, 1) as `[capacity, K, C, H, W]`, built in δ's buffer on the producer
+    /// thread by the prefetcher's `makeImages` hook (absent entries: whatever the hook wrote there,
+    /// read only where `present`); nil without a hook.
+    public var images: Tensor?
     /// `present[i·K + k]`: the entry of sample i in slot k was found and decoded.
     public var present: [Bool]
     /// `views[i·K + k]`, meaningful where present.
-    public var views: [EntryView]
+    public var views: [ViewParameters]
     /// `metadata[i·K + k]`, meaningful where present.
     public var metadata: [EntryMetadata]
     /// Damaged entries that were skipped (their `present` is false): the trainer counts them
@@ -50,6 +58,7 @@ public struct MemoryBatch: Sendable {
         elementCount = n
         generations = Array(repeating: nil, count: window)
         deltas = Tensor(zeros: [capacity, window] + shape)
+        images = nil
         present = Array(repeating: false, count: capacity * window)
         views = Array(repeating: .identity, count: capacity * window)
         metadata = Array(repeating: .zero, count: capacity * window)
@@ -71,7 +80,7 @@ public struct MemoryBatch: Sendable {
 ///   reaches the failed batch, after every earlier batch; later calls return nil.
 /// - `cancel()` is idempotent, stops the producer after its current batch and joins its thread;
 ///   `deinit` cancels. After cancellation `next()` returns nil.
-/// - RAM: `depth × B × K × C·H·W × 4` bytes of δ, independent of N (design.md §4).
+/// - RAM: `depth × B × K × C·H·W × 4` bytes of δ (x′ reuses δ's buffer), independent of N (design.md §4).
 public final class BankPrefetcher: @unchecked Sendable {
     public enum CorruptEntryPolicy: Sendable {
         /// Mark the entry absent and list the error in the batch (training policy).
@@ -101,37 +110,12 @@ public final class BankPrefetcher: @unchecked Sendable {
         public var residentReleases = 0
     }
 
-    enum SlotState: Equatable { case free, filling, ready, inUse }
-
-    /// State shared by the producer thread and the consumer, guarded by `condition`.
-    final class Ring: @unchecked Sendable {
-        let condition = NSCondition()
-        var slots: [MemoryBatch?]
-        var states: [SlotState]
-        /// Fills per slot (the debug generation counter of style.md §9.10).
-        var fills: [Int]
-        var inUse: Int?
-        var nextToConsume: Int
-        var cancelled = false
-        var producerExited = false
-        var error: Error?
-        var errorDelivered = false
-        var readyCount = 0
-        var statistics = Statistics()
-
-        init(slots: [MemoryBatch], firstBatch: Int) {
-            self.slots = slots
-            states = Array(repeating: .free, count: slots.count)
-            fills = Array(repeating: 0, count: slots.count)
-            nextToConsume = firstBatch
-        }
-    }
-
-    public let depth: Int
-    public let batchCount: Int
-    public let firstBatch: Int
-    let ring: Ring
-    private let thread: Thread
+    let ring: PrefetchRing<MemoryBatch>
+    public var depth: Int { ring.depth }
+    public var batchCount: Int { ring.itemCount }
+    public var firstBatch: Int { ring.first }
+    /// The decode counters the ring does not keep, added once a batch is complete.
+    private let tally = FillTally()
 
     /// A prefetcher over the batches `firstBatch..<batchCount` whose IDs `batchIDs(b)` gives.
     /// - Parameters:
@@ -144,35 +128,33 @@ public final class BankPrefetcher: @unchecked Sendable {
     ///     read map far more than it reads), the reader's mapped pages are dropped from RSS
     ///     (`BankReader.releaseResidentPages`), so file-backed RSS stays bounded however large the
     ///     bank (the page cache keeps the data). 0 = never.
-    ///   - prepare: called on the producer thread with each filled batch before it is handed out
-    ///     (e.g. the trainer turns every present δ into x' = clamp(view(x) + δ, 0, 1) in place, so the
-    ///     rebuild overlaps the compute). A thrown error fails the batch like a fill error.
+    ///   - makeImages: called on the producer thread with each filled batch and its δ buffer
+    ///     `[B, K, C, H, W]`; it must leave x′ = clamp(view(x) + δ, 0, 1) in that buffer (in place, no
+    ///     second buffer), which the batch then holds as `images` (and `deltas` is emptied). The
+    ///     trainer renders the views there, so the rebuild overlaps the compute. A thrown error fails
+    ///     the batch like a decode error.
     ///   - batchIDs: the sample IDs of batch `b` (called on the producer thread).
     public init(reader: BankReader, generations: [Int?], batchCount: Int, batchCapacity: Int, depth: Int = 3,
                 firstBatch: Int = 0, corruptEntries: CorruptEntryPolicy = .skip,
                 residentBudget: Int = BankPrefetcher.defaultResidentBudget,
-                prepare: (@Sendable (inout MemoryBatch) throws -> Void)? = nil,
+                makeImages: (@Sendable (_ batch: MemoryBatch, _ buffer: inout Tensor) throws -> Void)? = nil,
                 batchIDs: @escaping @Sendable (Int) -> [Int]) {
-        precondition(depth >= 1, "BankPrefetcher: depth must be ≥ 1")
         precondition(batchCapacity >= 1 && !generations.isEmpty, "BankPrefetcher: need B ≥ 1 and K ≥ 1")
-        precondition(firstBatch >= 0 && firstBatch <= batchCount, "BankPrefetcher: firstBatch \(firstBatch) out of 0...\(batchCount)")
-        self.depth = depth
-        self.batchCount = batchCount
-        self.firstBatch = firstBatch
         let shape = reader.config.shape
-        let ring = Ring(slots: (0..<depth).map { _ in MemoryBatch(capacity: batchCapacity, window: generations.count, shape: shape) },
-                        firstBatch: firstBatch)
-        self.ring = ring
         let filler = BatchFiller(reader: reader, generations: generations, policy: corruptEntries, residentBudget: residentBudget)
-        thread = Thread {
-            BankPrefetcher.produce(ring: ring, range: firstBatch..<batchCount) { index, batch in
-                let counts = try filler.fill(index: index, ids: batchIDs(index), into: &batch)
-                try prepare?(&batch)
-                return counts
-            }
-        }
-        thread.name = "memloss.bank-prefetch"
-        thread.start()
+        let tally = self.tally
+        ring = PrefetchRing(itemCount: batchCount, depth: depth, first: firstBatch, threadName: "memloss.bank-prefetch",
+                            makeSlot: { MemoryBatch(capacity: batchCapacity, window: generations.count, shape: shape) },
+                            fill: { index, batch in
+                                let counts = try filler.fill(index: index, ids: batchIDs(index), into: &batch)
+                                if let makeImages {
+                                    var buffer = Tensor(zeros: [0])
+                                    swap(&buffer, &batch.deltas)
+                                    try makeImages(batch, &buffer)
+                                    batch.images = buffer
+                                }
+                                tally.add(counts)
+                            })
     }
 
     /// A prefetcher over explicit batches of IDs, reading the window of `epoch`.
@@ -190,136 +172,60 @@ public final class BankPrefetcher: @unchecked Sendable {
 
     deinit { cancel() }
 
-    // MARK: - Consumer side
-
     /// The next batch in order, or nil at the end or after `cancel()`. Blocks while the producer is
     /// behind; that time is added to `statistics.consumerWaitSeconds`.
     /// - Throws: the producer's error, once, when the consumer reaches the batch that failed.
-    public func next() throws -> MemoryBatch? {
-        let r = ring
-        r.condition.lock()
-        defer { r.condition.unlock() }
-        if let previous = r.inUse {
-            r.states[previous] = .free
-            r.inUse = nil
-            r.condition.broadcast()
-        }
-        if r.cancelled || r.nextToConsume >= batchCount { return nil }
-        let slot = (r.nextToConsume - firstBatch) % depth
-        if r.states[slot] != .ready {
-            let start = DispatchTime.now().uptimeNanoseconds
-            while r.states[slot] != .ready && !r.producerExited && !r.cancelled { r.condition.wait() }
-            r.statistics.consumerWaitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        }
-        guard r.states[slot] == .ready else {
-            if let e = r.error, !r.errorDelivered {
-                r.errorDelivered = true
-                throw e
-            }
-            return nil
-        }
-        r.states[slot] = .inUse
-        r.inUse = slot
-        r.readyCount -= 1
-        r.nextToConsume += 1
-        r.statistics.batchesDelivered += 1
-        return r.slots[slot]!
-    }
+    public func next() throws -> MemoryBatch? { try ring.next() }
 
     /// Stops the producer after its current batch and waits for its thread to exit. Idempotent.
-    public func cancel() {
-        let r = ring
-        r.condition.lock()
-        if !r.cancelled {
-            r.cancelled = true
-            r.condition.broadcast()
-        }
-        if Thread.current !== thread {
-            while !r.producerExited { r.condition.wait() }
-        }
-        r.condition.unlock()
-    }
+    public func cancel() { ring.cancel() }
 
+    /// A snapshot of the counters: the ring's, and the decode counts of every batch produced.
     public var statistics: Statistics {
-        ring.condition.lock()
-        defer { ring.condition.unlock() }
-        return ring.statistics
+        let r = ring.statistics
+        let c = tally.total
+        var s = Statistics()
+        s.batchesDelivered = r.batchesDelivered
+        s.batchesProduced = r.batchesProduced
+        s.consumerWaitSeconds = r.consumerWaitSeconds
+        s.producerBusySeconds = r.producerBusySeconds
+        s.producerBlockedSeconds = r.producerBlockedSeconds
+        s.peakReady = r.peakReady
+        s.entriesDecoded = c.decoded
+        s.entriesAbsent = c.absent
+        s.entriesCorrupt = c.corrupt
+        s.storedBytesRead = c.storedBytes
+        s.residentReleases = c.releases
+        return s
     }
 
     /// Filled slots not yet handed out (a snapshot).
-    public var readyCount: Int {
-        ring.condition.lock()
-        defer { ring.condition.unlock() }
-        return ring.readyCount
-    }
+    public var readyCount: Int { ring.readyCount }
 
     /// How many times each ring slot was filled (tests: slots are reused only after release).
-    var slotFillCounts: [Int] {
-        ring.condition.lock()
-        defer { ring.condition.unlock() }
-        return ring.fills
+    var slotFillCounts: [Int] { ring.slotFillCounts }
+}
+
+/// The sum of the `FillCounts` of the batches produced so far (written by the producer, read by
+/// `statistics`).
+final class FillTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sum = FillCounts()
+
+    func add(_ c: FillCounts) {
+        lock.lock()
+        sum.decoded += c.decoded
+        sum.absent += c.absent
+        sum.corrupt += c.corrupt
+        sum.storedBytes += c.storedBytes
+        sum.releases += c.releases
+        lock.unlock()
     }
 
-    // MARK: - Producer side
-
-    private static func produce(ring r: Ring, range: Range<Int>,
-                                fill: (_ index: Int, _ batch: inout MemoryBatch) throws -> FillCounts) {
-        let depth = r.slots.count
-        defer {
-            r.condition.lock()
-            r.producerExited = true
-            r.condition.broadcast()
-            r.condition.unlock()
-        }
-        for index in range {
-            let slot = (index - range.lowerBound) % depth
-            r.condition.lock()
-            if r.states[slot] != .free && !r.cancelled {
-                let start = DispatchTime.now().uptimeNanoseconds
-                while r.states[slot] != .free && !r.cancelled { r.condition.wait() }
-                r.statistics.producerBlockedSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-            }
-            if r.cancelled {
-                r.condition.unlock()
-                return
-            }
-            // Take the batch out so the fill mutates the only ring reference (no copy unless the
-            // consumer still holds the previous value of this slot).
-            var batch = r.slots[slot]!
-            r.slots[slot] = nil
-            r.states[slot] = .filling
-            r.condition.unlock()
-
-            let start = DispatchTime.now().uptimeNanoseconds
-            var failure: Error?
-            var counts = FillCounts()
-            do { counts = try fill(index, &batch) } catch { failure = error }
-            let busy = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-
-            r.condition.lock()
-            r.slots[slot] = batch
-            r.statistics.producerBusySeconds += busy
-            if let failure {
-                r.states[slot] = .free
-                r.error = failure
-                r.condition.broadcast()
-                r.condition.unlock()
-                return
-            }
-            assert(r.states[slot] == .filling, "BankPrefetcher: slot \(slot) changed state while filling")
-            r.states[slot] = .ready
-            r.fills[slot] += 1
-            r.readyCount += 1
-            r.statistics.peakReady = max(r.statistics.peakReady, r.readyCount)
-            r.statistics.batchesProduced += 1
-            r.statistics.entriesDecoded += counts.decoded
-            r.statistics.entriesAbsent += counts.absent
-            r.statistics.entriesCorrupt += counts.corrupt
-            r.statistics.storedBytesRead += counts.storedBytes
-            r.statistics.residentReleases += counts.releases
-            r.condition.broadcast()
-            r.condition.unlock()
-        }
+    var total: FillCounts {
+        lock.lock()
+        defer { lock.unlock() }
+        return sum
     }
 }
 

@@ -3,6 +3,7 @@
 // full decode). Unlike reading, it does not stop at the first problem: it lists them all.
 
 import Foundation
+import SystemIO
 
 /// The outcome of `BankReader.verify(at:)`.
 public struct BankVerification: Sendable {

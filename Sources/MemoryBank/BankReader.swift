@@ -4,6 +4,7 @@
 // files the manifest does not list (unsealed or orphaned generations) are ignored.
 
 import Foundation
+import SystemIO
 
 /// One decoded entry (the allocating convenience form).
 public struct BankEntry: Sendable, Equatable {

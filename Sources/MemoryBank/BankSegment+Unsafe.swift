@@ -1,6 +1,8 @@
 // BankSegment+Unsafe.swift: decoding one record of a mapped segment into a caller's float buffer:
 // index lookup, offset checks, then RecordDecoder on the mapped bytes (no copy of the payload).
 
+import SystemIO
+
 extension BankSegment {
     /// Decodes sample `id` into `output` (`config.elementCount` floats).
     /// - Returns: nil when this generation has no entry for `id`.
@@ -8,8 +10,8 @@ extension BankSegment {
     func decode(id: Int, into output: UnsafeMutablePointer<Float>, decoder: RecordDecoder) throws(MemoryBankError) -> EntryInfo? {
         guard let offset = recordOffset(of: id) else { return nil }
         try checkOffset(offset, id: id)
-        return try file.withBytes(at: offset, limit: indexOffset) { (p, available) throws(MemoryBankError) -> EntryInfo in
-            try decoder.decode(record: p, available: available, id: id, into: output, file: path, generation: generation)
+        return try file.withBytes(at: offset, length: indexOffset - offset) { (record) throws(MemoryBankError) -> EntryInfo in
+            try decoder.decode(record: record.baseAddress!, available: record.count, id: id, into: output, file: path, generation: generation)
         }
     }
 }

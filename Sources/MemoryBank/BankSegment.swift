@@ -3,6 +3,8 @@
 // with the manifest) and then answers "where is sample id's record" in O(1) through the dense index.
 // Decoding a record is BankSegment+Unsafe.swift.
 
+import SystemIO
+
 /// A sealed, validated segment. Immutable; safe to read from several threads (each with its own decoder).
 public final class BankSegment: @unchecked Sendable {
     public let generation: Int
@@ -20,7 +22,7 @@ public final class BankSegment: @unchecked Sendable {
     /// Maps and validates `path` as the segment the manifest entry `expected` describes.
     init(path: String, expected: ManifestGeneration, manifestConfig: BankConfig) throws(MemoryBankError) {
         guard MappedFile.size(ofFileAt: path) != nil else { throw .segmentMissing(file: path, generation: expected.generation) }
-        let file = try MappedFile(path: path)
+        let file = try MappedFile(segmentAt: path)
         let header = try SegmentHeader.decode(fileSize: file.count, file: path) { file.bytes(at: $0, count: $1) }
         if header.headerChecksum != expected.segmentHeaderChecksum {
             throw .configMismatch(file: path, field: "header checksum", found: String(hex32: header.headerChecksum),
@@ -64,7 +66,7 @@ public final class BankSegment: @unchecked Sendable {
     /// The absolute offset of sample `id`'s record, or nil when absent (or `id` out of range).
     public func recordOffset(of id: Int) -> Int? {
         guard id >= 0 && id < config.sampleCount else { return nil }
-        let offset = file.loadUInt64(at: indexOffset + 8 * id)
+        let offset = file.uint64LE(at: indexOffset + 8 * id)
         return offset == 0 ? nil : Int(clamping: offset)
     }
 

@@ -1,6 +1,8 @@
 // EntryCodec.swift: one record encoded or decoded outside a bank, through the same encoder and decoder
 // the bank uses: for tools (`membank`), benches (`memloss bench bank`) and cross-checks. No files here.
 
+import Tensors
+
 /// Encodes and decodes single records of one configuration (docs/format/membank-v1.md §6–§7).
 /// Not thread-safe: one per thread (it owns scratch buffers).
 public final class EntryCodec {
@@ -19,7 +21,7 @@ public final class EntryCodec {
     /// contents and reusing its capacity.
     /// - Precondition: `delta.count == config.elementCount`, all finite.
     @discardableResult
-    public func encode(id: Int, delta: [Float], view: EntryView = .identity, metadata: EntryMetadata = .zero,
+    public func encode(id: Int, delta: [Float], view: ViewParameters = .identity, metadata: EntryMetadata = .zero,
                        into record: inout [UInt8]) -> RecordStatistics {
         precondition(delta.count == config.elementCount, "EntryCodec: δ has \(delta.count) values, need \(config.elementCount)")
         swap(&writer.bytes, &record)

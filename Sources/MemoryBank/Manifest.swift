@@ -2,6 +2,8 @@
 // live generations with their segment sizes and header checksums. Replaced atomically as a whole
 // (Tensors.AtomicFile); this file only encodes and decodes it.
 
+import Tensors
+
 /// One live generation as the manifest records it.
 struct ManifestGeneration: Equatable {
     var generation: Int

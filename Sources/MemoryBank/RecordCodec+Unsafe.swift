@@ -5,6 +5,7 @@
 // buffers and is used by one thread at a time.
 
 import Kernels
+import Tensors
 
 /// Encodes records for one bank configuration. Not thread-safe: one per writer thread.
 final class RecordEncoder {
@@ -36,7 +37,7 @@ final class RecordEncoder {
 
     /// Appends the record of sample `id` (header + payload + zero padding to 8) to `out`.
     /// - Precondition: `delta` holds `elementCount` finite values (the writer checks finiteness).
-    func appendRecord(id: Int, delta: UnsafePointer<Float>, view: EntryView, metadata: EntryMetadata,
+    func appendRecord(id: Int, delta: UnsafePointer<Float>, view: ViewParameters, metadata: EntryMetadata,
                       to out: inout ByteWriter) -> RecordStatistics {
         let n = elementCount
         var stats = RecordStatistics()
@@ -93,7 +94,7 @@ final class RecordEncoder {
 
     /// The `levels` codec (spec §7.4): palette of the q8 levels present + minimal-width indices, packed,
     /// as bit planes, or the int8 levels directly, with LZ4 where it pays; the smallest stored candidate wins.
-    private func appendLevelsRecord(id: Int, scale: Float, view: EntryView, metadata: EntryMetadata,
+    private func appendLevelsRecord(id: Int, scale: Float, view: ViewParameters, metadata: EntryMetadata,
                                     stats initial: RecordStatistics, to out: inout ByteWriter) -> RecordStatistics {
         let n = elementCount
         var stats = initial
@@ -172,7 +173,7 @@ final class RecordEncoder {
     }
 
     /// Header (checksum 0), payload, checksum patched in, zero padding to 8.
-    private func writeRecord(id: Int, scale: Float, view: EntryView, metadata: EntryMetadata, payload: [UInt8],
+    private func writeRecord(id: Int, scale: Float, view: ViewParameters, metadata: EntryMetadata, payload: [UInt8],
                              stats: inout RecordStatistics, to out: inout ByteWriter) {
         let start = out.count
         let header = RecordHeader(sampleID: UInt32(id), codec: config.codec.code, flags: stats.lz4 ? RecordHeader.lz4Flag : 0,
@@ -192,7 +193,7 @@ final class RecordEncoder {
 
 /// What a decoded record carried besides δ.
 public struct EntryInfo: Sendable, Equatable {
-    public var view: EntryView
+    public var view: ViewParameters
     public var metadata: EntryMetadata
     /// The quantisation step used (0 for f32/f16).
     public var scale: Float
@@ -371,7 +372,7 @@ final class RecordDecoder {
 // MARK: - Array entry points (the writer thread holds δ as [Float])
 
 extension RecordEncoder {
-    func appendRecord(id: Int, delta: [Float], view: EntryView, metadata: EntryMetadata,
+    func appendRecord(id: Int, delta: [Float], view: ViewParameters, metadata: EntryMetadata,
                       to out: inout ByteWriter) -> RecordStatistics {
         delta.withUnsafeBufferPointer { d in
             appendRecord(id: id, delta: d.baseAddress!, view: view, metadata: metadata, to: &out)

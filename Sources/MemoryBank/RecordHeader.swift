@@ -2,6 +2,8 @@
 // field layout, encoder, raw decoder. Validation against the segment and the index happens in
 // BankSegment; payload codecs are in RecordCodec*.swift.
 
+import Tensors
+
 /// The fixed header of one record (one sample's entry in one generation).
 ///
 /// Layout: docs/format/membank-v1.md §6. Field order equals byte order on disk.
@@ -77,5 +79,5 @@ struct RecordHeader: Equatable {
     }
 
     var metadata: EntryMetadata { EntryMetadata(label: label, pY: pY, margin: margin, loss: loss) }
-    var entryView: EntryView { EntryView(bytes: view) }
+    var entryView: ViewParameters { ViewParameters(bytes: view) }
 }

@@ -4,6 +4,8 @@
 // header, fsync and the rename to the final name. The manifest is Bank's business.
 
 import Foundation
+import SystemIO
+import Tensors
 
 /// One generation being written. Appends run on the writer thread; `seal` / `discard` run on the
 /// caller's thread after `BoundedQueue.waitUntilIdle()`, which orders them after every append.
@@ -12,7 +14,9 @@ final class SegmentBuilder: @unchecked Sendable {
     let config: BankConfig
     let temporaryPath: String
     let finalPath: String
-    private let file: OutputFile
+    /// The segment under its temporary name until `seal` renames it (left in place if the writer
+    /// dies: `Bank` recognises and removes `.tmp` files on open).
+    private let file: AtomicFileWriter
     private var header: SegmentHeader
     private let encoder: RecordEncoder
     /// Absolute record offset per sample ID, 0 = absent (spec §5.3). 8·N bytes of RAM.
@@ -33,7 +37,11 @@ final class SegmentBuilder: @unchecked Sendable {
         finalPath = directory + "/" + name
         temporaryPath = finalPath + BankLayout.temporarySuffix
         self.flushThreshold = flushThreshold
-        file = try OutputFile(creating: temporaryPath)
+        do {
+            file = try AtomicFileWriter(path: finalPath, temporaryPath: temporaryPath, removesTemporaryOnDeinit: false)
+        } catch {
+            throw .io(error)
+        }
         header = SegmentHeader(config: config, generation: generation)
         encoder = RecordEncoder(config: config)
         index = [UInt64](repeating: 0, count: config.sampleCount)
@@ -42,7 +50,7 @@ final class SegmentBuilder: @unchecked Sendable {
         w.write(Array(config.createdBy.utf8))
         w.pad(toMultipleOf: SegmentHeader.regionAlignment)
         position = w.count
-        try file.write(w.bytes)
+        do { try file.append(w.bytes) } catch { throw .io(error) }
         pending = ByteWriter(capacity: flushThreshold + 64 * 1024)
     }
 
@@ -76,7 +84,7 @@ final class SegmentBuilder: @unchecked Sendable {
 
     private func flush() throws(MemoryBankError) {
         if pending.count == 0 { return }
-        try file.write(pending.bytes)
+        do { try file.append(pending.bytes) } catch { throw .io(error) }
         pending.bytes.removeAll(keepingCapacity: true)
     }
 
@@ -84,7 +92,7 @@ final class SegmentBuilder: @unchecked Sendable {
 
     /// Writes the index and the sealed header, fsyncs and renames to the final name (spec §3 steps
     /// 3). Returns the manifest entry of the sealed segment.
-    func seal(sync: Bool, directory: String) throws(MemoryBankError) -> ManifestGeneration {
+    func seal(sync: Bool) throws(MemoryBankError) -> ManifestGeneration {
         if let e = failure.value { throw e }
         try flush()
         let indexOffset = alignUp(position, to: SegmentHeader.regionAlignment)
@@ -98,18 +106,19 @@ final class SegmentBuilder: @unchecked Sendable {
         }
         var crc = CRC32C()
         crc.update(w.bytes[indexStart...])
-        try file.write(w.bytes)
+        do { try file.append(w.bytes) } catch { throw .io(error) }
         header.flags |= SegmentHeader.sealedFlag
         header.indexOffset = UInt64(indexOffset)
         header.indexBytes = UInt64(8 * index.count)
         header.recordCount = records
         header.indexChecksum = crc.value
         let headerBytes = header.encode()
-        try file.write(headerBytes, at: 0)
-        if sync { try file.sync() }
-        try file.close()
-        try OutputFile.rename(temporaryPath, to: finalPath)
-        if sync { try OutputFile.syncDirectory(directory) }
+        do {
+            try file.write(headerBytes, at: 0)
+            try file.commit(sync: sync)
+        } catch {
+            throw .io(error)
+        }
         statistics.fileBytes = indexOffset + 8 * index.count
         statistics.records = Int(records)
         var tail = ByteReader(headerBytes, offset: SegmentHeader.encodedByteCount - 4)
@@ -118,13 +127,12 @@ final class SegmentBuilder: @unchecked Sendable {
 
     /// Closes and deletes the temporary file (abandon).
     func discard() {
-        try? file.close()
-        try? OutputFile.remove(temporaryPath)
+        file.discard()
     }
 
     /// Closes the file without deleting it (the crash simulation of the tests).
     func abandonWithoutCleanup() {
-        try? file.close()
+        file.closeLeavingTemporary()
     }
 }
 
@@ -133,7 +141,7 @@ struct EntryJob: @unchecked Sendable {
     let builder: SegmentBuilder
     let id: Int
     let delta: [Float]
-    let view: EntryView
+    let view: ViewParameters
     let metadata: EntryMetadata
 }
 

@@ -1,6 +1,8 @@
 // SegmentHeader.swift: the segment header (docs/format/membank-v1.md §5.1): one struct whose field order is
 // the byte order on disk, its encoder and its validating decoder. Not here: records (RecordHeader.swift), the
-// manifest (Manifest.swift), file access (MappedFile.swift).
+// manifest (Manifest.swift), file access (SystemIO.MappedFile, MappedFile+Bank.swift).
+
+import Tensors
 
 /// The 128-byte header at the start of every segment file.
 ///

@@ -1,10 +1,11 @@
 // SafeTensors.swift: reader and writer of the safetensors file format (the format of Hugging Face's
 // `safetensors` package), used for model checkpoints and optimizer state. Whole files are read into
-// memory and validated before anything is returned; writes are atomic (Storage+AtomicWrite.swift).
+// memory and validated before anything is returned; writes are atomic (SystemIO.AtomicFile).
 // It does not know about layers, models or optimizers (Layers/Checkpoint.swift maps those to entries),
 // and it converts only F32 and I64 to Swift values; other dtypes are carried as raw bytes.
 
 import Foundation
+import SystemIO
 
 // MARK: - Format
 

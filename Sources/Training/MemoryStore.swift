@@ -310,24 +310,22 @@ public final class DiskMemoryStore: MemoryStore {
         let dataset = self.dataset, k = config.window, shape = self.shape
         return BankPrefetcher(
             reader: reader, generations: generations, batchCount: plan.batchCount, batchCapacity: plan.batchSize,
-            depth: prefetchDepth, residentBudget: residentBudget, prepare: { batch in DiskMemoryStore.rebuild(&batch, dataset: dataset, window: k, shape: shape) },
+            depth: prefetchDepth, residentBudget: residentBudget,
+            makeImages: { batch, buffer in DiskMemoryStore.rebuild(batch, images: &buffer, dataset: dataset, window: k, shape: shape) },
             batchIDs: { Array(plan.batchIDs($0)) })
     }
 
-    /// Turns every present δ of `batch` into x′ = clamp(view(x) + δ, 0, 1) in place, using the
-    /// view recorded with the entry (producer thread).
-    static func rebuild(_ batch: inout MemoryBatch, dataset: Dataset, window k: Int, shape: [Int]) {
-        var slab = Tensor(zeros: [0])
-        swap(&slab, &batch.deltas)
+    /// Turns every present δ of `batch`, held in `slab` `[B, K, C, H, W]`, into x′ = clamp(view(x) + δ,
+    /// 0, 1) in place, using the view recorded with the entry (producer thread; the prefetcher then
+    /// holds the result as `batch.images`).
+    static func rebuild(_ batch: MemoryBatch, images slab: inout Tensor, dataset: Dataset, window k: Int, shape: [Int]) {
         slab = slab.reshaped([batch.capacity * k] + shape)
         for i in 0..<batch.count {
             for slot in 0..<k where batch.present[i * k + slot] {
-                let v = batch.views[i * k + slot]
-                dataset.addView(id: batch.ids[i], view: ViewParameters(dx: v.dx, dy: v.dy, flip: v.flip), to: &slab,
-                                row: i * k + slot)
+                dataset.addView(id: batch.ids[i], view: batch.views[i * k + slot], to: &slab, row: i * k + slot)
             }
         }
-        batch.deltas = slab.reshaped([batch.capacity, k] + shape)
+        slab = slab.reshaped([batch.capacity, k] + shape)
     }
 
     public func next(ids: [Int]) throws -> MemoryExamples {
@@ -343,6 +341,8 @@ public final class DiskMemoryStore: MemoryStore {
                                         directory: bank.directory.path)
         }
         guard let batch, batch.ids == ids else { throw MemoryStoreError.outOfSync(expected: ids, found: batch?.ids ?? []) }
+        // makePrefetcher always passes makeImages, so every delivered batch holds x′.
+        guard let images = batch.images else { preconditionFailure("DiskMemoryStore: a memory batch without x′") }
         let rows = batch.count * k, corrupt = batch.problems.count
         var present = 0
         for r in 0..<rows where batch.present[r] { present += 1 }
@@ -351,7 +351,7 @@ public final class DiskMemoryStore: MemoryStore {
         report.entriesAbsent += absent
         report.entriesCorrupt += corrupt
         return MemoryExamples(count: batch.count, window: k,
-                              images: batch.deltas.reshaped([batch.capacity * k] + shape),
+                              images: images.reshaped([batch.capacity * k] + shape),
                               present: batch.present, storedPY: batch.metadata.map(\.pY),
                               storedMargin: batch.metadata.map(\.margin), absent: absent, corrupt: corrupt,
                               problems: batch.problems.map { "\($0)" })
@@ -362,8 +362,7 @@ public final class DiskMemoryStore: MemoryStore {
         var delta = adversarial.copy()
         Elementwise.addScaled(&delta, clean, scale: -1)
         do {
-            try bank.append(ids: ids, deltas: delta, views: views.map { EntryView(dx: $0.dx, dy: $0.dy, flip: $0.flip) },
-                            metadata: metadata)
+            try bank.append(ids: ids, deltas: delta, views: views, metadata: metadata)
         } catch {
             throw MemoryStoreError.bank(error, directory: bank.directory.path)
         }

@@ -3,6 +3,7 @@
 
 import Datasets
 import Foundation
+import SystemIO
 import Tensors
 
 /// A minimal SVG line chart: several named series over a shared x axis.
@@ -95,8 +96,8 @@ public enum Report {
             .init(name: "val clean", points: points(epochs, x: \.epoch, y: \.valCleanAccuracy), color: palette[2]),
             .init(name: "val robust", points: points(epochs, x: \.epoch, y: \.valRobustAccuracy), color: palette[1]),
         ], yRange: 0...1)
-        try AtomicFileWriter.write(loss.render(), to: run.url.appendingPathComponent("loss.svg"))
-        try AtomicFileWriter.write(acc.render(), to: run.url.appendingPathComponent("accuracy.svg"))
+        try AtomicFile.replace(Array(loss.render().utf8), at: run.url.appendingPathComponent("loss.svg"))
+        try AtomicFile.replace(Array(acc.render().utf8), at: run.url.appendingPathComponent("accuracy.svg"))
 
         func pct(_ v: Double) -> String { String(format: "%.2f%%", v * 100) }
         var md = "# memloss run report\n\n"
@@ -130,7 +131,7 @@ public enum Report {
         if let m = config.memLoss { md += memorySection(m, epochs: epochs, imageBytes: imageBytes(config)) }
         md += "\nFiles: `config.json` (resolved configuration), `metrics.jsonl`, `checkpoints/`, `eval/`"
             + (config.memLoss?.store.kind == .disk ? ", `bank/` (inspect with `membank`)" : "") + ".\n"
-        try AtomicFileWriter.write(md, to: run.report)
+        try AtomicFile.replace(Array(md.utf8), at: run.report)
     }
 }
 
@@ -171,12 +172,5 @@ extension Report {
         md += "\nThe mem term is the batch-size-weighted mean over the epoch's steps (0 in epoch 1: no memory yet, "
             + "the step is the base method).\n"
         return md
-    }
-}
-
-/// Writes text atomically (temporary file, fsync, rename).
-enum AtomicFileWriter {
-    static func write(_ text: String, to url: URL) throws {
-        try AtomicFile.replace(Array(text.utf8), at: url)
     }
 }

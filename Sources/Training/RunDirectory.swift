@@ -2,6 +2,7 @@
 // log. config.json, metrics.jsonl, checkpoints/{last,best}.safetensors (+ .state), eval/, report.md.
 
 import Foundation
+import SystemIO
 import Tensors
 
 public struct RunDirectory: Sendable {

@@ -166,7 +166,7 @@ public final class Trainer {
             let createdBy = (try? enc.encode(config)).map { String(decoding: $0, as: UTF8.self) } ?? ""
             do {
                 return try DiskMemoryStore(config: mc.store, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
-                                           norm: attack.norm == .l2 ? .l2 : .linf, createdBy: createdBy,
+                                           norm: attack.norm, createdBy: createdBy,
                                            keepThrough: resumeEpoch.map { $0 - 1 })
             } catch { throw TrainingError.memory("\(error)") }
         }

@@ -87,7 +87,7 @@ final class PrefetcherTests: XCTestCase {
         }
         XCTAssertEqual(seen, Array(0..<count))
         // Each slot was filled ⌈count / depth⌉ or ⌊count / depth⌋ times (generation counters).
-        XCTAssertEqual(p.ring.generations, [4, 3, 3])
+        XCTAssertEqual(p.ring.slotFillCounts, [4, 3, 3])
     }
 
     func test_keptBatch_isNeverOverwrittenByALaterFill() throws {

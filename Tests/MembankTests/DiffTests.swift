@@ -6,6 +6,7 @@ import Datasets
 import Foundation
 import MembankCore
 import MemoryBank
+import Tensors
 import XCTest
 
 final class DiffTests: XCTestCase {
@@ -35,7 +36,7 @@ final class DiffTests: XCTestCase {
         let image = data.imageTensor(at: 12).scalars
         for view in [ViewParameters(dx: 2, dy: -1, flip: true), ViewParameters(dx: -2, dy: 2, flip: false), .identity] {
             let rendered = data.renderView(id: 12, view: view).scalars
-            let framed = FramedDelta(delta: rendered, view: EntryView(dx: view.dx, dy: view.dy, flip: view.flip), shape: [1, 28, 28])
+            let framed = FramedDelta(delta: rendered, view: view, shape: [1, 28, 28])
             var covered = 0
             for i in 0..<784 where framed.covered[i] {
                 covered += 1

@@ -74,7 +74,7 @@ enum MembankFixture {
             for (row, id) in ids.enumerated() {
                 let delta = (0..<n).map { advs[row * n + $0] - xs[row * n + $0] }
                 let v = augmentation.view(seed: seed, epoch: g, id: id)
-                try bank.append(id: id, delta: delta, view: EntryView(dx: v.dx, dy: v.dy, flip: v.flip),
+                try bank.append(id: id, delta: delta, view: v,
                                 metadata: metadata(logits: Array(logits[(row * 10)..<(row * 10 + 10)]), label: y[row]))
             }
             try bank.sealGeneration()

@@ -17,7 +17,7 @@ final class PictureTests: XCTestCase {
     private func expectedPanels(id: Int, generation: Int) throws -> [[UInt8]] {
         let reader = try BankReader.open(at: MembankFixture.shared.bank)
         let entry = try XCTUnwrap(try reader.entry(id: id, generation: generation))
-        let view = ViewParameters(dx: entry.info.view.dx, dy: entry.info.view.dy, flip: entry.info.view.flip)
+        let view = entry.info.view
         XCTAssertEqual(view, MembankFixture.augmentation.view(seed: MembankFixture.seed, epoch: generation, id: id))
         let clean = try DataSource.demo.open(.train).renderView(id: id, view: view).scalars
         let eps = MembankFixture.epsilon

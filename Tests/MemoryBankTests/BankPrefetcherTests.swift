@@ -1,7 +1,8 @@
 // BankPrefetcherTests.swift: the bank prefetcher's ring: batches arrive in order with the same δ, views
 // and metadata as direct reads, absent slots are zero and unmarked; ring states empty, full and wrapped;
 // a slot is never refilled while the consumer holds it; producer errors reach the consumer in order;
-// cancel is idempotent and ends the stream.
+// cancel is idempotent and ends the stream; a makeImages hook's x′ is held as `images` (not in
+// `deltas`), and every refill of the reused buffer decodes fresh δ.
 
 import Foundation
 @testable import MemoryBank
@@ -67,6 +68,44 @@ final class BankPrefetcherTests: XCTestCase {
         XCTAssertGreaterThan(s.entriesDecoded, 0)
         XCTAssertGreaterThanOrEqual(s.consumerWaitSeconds, 0)
         XCTAssertNil(try prefetcher.next(), "stays at the end")
+    }
+
+    func test_makeImages_holdsItsResultAsImages_andEveryRefillDecodesFreshDeltas() throws {
+        // The hook stands in for the trainer's x′ = clamp(view(x) + δ, 0, 1): here x′ = δ + 1 where
+        // present, −1 where absent, so a refill that started from last batch's x′ instead of fresh δ shows.
+        let plan = batches(7, size: 4)
+        let prefetcher = BankPrefetcher(
+            reader: reader, generations: reader.windowGenerations(forEpoch: 3), batchCount: plan.count, batchCapacity: 4,
+            depth: 2, makeImages: { batch, buffer in
+                XCTAssertEqual(batch.deltas.shape, [0], "the hook owns δ's buffer while it runs")
+                var v = buffer.scalars
+                for r in 0..<(batch.capacity * batch.window) {
+                    for j in 0..<batch.elementCount { v[r * batch.elementCount + j] = batch.present[r] ? v[r * batch.elementCount + j] + 1 : -1 }
+                }
+                buffer = Tensor(shape: buffer.shape, values: v)
+            }, batchIDs: { plan[$0] })
+        var index = 0
+        while let batch = try prefetcher.next() {
+            XCTAssertEqual(batch.deltas.shape, [0], "δ's buffer now holds x′")
+            let images = try XCTUnwrap(batch.images, "batch \(index) has x′")
+            XCTAssertEqual(images.shape, [4, 2, 3, 4, 5])
+            let values = images.scalars
+            for (i, id) in batch.ids.enumerated() {
+                for (k, g) in [2, 1].enumerated() {
+                    let slice = Array(values[((i * 2 + k) * n)..<((i * 2 + k + 1) * n)])
+                    if let expected = try reader.entry(id: id, generation: g) {
+                        XCTAssertEqual(slice, expected.delta.map { $0 + 1 }, "batch \(index) id \(id) g \(g)")
+                    } else {
+                        XCTAssertEqual(slice, [Float](repeating: -1, count: n), "batch \(index) id \(id) g \(g)")
+                    }
+                }
+            }
+            index += 1
+        }
+        XCTAssertEqual(index, plan.count)
+        XCTAssertEqual(prefetcher.slotFillCounts, [4, 3], "both slots were refilled after their x′ was handed out")
+        let plain = BankPrefetcher(reader: reader, epoch: 3, batches: plan, depth: 2)
+        XCTAssertNil(try XCTUnwrap(plain.next()).images, "no hook, no x′")
     }
 
     func test_emptyPlan_endsAtOnce_andMissingGenerationsGiveEmptySlots() throws {

@@ -37,7 +37,7 @@ enum BankFixtures {
         EntryMetadata(label: Int32(id % 10), pY: Float(id) / 100, margin: -Float(id), loss: Float(id) * 0.5)
     }
 
-    static func view(_ id: Int) -> EntryView { EntryView(dx: Int8(id % 9 - 4), dy: Int8(4 - id % 9), flip: id % 2 == 1) }
+    static func view(_ id: Int) -> ViewParameters { ViewParameters(dx: Int8(id % 9 - 4), dy: Int8(4 - id % 9), flip: id % 2 == 1) }
 
     static func options(sync: Bool = false, queueCapacity: Int = 64) -> Bank.Options {
         Bank.Options(queueCapacity: queueCapacity, writeBufferBytes: 4096, sync: sync)

@@ -5,6 +5,7 @@
 
 import Foundation
 @testable import MemoryBank
+import Tensors
 import _TestSupport
 import XCTest
 
@@ -19,7 +20,7 @@ final class GoldenFileTests: XCTestCase {
                                 window: 1, stride: 1, createdBy: "golden")
         let bank = try Bank.create(at: dir, config: config, options: Bank.Options(queueCapacity: 4, sync: false))
         try bank.beginGeneration(7)
-        try bank.append(id: 1, delta: [0.5, -0.25, 0.001, -0.6], view: EntryView(dx: 2, dy: -1, flip: true),
+        try bank.append(id: 1, delta: [0.5, -0.25, 0.001, -0.6], view: ViewParameters(dx: 2, dy: -1, flip: true),
                         metadata: EntryMetadata(label: 3, pY: 0.25, margin: -1.5, loss: 2))
         try bank.sealGeneration()
         bank.close()
@@ -72,7 +73,7 @@ final class GoldenFileTests: XCTestCase {
         let scale: Float = 0.5 / 127
         XCTAssertEqual(e.delta, [127, -64, 0, -127].map { Float($0) * scale })
         XCTAssertEqual(e.info.clampedCount, 1)
-        XCTAssertEqual(e.info.view, EntryView(dx: 2, dy: -1, flip: true))
+        XCTAssertEqual(e.info.view, ViewParameters(dx: 2, dy: -1, flip: true))
         XCTAssertEqual(e.info.metadata, EntryMetadata(label: 3, pY: 0.25, margin: -1.5, loss: 2))
         XCTAssertFalse(e.info.lz4)
     }

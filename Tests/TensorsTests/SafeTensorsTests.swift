@@ -3,6 +3,7 @@
 // atomic replacement under failures, and a cross-check with the Python `safetensors` package.
 
 import Foundation
+import SystemIO
 import Tensors
 import XCTest
 import _TestSupport
@@ -374,7 +375,7 @@ final class SafeTensorsTests: XCTestCase {
         let (url, old, new) = try oldAndNew(dir)
         for failAfter in [0, 1, 100, 8000] {
             XCTAssertThrowsError(try AtomicFile.replace(new.encoded(), at: url, simulatedFailureAfterBytes: failAfter)) { error in
-                XCTAssertEqual((error as? AtomicWriteFailure)?.operation, "write temporary file")
+                XCTAssertEqual((error as? SystemIOError)?.operation, "write temporary file")
             }
             XCTAssertEqual(try SafeTensorsFile.read(from: url), old, "after failing at byte \(failAfter)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: url.path + ".tmp"))

@@ -1,6 +1,7 @@
 // BoundedQueue.swift: a bounded blocking FIFO between threads on NSCondition (systems.md §7, recipe
-// R9), with task accounting so a producer can wait until everything it queued was processed. Used by
-// the bank writer (caller → encoder thread). No knowledge of what the elements are.
+// R9), with task accounting so a producer can wait until everything it queued was processed, and the
+// exit flag a thread raises when it ends (Thread has no join). Used by the bank writer (caller →
+// encoder thread). No knowledge of what the elements are.
 
 import Foundation
 
@@ -13,8 +14,8 @@ import Foundation
 /// - Every element taken must be followed by one `taskDone()`; `waitUntilIdle()` returns when every
 ///   element ever put has been marked done.
 /// - Time spent blocked in `put` is added to `producerBlockedSeconds`.
-final class BoundedQueue<Element>: @unchecked Sendable {
-    let capacity: Int
+public final class BoundedQueue<Element>: @unchecked Sendable {
+    public let capacity: Int
     private var buffer: [Element?]
     private var head = 0
     private var stored = 0
@@ -24,7 +25,7 @@ final class BoundedQueue<Element>: @unchecked Sendable {
     private var blockedSeconds = 0.0
     private var peak = 0
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         precondition(capacity >= 1, "BoundedQueue: capacity must be ≥ 1")
         self.capacity = capacity
         buffer = Array(repeating: nil, count: capacity)
@@ -32,7 +33,7 @@ final class BoundedQueue<Element>: @unchecked Sendable {
 
     /// Appends `element`, blocking while the queue is full. Returns false if the queue is closed.
     @discardableResult
-    func put(_ element: Element) -> Bool {
+    public func put(_ element: Element) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         if stored == capacity && !closed {
@@ -50,7 +51,7 @@ final class BoundedQueue<Element>: @unchecked Sendable {
     }
 
     /// Removes the oldest element, blocking while the queue is empty and open; nil when closed and empty.
-    func take() -> Element? {
+    public func take() -> Element? {
         condition.lock()
         defer { condition.unlock() }
         while stored == 0 && !closed { condition.wait() }
@@ -64,7 +65,7 @@ final class BoundedQueue<Element>: @unchecked Sendable {
     }
 
     /// Marks one taken element as processed.
-    func taskDone() {
+    public func taskDone() {
         condition.lock()
         unfinished -= 1
         assert(unfinished >= 0, "BoundedQueue: taskDone without a matching put")
@@ -73,14 +74,14 @@ final class BoundedQueue<Element>: @unchecked Sendable {
     }
 
     /// Blocks until every element put so far has been taken and marked done.
-    func waitUntilIdle() {
+    public func waitUntilIdle() {
         condition.lock()
         while unfinished > 0 { condition.wait() }
         condition.unlock()
     }
 
     /// Refuses further `put`s and wakes every waiter. Idempotent.
-    func close() {
+    public func close() {
         condition.lock()
         closed = true
         condition.broadcast()
@@ -88,20 +89,20 @@ final class BoundedQueue<Element>: @unchecked Sendable {
     }
 
     /// Elements waiting (a snapshot).
-    var count: Int {
+    public var count: Int {
         condition.lock()
         defer { condition.unlock() }
         return stored
     }
 
-    var producerBlockedSeconds: Double {
+    public var producerBlockedSeconds: Double {
         condition.lock()
         defer { condition.unlock() }
         return blockedSeconds
     }
 
     /// Largest number of waiting elements seen.
-    var peakCount: Int {
+    public var peakCount: Int {
         condition.lock()
         defer { condition.unlock() }
         return peak
@@ -109,18 +110,20 @@ final class BoundedQueue<Element>: @unchecked Sendable {
 }
 
 /// A flag a thread sets when it exits, and others wait for (Thread has no join).
-final class ExitSignal: @unchecked Sendable {
+public final class ExitSignal: @unchecked Sendable {
     private let condition = NSCondition()
     private var done = false
 
-    func signal() {
+    public init() {}
+
+    public func signal() {
         condition.lock()
         done = true
         condition.broadcast()
         condition.unlock()
     }
 
-    func wait() {
+    public func wait() {
         condition.lock()
         while !done { condition.wait() }
         condition.unlock()
