@@ -59,7 +59,7 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "Attacks", dependencies: ["SystemIO", "Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
         .target(name: "Training", dependencies: ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
-                swiftSettings: librarySettings),
+                exclude: ["README.md"], swiftSettings: librarySettings),
 
         // Benchmarks as a library (`memloss bench scale|memory|bank`): Training's public API carries no bench types.
         .target(name: "MemlossBench",

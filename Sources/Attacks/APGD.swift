@@ -24,7 +24,7 @@ public enum APGDLoss: String, Codable, Sendable, Hashable {
 public struct APGDConfig: Codable, Sendable, Hashable {
     /// Radius ε of the threat model (pixel units of [0, 1] images; per-sample Euclidean for L2).
     public var epsilon: Float
-    public var norm: Norm
+    public var norm: PerturbationNorm
     public var loss: APGDLoss
     /// Iterations N per run (per restart, per target), ≥ 1.
     public var iterations: Int
@@ -45,7 +45,7 @@ public struct APGDConfig: Codable, Sendable, Hashable {
     public static let defaultMomentum: Float = 0.75
     public static let defaultInitialStepFactor: Float = 2
 
-    public init(epsilon: Float, norm: Norm = .linf, loss: APGDLoss, iterations: Int = APGDConfig.defaultIterations,
+    public init(epsilon: Float, norm: PerturbationNorm = .linf, loss: APGDLoss, iterations: Int = APGDConfig.defaultIterations,
                 restarts: Int = 1, targetCount: Int = APGDConfig.defaultTargetCount, rho: Float = APGDConfig.defaultRho,
                 momentum: Float = APGDConfig.defaultMomentum,
                 initialStepFactor: Float = APGDConfig.defaultInitialStepFactor) {
@@ -331,7 +331,7 @@ public enum APGD {
     static let normGuard: Float = 1e-12
 
     /// The random start `box(x + ε·t/‖t‖)` (L∞: t ~ U(−1, 1), max-norm; L2: t ~ N(0, I), 2-norm).
-    static func randomStart(_ images: Tensor, epsilon: Float, norm: Norm, rng: inout SplitMix64) -> Tensor {
+    static func randomStart(_ images: Tensor, epsilon: Float, norm: PerturbationNorm, rng: inout SplitMix64) -> Tensor {
         let t: Tensor
         let norms: [Float]
         switch norm {
@@ -350,7 +350,7 @@ public enum APGD {
 
     /// P = box(ball(·)): L∞ clips to [x − ε, x + ε] then [0, 1]; L2 rescales δ = v − x to
     /// `δ·min(ε, ‖δ‖₂)/‖δ‖₂` then clips to [0, 1] (the clip only shortens δ, so the result is in both).
-    static func project(_ v: inout Tensor, center: Tensor, epsilon: Float, norm: Norm) {
+    static func project(_ v: inout Tensor, center: Tensor, epsilon: Float, norm: PerturbationNorm) {
         switch norm {
         case .linf:
             Perturbation.projectLinf(&v, center: center, epsilon: epsilon)

@@ -44,7 +44,7 @@ public enum AutoAttackError: Error, CustomStringConvertible, Equatable {
 /// Everything that must agree for a state file to be continued (compared field by field).
 struct StateIdentity: Codable, Equatable {
     var epsilon: Float
-    var norm: Norm
+    var norm: PerturbationNorm
     var preset: AutoAttack.Preset
     var seed: UInt64
     var batchSize: Int

@@ -39,7 +39,7 @@ public enum AutoAttack {
     /// The cascade's settings; every default is AutoAttack's standard version (algorithms.md §5.4).
     public struct Config: Codable, Sendable, Hashable {
         public var epsilon: Float
-        public var norm: Norm
+        public var norm: PerturbationNorm
         public var preset: Preset
         /// Seed of every random draw; each attack and batch derives its own stream from it.
         public var seed: UInt64
@@ -56,7 +56,7 @@ public enum AutoAttack {
 
         public static let defaultBatchSize = 250
 
-        public init(epsilon: Float, norm: Norm = .linf, preset: Preset = .standard, seed: UInt64 = 0,
+        public init(epsilon: Float, norm: PerturbationNorm = .linf, preset: Preset = .standard, seed: UInt64 = 0,
                     batchSize: Int = Config.defaultBatchSize, apgdIterations: Int = APGDConfig.defaultIterations,
                     fabIterations: Int = 100, targetCount: Int = APGDConfig.defaultTargetCount, squareQueries: Int = 5000) {
             self.epsilon = epsilon; self.norm = norm; self.preset = preset; self.seed = seed; self.batchSize = batchSize
@@ -262,7 +262,7 @@ public enum AutoAttack {
 
     /// Per row: `candidate` is misclassified (inference mode) and within ε of `clean` and in [0, 1].
     public static func verify<M: Classifier>(_ model: M, _ candidate: Tensor, clean: Tensor, labels: [Int32],
-                                             epsilon: Float, norm: Norm) -> [Bool] {
+                                             epsilon: Float, norm: PerturbationNorm) -> [Bool] {
         let wrong = Predictions.correct(model.logits(candidate, mode: .inference), labels: labels).map { !$0 }
         let n = clean.shape[0], len = n == 0 ? 0 : clean.count / n
         let a = candidate.scalars, c = clean.scalars

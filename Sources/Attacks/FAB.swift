@@ -13,7 +13,7 @@ import Tensors
 public struct FABConfig: Codable, Sendable, Hashable {
     /// Radius ε: a found adversarial counts only if `‖x̃ − x‖ ≤ ε` (FAB itself is unbounded).
     public var epsilon: Float
-    public var norm: Norm
+    public var norm: PerturbationNorm
     /// Iterations per target, ≥ 1.
     public var iterations: Int
     /// Targets: the 2nd … (targetCount+1)-th largest clean logits, in that order.
@@ -25,7 +25,7 @@ public struct FABConfig: Codable, Sendable, Hashable {
     /// Backward step `x ← x⁰ + β(x − x⁰)` after a success.
     public var beta: Float
 
-    public init(epsilon: Float, norm: Norm = .linf, iterations: Int = 100, targetCount: Int = 9,
+    public init(epsilon: Float, norm: PerturbationNorm = .linf, iterations: Int = 100, targetCount: Int = 9,
                 alphaMax: Float = 0.1, eta: Float = 1.05, beta: Float = 0.9) {
         self.epsilon = epsilon; self.norm = norm; self.iterations = iterations; self.targetCount = targetCount
         self.alphaMax = alphaMax; self.eta = eta; self.beta = beta
@@ -174,7 +174,7 @@ public enum FAB {
     /// When the box makes the plane unreachable, every coordinate moves by its full room (the
     /// point of the box closest to the plane along w). Coordinates with `w_j = 0` stay put.
     /// - Complexity: O(d log d).
-    public static func projectOntoHyperplane(point p: [Float], normal w: [Float], offset b: Double, norm: Norm) -> [Float] {
+    public static func projectOntoHyperplane(point p: [Float], normal w: [Float], offset b: Double, norm: PerturbationNorm) -> [Float] {
         precondition(p.count == w.count, "FAB.projectOntoHyperplane: \(p.count) coordinates, \(w.count) weights")
         var c = b
         for j in 0..<p.count { c -= Double(w[j]) * Double(p[j]) }
@@ -213,7 +213,7 @@ public enum FAB {
     }
 
     /// `‖a − b‖` (L∞ or L2) of two equal-length slices.
-    static func distance(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>, norm: Norm) -> Float {
+    static func distance(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>, norm: PerturbationNorm) -> Float {
         var m = 0.0, s = 0.0
         for (u, v) in zip(a, b) {
             let d = Double(u) - Double(v)
@@ -222,7 +222,7 @@ public enum FAB {
         return Float(norm == .linf ? m : s.squareRoot())
     }
 
-    static func norm(_ d: [Float], _ norm: Norm) -> Float {
+    static func norm(_ d: [Float], _ norm: PerturbationNorm) -> Float {
         distance(d[...], [Float](repeating: 0, count: d.count)[...], norm: norm)
     }
 }

@@ -5,10 +5,6 @@
 
 import Tensors
 
-/// The norm of the threat model: the attacks' short name for Tensors' `PerturbationNorm`, the one
-/// norm enum the bank and the trainer use too (nothing to convert).
-public typealias Norm = PerturbationNorm
-
 /// Where the iterates start.
 public enum RandomStart: Codable, Sendable, Hashable {
     /// `x̃⁰ = x` (FGSM, deterministic PGD).
@@ -39,7 +35,7 @@ public struct PGDConfig: Codable, Sendable, Hashable, CustomStringConvertible {
     public var stepSize: Float
     /// Number of gradient steps, ≥ 0.
     public var steps: Int
-    public var norm: Norm
+    public var norm: PerturbationNorm
     public var randomStart: RandomStart
     /// Independent runs, ≥ 1 (HAT's "PGD+" evaluation uses 5, algorithms.md §5.2).
     public var restarts: Int
@@ -47,7 +43,7 @@ public struct PGDConfig: Codable, Sendable, Hashable, CustomStringConvertible {
     /// One run, as every training attack and PGD-20 evaluation in the references.
     public static let defaultRestarts = 1
 
-    public init(epsilon: Float, stepSize: Float, steps: Int, norm: Norm = .linf, randomStart: RandomStart,
+    public init(epsilon: Float, stepSize: Float, steps: Int, norm: PerturbationNorm = .linf, randomStart: RandomStart,
                 restarts: Int = PGDConfig.defaultRestarts) {
         self.epsilon = epsilon; self.stepSize = stepSize; self.steps = steps
         self.norm = norm; self.randomStart = randomStart; self.restarts = restarts
@@ -83,7 +79,7 @@ public struct PGDConfig: Codable, Sendable, Hashable, CustomStringConvertible {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(epsilon: try c.decode(Float.self, forKey: .epsilon), stepSize: try c.decode(Float.self, forKey: .stepSize),
-                  steps: try c.decode(Int.self, forKey: .steps), norm: try c.decode(Norm.self, forKey: .norm),
+                  steps: try c.decode(Int.self, forKey: .steps), norm: try c.decode(PerturbationNorm.self, forKey: .norm),
                   randomStart: try c.decode(RandomStart.self, forKey: .randomStart),
                   restarts: try c.decodeIfPresent(Int.self, forKey: .restarts) ?? PGDConfig.defaultRestarts)
     }
@@ -124,7 +120,7 @@ extension PGDConfig {
 
     /// PGD-`steps` evaluation (CE loss, uniform start, one run) with step `ε·evaluationStepFraction`
     /// unless `stepSize` is given.
-    public static func evaluation(epsilon: Float, steps: Int, stepSize: Float? = nil, norm: Norm = .linf) -> PGDConfig {
+    public static func evaluation(epsilon: Float, steps: Int, stepSize: Float? = nil, norm: PerturbationNorm = .linf) -> PGDConfig {
         PGDConfig(epsilon: epsilon, stepSize: stepSize ?? epsilon * evaluationStepFraction, steps: steps, norm: norm,
                   randomStart: .uniform)
     }

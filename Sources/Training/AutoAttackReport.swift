@@ -12,7 +12,7 @@ import Tensors
 /// Settings of an AutoAttack evaluation beyond the cascade's own (`AutoAttack.Config`).
 public struct AutoAttackOptions: Sendable {
     public var preset: AutoAttack.Preset
-    public var norm: Norm
+    public var norm: PerturbationNorm
     public var seed: UInt64
     public var batchSize: Int
     /// Continue from / save progress to this state file.
@@ -34,7 +34,7 @@ public struct AutoAttackOptions: Sendable {
     /// Check (3) uses at most this many points by default (APGD-CE, 100 iterations).
     public static let defaultLargeEpsilonSamples = 100
 
-    public init(preset: AutoAttack.Preset = .standard, norm: Norm = .linf, seed: UInt64 = 0,
+    public init(preset: AutoAttack.Preset = .standard, norm: PerturbationNorm = .linf, seed: UInt64 = 0,
                 batchSize: Int = AutoAttack.Config.defaultBatchSize, stateFile: URL? = nil, largeEpsilon: Float? = nil,
                 largeEpsilonSamples: Int = AutoAttackOptions.defaultLargeEpsilonSamples) {
         self.preset = preset; self.norm = norm; self.seed = seed; self.batchSize = batchSize; self.stateFile = stateFile
@@ -43,7 +43,7 @@ public struct AutoAttackOptions: Sendable {
 
     /// A radius whose ball contains the uniform mid-grey image from every image in [0, 1]ᵈ, so no
     /// classifier can be right on every point of it: 0.5 for L∞, `0.5·√d` for L2.
-    public static func defaultLargeEpsilon(norm: Norm, imageShape: [Int]) -> Float {
+    public static func defaultLargeEpsilon(norm: PerturbationNorm, imageShape: [Int]) -> Float {
         norm == .linf ? 0.5 : 0.5 * Float(imageShape.reduce(1, *)).squareRoot()
     }
 }
@@ -176,7 +176,7 @@ public enum AutoAttackEvaluation {
     }
 
     /// PGD-20 (CE, 20 steps of ε/4, uniform start; `PGDConfig.pgd20Eval`) per sample, in batches.
-    static func pgd20<M: Classifier>(_ model: M, _ x: Tensor, _ y: [Int32], epsilon: Float, norm: Norm, seed: UInt64,
+    static func pgd20<M: Classifier>(_ model: M, _ x: Tensor, _ y: [Int32], epsilon: Float, norm: PerturbationNorm, seed: UInt64,
                                      batchSize: Int) -> (attack: (name: String, seconds: Double), correct: [Bool]) {
         let start = SystemStats.now
         let spec = AttackSpec.pgd(.evaluation(epsilon: epsilon, steps: 20, norm: norm))

@@ -307,8 +307,9 @@ public final class Trainer {
     /// Metadata stored in every checkpoint, enough for `memloss eval` to rebuild the model and
     /// find the data without the run directory.
     func checkpointMetadata(epoch: Int) -> [String: String] {
-        ["memloss.model": config.model, "memloss.width": "\(config.width)", "memloss.classes": "\(spec.classes)",
-         "memloss.data": config.data, "memloss.epsilon": config.epsilonText, "memloss.method": config.method.name,
-         "memloss.epoch": "\(epoch)"]
+        typealias Key = CheckpointMetadataKey
+        return [Key.model: config.model, Key.width: "\(config.width)", Key.classes: "\(spec.classes)",
+                Key.data: config.data, Key.epsilon: config.epsilonText, Key.method: config.method.name,
+                Key.epoch: "\(epoch)"]
     }
 }

@@ -110,7 +110,7 @@ struct BenchData: ParsableCommand {
         let augmentation = augment.map { $0 ? AugmentationConfig.cifar : .none } ?? dataSource.standardAugmentation
         let loader = BatchLoader(dataset: dataset, augmentation: augmentation, seed: seed)
         // Measure the streaming peak only: reset VmHWM (Linux ≥ 4.0) after generation and open.
-        let peakReset = ProcessStatus.resetPeak()
+        let peakReset = SystemStats.resetPeakRSS()
 
         var images = 0, batches = 0
         var wait = 0.0, busy = 0.0, blocked = 0.0
@@ -129,7 +129,7 @@ struct BenchData: ParsableCommand {
             blocked += st.producerBlockedSeconds
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        let status = ProcessStatus.read()
+        let status = SystemStats.processStatus()
 
         let report = Report(
             source: "\(dataSource) (\(part.rawValue))", samples: dataset.count, shape: "\(dataset.shape)",
@@ -166,14 +166,4 @@ struct BenchData: ParsableCommand {
               + "page cache (see `free`) may still hold the file: reclaimable, not charged to RSS, and warm here, "
               + "so these figures are page-cache-warm; a cold first epoch is bounded by disk reads instead.")
     }
-}
-
-/// /proc/self/status fields in bytes, and peak-RSS reset (Training.SystemStats, under the names the
-/// benches use).
-enum ProcessStatus {
-    /// "VmHWM", "VmRSS", "RssAnon", "RssFile", … in bytes (empty off Linux).
-    static func read() -> [String: Int] { SystemStats.processStatus() }
-
-    /// Resets VmHWM to the current RSS. Returns success.
-    static func resetPeak() -> Bool { SystemStats.resetPeakRSS() }
 }

@@ -24,7 +24,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square) or fast (APGD-CE, APGD-T).")
     var version: AutoAttack.Preset = .standard
     @Option(help: "AutoAttack threat model: linf or l2.")
-    var norm: Norm = .linf
+    var norm: PerturbationNorm = .linf
     @Option(help: "AutoAttack: resumable state file (continued if it exists and matches this run).")
     var state: String?
     @Option(help: "AutoAttack: write the Markdown report here (default: next to --output, as .md).")
@@ -143,7 +143,7 @@ extension EvalCommand {
 }
 
 extension AutoAttack.Preset: ExpressibleByArgument {}
-extension Norm: ExpressibleByArgument {}
+extension PerturbationNorm: ExpressibleByArgument {}
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

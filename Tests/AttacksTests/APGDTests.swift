@@ -142,7 +142,7 @@ final class APGDTests: XCTestCase {
     func test_apgd_everyLossAndNorm_staysInsideTheBallAndBox_andIsSeeded() {
         let m = AttackFixtures.smallCNN()
         let x = AttackFixtures.images(n: 5, shape: [1, 28, 28], seed: 1), y = AttackFixtures.labels(n: 5, seed: 2)
-        for norm in Norm.allCases {
+        for norm in PerturbationNorm.allCases {
             let e: Float = norm == .linf ? 0.1 : 1
             for loss in [APGDLoss.crossEntropy, .dlr, .targetedDLR] {
                 let c = APGDConfig(epsilon: e, norm: norm, loss: loss, iterations: 8, targetCount: 2)
@@ -163,7 +163,7 @@ final class APGDTests: XCTestCase {
         let m = AttackFixtures.smallCNN()
         var x = Tensor(zeros: [4, 1, 28, 28])
         for i in (2 * 784)..<(4 * 784) { x[flat: i] = 1 }
-        for norm in Norm.allCases {
+        for norm in PerturbationNorm.allCases {
             let e: Float = norm == .linf ? 0.2 : 2
             var rng = SplitMix64(seed: 7)
             let r = APGD.attack(m, images: x, labels: [0, 1, 2, 3],
@@ -174,7 +174,7 @@ final class APGDTests: XCTestCase {
 }
 
 /// Shared by the attack tests: same shape, `[0, 1]`, and within ε (float rounding tolerance).
-func assertInsideBallAndBox(_ adv: Tensor, _ x: Tensor, epsilon: Float, norm: Norm, _ what: String,
+func assertInsideBallAndBox(_ adv: Tensor, _ x: Tensor, epsilon: Float, norm: PerturbationNorm, _ what: String,
                             file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(adv.shape, x.shape, what, file: file, line: line)
     XCTAssert(adv.scalars.allSatisfy { $0 >= 0 && $0 <= 1 }, "\(what) leaves [0, 1]", file: file, line: line)

@@ -46,7 +46,7 @@ final class FABTests: XCTestCase {
             let d = 1 + g.nextInt(below: 12)
             let p = (0..<d).map { _ in g.nextFloat() }, w = (0..<d).map { _ in g.nextNormal() }
             let target = Double(g.nextNormal())
-            for norm in Norm.allCases {
+            for norm in PerturbationNorm.allCases {
                 let delta = FAB.projectOntoHyperplane(point: p, normal: w, offset: target, norm: norm)
                 let moved = zip(p, delta).map { $0 + $1 }
                 XCTAssert(moved.allSatisfy { $0 >= -1e-6 && $0 <= 1 + 1e-6 }, "trial \(trial) \(norm): box")
@@ -79,7 +79,7 @@ final class FABTests: XCTestCase {
     func test_fab_staysInsideTheBallAndBox_isDeterministic_andFooledMeansMisclassified() {
         let m = AttackFixtures.smallCNN()
         let x = AttackFixtures.images(n: 5, shape: [1, 28, 28], seed: 1), y = AttackFixtures.labels(n: 5, seed: 2)
-        for norm in Norm.allCases {
+        for norm in PerturbationNorm.allCases {
             let e: Float = norm == .linf ? 0.3 : 3
             let c = FABConfig(epsilon: e, norm: norm, iterations: 10, targetCount: 3)
             let a = FAB.attack(m, images: x, labels: y, config: c), b = FAB.attack(m, images: x, labels: y, config: c)

@@ -15,7 +15,7 @@ final class PGDTests: XCTestCase {
     /// One attack to run: its name, threat model, and how to run it on a batch.
     struct AttackCase {
         var name: String
-        var norm: Norm
+        var norm: PerturbationNorm
         var epsilon: Float
         var run: (_ rng: inout SplitMix64) -> Tensor
     }
@@ -170,7 +170,7 @@ final class PGDTests: XCTestCase {
         let x = AttackFixtures.images(n: 16, shape: [1, 28, 28], seed: 23)
         let clean = m.logits(x, mode: .inference)
         let y = Predictions.argmax(clean)  // all correct, so the margin is positive everywhere
-        let objectives: [(String, AttackObjective, Norm, Float)] = [
+        let objectives: [(String, AttackObjective, PerturbationNorm, Float)] = [
             ("ce-linf", .crossEntropy, .linf, 0.1), ("ce-l2", .crossEntropy, .l2, 1.5),
             ("kl", .kl(clean: clean), .linf, 0.1), ("margin", .margin, .linf, 0.1),
         ]
