@@ -54,7 +54,7 @@ final class LayeringTests: XCTestCase {
         "Kernels/Quantize.swift", "Kernels/Quantize+Reference.swift",
         "Kernels/Vector.swift",
         // Datasets: the inflater and the pixel loops.
-        "Datasets/MappedFile+Inflate.swift", "Datasets/Dataset+Unsafe.swift", "Datasets/SyntheticData+Unsafe.swift",
+        "Datasets/Inflater.swift", "Datasets/Dataset+Unsafe.swift", "Datasets/SyntheticData+Unsafe.swift",
         // MemoryBank: the record, segment, CRC and LZ4 loops.
         "MemoryBank/Bank+Unsafe.swift", "MemoryBank/BankPrefetcher+Unsafe.swift", "MemoryBank/BankSegment+Unsafe.swift",
         "MemoryBank/CRC32C+Unsafe.swift", "MemoryBank/LZ4+Unsafe.swift", "MemoryBank/RecordCodec+Unsafe.swift",

@@ -1,4 +1,4 @@
-// MappedFile+Inflate.swift: a small zlib/DEFLATE decoder (RFC 1950/1951) in pure Swift, streaming its
+// Inflater.swift: a small zlib/DEFLATE decoder (RFC 1950/1951) in pure Swift, streaming its
 // output to a sink through a 32 KiB window, so a compressed MAT-file element of any size is inflated
 // with bounded RAM. Needed because Foundation on Linux has no zlib API and the package links no zlib.
 // Decoding only; no compressor. Stored, fixed-Huffman and dynamic-Huffman blocks; Adler-32 checked.
