@@ -51,9 +51,7 @@ struct BenchBank: ParsableCommand {
         let report: BankBenchReport
         do { report = try BankBench.run(c) } catch let e as BankBenchError { throw ValidationError(e.description) }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             printText(report)
         }

@@ -141,9 +141,7 @@ struct BenchData: ParsableCommand {
             peakRSSBytes: status["VmHWM"], peakRSSIncludesGeneration: !peakReset, endRSSBytes: status["VmRSS"],
             endRSSAnonBytes: status["RssAnon"], endRSSFileBytes: status["RssFile"])
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
             return
         }
         func mib(_ b: Int?) -> String { b.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "n/a" }

@@ -72,9 +72,7 @@ struct BenchMemory: ParsableCommand {
         let report: MemoryBenchReport
         do { report = try MemoryBench.run(c) } catch let e as MemoryBenchError { throw ValidationError(e.description) }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
             return
         }
         printText(report)

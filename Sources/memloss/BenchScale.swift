@@ -88,9 +88,7 @@ struct BenchScale: ParsableCommand {
         defer { if !keepBank { try? FileManager.default.removeItem(atPath: bankPath) } }
         let report = try ScaleBench.run(c) { line in FileHandle.standardError.write(Data("  … \(line)\n".utf8)) }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             printText(report)
         }

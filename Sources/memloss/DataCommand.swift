@@ -51,9 +51,7 @@ struct DataInfo: ParsableCommand {
         var summaries: [DatasetSummary] = []
         for p in parts { summaries.append(try source.open(p).summary) }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(summaries), as: UTF8.self))
+            try printJSON(summaries)
             return
         }
         print("spec: \(source)")

@@ -2,6 +2,7 @@
 // parses flags into typed configs and calls library code (no defaults or math here).
 
 import ArgumentParser
+import Foundation
 
 @main
 struct Memloss: ParsableCommand {
@@ -18,4 +19,11 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure kernel, model and data-pipeline throughput on this machine.",
         subcommands: [BenchConv.self, BenchData.self, BenchBank.self, BenchMemory.self, BenchScale.self])
+}
+
+/// Prints `value` as pretty, key-sorted JSON on stdout (every `--json` of the commands).
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }

@@ -131,9 +131,7 @@ struct TrainCommand: ParsableCommand {
         try applyFlags(&cfg)
         try cfg.validate()
         if printConfig {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(cfg), as: UTF8.self))
+            try printJSON(cfg)
             FileHandle.standardError.write(Data((cfg.attackSummary + "\n").utf8))
             return
         }
