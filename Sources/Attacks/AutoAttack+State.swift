@@ -110,7 +110,9 @@ struct Fingerprint {
 /// The cascade's progress as stored in the state file.
 struct CascadeState: Codable {
     static let format = "memloss.autoattack-state"
-    static let version = 1
+    /// 2: Square's p schedule runs on the iteration index as is (AutoAttack's); a version-1 state was
+    /// made with the schedule rescaled to 10,000 queries, so resuming it would mix the two.
+    static let version = 2
 
     var format = CascadeState.format
     var version = CascadeState.version

@@ -142,6 +142,13 @@ final class AutoAttackTests: XCTestCase {
         text.replaceSubrange(flags.upperBound..<text.index(flags.upperBound, offsetBy: 2), with: "2")
         try Data(text.utf8).write(to: file)
         expectError(c, images: x, field: "robustFlags")
+        // A state of the previous version (Square's old schedule) is refused, naming the version.
+        _ = try? FileManager.default.removeItem(at: file)
+        _ = try AutoAttack.run(model: m, images: x, labels: y, config: c, stateFile: file) { _ in false }
+        let current = try String(contentsOf: file, encoding: .utf8)
+        XCTAssertTrue(current.contains(#""version":2"#), current)
+        try Data(current.replacingOccurrences(of: #""version":2"#, with: #""version":1"#).utf8).write(to: file)
+        expectError(c, images: x, field: "version")
     }
 
     func test_invalidConfiguration_isAnErrorNamingTheField() {

@@ -196,7 +196,7 @@ final class CodecTests: XCTestCase {
         let directEncoder = RecordEncoder(config: levels)
         directEncoder.forcedLevelsLayout = 2
         var dw = ByteWriter()
-        directEncoder.appendRecord(id: 3, delta: [0.01, -0.02, 0.03, 0], view: .identity, metadata: .zero, to: &dw)
+        _ = directEncoder.appendRecord(id: 3, delta: [0.01, -0.02, 0.03, 0], view: .identity, metadata: .zero, to: &dw)
         assertCorrupt(levels, tamper(dw.bytes) { $0[48] = 1 }, "direct layout")
         assertCorrupt(levels, tamper(dw.bytes) { $0[52] = 0x80 }, "−128")
         assertCorrupt(levels, tamper(lrec) { $0.swapAt(52, 53) }, "ascending")
