@@ -41,11 +41,16 @@ final class ScaleBenchTests: XCTestCase {
     /// with N is ≈ 40 B/sample (epoch order 8 + its permutation 8, segment index 8 + its sealed copy 8,
     /// labels 4, appended bitmap) ≈ 0.7 MB for the 18,000 extra samples, plus allocator noise.
     static let anonGrowthBound = 8 << 20
-    /// Peak RSS (VmHWM, anonymous + file-backed): 32 MiB. File-backed RSS is mapped page cache, bounded
-    /// by the residency budgets (4 MiB each here) plus their check granularity: a random read can map
-    /// a whole large folio (≈ 1 MB measured), and the loader checks every 16 samples, so up to ≈ 16 MB
-    /// past a budget, which at test size is most of the 15.7 MB dataset file (at N = 10⁶ it is 3 GB).
-    static let rssGrowthBound = 32 << 20
+    /// Peak RSS (VmHWM, anonymous + file-backed): 48 MiB, below the 56 MB that one per-sample float32
+    /// image array would add. File-backed RSS is mapped page cache, bounded by the residency budgets
+    /// (4 MiB each here) plus their check granularity: a random read can map a whole large folio
+    /// (≈ 1 MB measured), and the loader checks every 16 samples, so up to ≈ 16 MB past a budget, which
+    /// at test size is most of the 15.7 MB dataset file (at N = 10⁶ it is 3 GB); the bank's segments
+    /// (≈ 10 MB per generation here) have their own budget and the same overshoot. So ≈ 40 MiB of
+    /// file-backed growth is legitimate at this size; a bound of 32 MiB failed once at 33.9 MiB on a
+    /// fresh clone (VmHWM catches transients between the samples). The heap, which is what must not
+    /// grow with N, has its own tight bound above.
+    static let rssGrowthBound = 48 << 20
 
     func test_peakRSS_growsLessThanBound_from2kTo20kSamples_andCountersAddUp() throws {
         guard SystemStats.resetPeakRSS() else { throw XCTSkip("VmHWM cannot be reset here (needs Linux /proc/self/clear_refs)") }
