@@ -71,20 +71,28 @@ extension Conv2D {
     ///   - weight: `[K, C, R, S]`.
     ///   - epilogue: per-channel affine, residual and activation applied before the store.
     ///   - g: the geometry; must be `isValid`.
+    ///   - algorithm: the path; nil chooses with `algorithm(for:_:)` (Conv2D+Dispatch.swift).
     public static func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
-                               weight: UnsafePointer<Float>, epilogue: Epilogue, geometry g: ConvGeometry) {
-        if epilogue.isBiasOnly {
-            forward(output: output, input: input, weight: weight, bias: epilogue.shift, geometry: g)
-            return
-        }
-        // GEMM path: the product first, then one pass per image that applies the epilogue.
-        forward(output: output, input: input, weight: weight, bias: nil, geometry: g)
-        let pq = g.p * g.q, kpq = g.k * pq
-        Parallel.forEachChunk(count: g.n) { range, _ in
-            for image in range {
-                for k in 0..<g.k {
-                    let offset = image * kpq + k * pq
-                    epilogue.apply(output + offset, channel: k, count: pq, residual: epilogue.residual.map { $0 + offset })
+                               weight: UnsafePointer<Float>, epilogue: Epilogue, geometry g: ConvGeometry,
+                               algorithm: ConvAlgorithm? = nil) {
+        precondition(g.isValid, "Conv2D.forward: invalid geometry \(g)")
+        switch algorithm ?? Self.algorithm(for: .forward, g) {
+        case .direct:
+            directForward(output: output, input: input, weight: weight, epilogue: epilogue, geometry: g)
+        case .gemm:
+            if epilogue.isBiasOnly {
+                gemmForward(output: output, input: input, weight: weight, bias: epilogue.shift, geometry: g)
+                return
+            }
+            // The product first, then one pass per image that applies the epilogue.
+            gemmForward(output: output, input: input, weight: weight, bias: nil, geometry: g)
+            let pq = g.p * g.q, kpq = g.k * pq
+            Parallel.forEachChunk(count: g.n) { range, _ in
+                for image in range {
+                    for k in 0..<g.k {
+                        let offset = image * kpq + k * pq
+                        epilogue.apply(output + offset, channel: k, count: pq, residual: epilogue.residual.map { $0 + offset })
+                    }
                 }
             }
         }

@@ -1,7 +1,8 @@
-// Conv2D.swift: 2-D convolution on NCHW float32 tensors — forward, backward to the input and
-// backward to the weights — as im2col / col2im packing (SIMD Swift) around single-threaded BLAS.gemm
-// calls, parallel over contiguous batch chunks (one per worker, Parallel.swift).
-// Not here: the naive twins (Conv2D+Reference.swift), dilation, groups or layer state.
+// Conv2D.swift: the geometry of a 2-D convolution on NCHW float32 tensors, and its GEMM path — forward,
+// backward to the input and backward to the weights as im2col / col2im packing (SIMD Swift) around
+// single-threaded BLAS.gemm calls, parallel over contiguous batch chunks (one per worker, Parallel.swift).
+// Not here: the public entry points and the choice of path (Conv2D+Dispatch.swift), the direct SIMD
+// kernels (Conv2D+Direct.swift), the naive twins (Conv2D+Reference.swift), dilation, groups, layer state.
 
 import Foundation
 
@@ -74,7 +75,7 @@ public enum Conv2D {
     /// `Q` outputs may spill up to one vector minus one float past its end (see `im2col`).
     static let columnRowSlack = FloatVector.scalarCount
 
-    /// Convolution forward pass.
+    /// The im2col + BLAS forward pass (the public entry point is in Conv2D+Dispatch.swift).
     ///
     /// ```
     /// output[n, k, p, q] = bias[k] + Σ_{c, r, s} weight[k, c, r, s] · input[n, c, p·strideH − padH + r, q·strideW − padW + s]
@@ -89,9 +90,9 @@ public enum Conv2D {
     ///   - g: the geometry; must be `isValid`.
     /// - Complexity: `forwardMACs` multiply-adds, plus im2col traffic of `C·R·S·P·Q` floats per image
     ///   (skipped for a 1×1, stride-1, unpadded conv whose images fill a GEMM on their own).
-    public static func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
-                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               geometry g: ConvGeometry) {
+    static func gemmForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                            weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                            geometry g: ConvGeometry) {
         precondition(g.isValid, "Conv2D.forward: invalid geometry \(g)")
         if g.n == 0 { return }
         let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
@@ -145,7 +146,7 @@ public enum Conv2D {
         }
     }
 
-    /// Convolution backward pass to the input (a transposed convolution of `dOutput`).
+    /// The col2im + BLAS backward pass to the input (a transposed convolution of `dOutput`).
     ///
     /// ```
     /// dInput[n, c, h, w] = Σ_{k, p, q, r, s : p·strideH − padH + r = h, q·strideW − padW + s = w}
@@ -159,8 +160,8 @@ public enum Conv2D {
     ///   - weight: `[K, C, R, S]`.
     ///   - g: the geometry; must be `isValid`.
     /// - Complexity: `forwardMACs` multiply-adds plus col2im traffic.
-    public static func backwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
-                                     weight: UnsafePointer<Float>, geometry g: ConvGeometry) {
+    static func gemmBackwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+                                  weight: UnsafePointer<Float>, geometry g: ConvGeometry) {
         precondition(g.isValid, "Conv2D.backwardInput: invalid geometry \(g)")
         if g.n == 0 { return }
         let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
@@ -210,7 +211,7 @@ public enum Conv2D {
         }
     }
 
-    /// Convolution backward pass to the weights and bias, **accumulated** into `dWeight` / `dBias`.
+    /// The im2col + BLAS backward pass to the weights and bias, **accumulated** into `dWeight` / `dBias`.
     ///
     /// ```
     /// dWeight[k, c, r, s] += Σ_{n, p, q} dOutput[n, k, p, q] · input[n, c, p·strideH − padH + r, q·strideW − padW + s]
@@ -227,9 +228,9 @@ public enum Conv2D {
     ///   - input: `[N, C, H, W]`, the forward input.
     ///   - g: the geometry; must be `isValid`.
     /// - Complexity: `forwardMACs` multiply-adds plus im2col traffic and a `workers·K·C·R·S` reduction.
-    public static func backwardWeight(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
-                                      dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
-                                      geometry g: ConvGeometry) {
+    static func gemmBackwardWeight(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+                                   dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
+                                   geometry g: ConvGeometry) {
         precondition(g.isValid, "Conv2D.backwardWeight: invalid geometry \(g)")
         if g.n == 0 { return }
         let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
@@ -320,12 +321,12 @@ extension Conv2D {
 
     /// Scratch memory for one worker, from the process-wide cache (see `ScratchCache`).
     @inline(__always)
-    private static func allocateScratch(_ count: Int) -> UnsafeMutablePointer<Float> {
+    static func allocateScratch(_ count: Int) -> UnsafeMutablePointer<Float> {
         ScratchCache.shared.take(count)
     }
 
     @inline(__always)
-    private static func releaseScratch(_ buffer: UnsafeMutablePointer<Float>?) {
+    static func releaseScratch(_ buffer: UnsafeMutablePointer<Float>?) {
         if let buffer { ScratchCache.shared.give(buffer) }
     }
 

@@ -25,6 +25,13 @@ struct BenchConv: ParsableCommand {
             help: "Seconds of timed repetitions per kernel and shape; the best repetition counts (default \(ConvBenchConfig.standard.minTime)).")
     var minTime: Double?
 
+    @Option(name: .customLong("model"), parsing: .singleValue,
+            help: "Only the shapes of this model (resnet18, resnet18×0.25, smallcnn); repeatable. Default: all.")
+    var models: [String] = []
+
+    @Flag(name: .customLong("skip-whole-model"), help: "Skip the whole-model section.")
+    var skipWholeModel = false
+
     @Flag(help: "Smoke test: batch \(ConvBenchConfig.quick.batch), min-time \(ConvBenchConfig.quick.minTime) unless given.")
     var quick = false
 
@@ -49,7 +56,11 @@ struct BenchConv: ParsableCommand {
         ConvBench.warmUp()
         // Section 1: per-shape kernels. Rows are printed as soon as they are measured.
         if !json { print(ConvBenchRow.tableHeader) }
-        for shape in ConvBench.shapes(batch: config.batch) {
+        let known = Set(ConvBench.shapes(batch: 1).map(\.model))
+        for name in models where !known.contains(name) {
+            throw ValidationError("--model \(name): expected one of \(known.sorted().joined(separator: ", "))")
+        }
+        for shape in ConvBench.shapes(batch: config.batch) where models.isEmpty || models.contains(shape.model) {
             let row = ConvBench.measure(shape, minTime: config.minTime)
             report.kernels.append(row)
             if !json { print(row.tableLine); fflush(stdout) }
@@ -70,7 +81,7 @@ struct BenchConv: ParsableCommand {
             print("model              s/step    img/s   GF/s (3×fwd MACs)   fwd-only img/s")
         }
         let steps = quick ? 1 : 3
-        for spec in [ModelSpec(.resNet18), ModelSpec(.smallCNN)] {
+        for spec in [ModelSpec(.resNet18), ModelSpec(.smallCNN)] where !skipWholeModel {
             let r = benchWholeModel(spec, batch: config.batch, steps: steps)
             report.wholeModel.append(r)
             if !json {
@@ -141,11 +152,24 @@ struct ConvBenchRow: Codable {
     var backwardWeightGFLOPS: Double
     var sgemmGFLOPS: Double
     var forwardPercentOfSgemm: Double
+    /// The direct SIMD kernel (Conv2D+Direct.swift) on the same shape; backward-input is nil where the
+    /// direct kernel does not apply (stride 2). The fields above are the im2col + sgemm path.
+    var directForwardSeconds: Double
+    var directBackwardInputSeconds: Double?
+    var directForwardGFLOPS: Double
+    var directBackwardInputGFLOPS: Double?
+    var directBackwardWeightSeconds: Double
+    var directBackwardWeightGFLOPS: Double
+    /// What `Conv2D.algorithm(for:_:)` runs for this shape (the committed table or the rule).
+    var dispatchedForward: ConvAlgorithm
+    var dispatchedBackwardInput: ConvAlgorithm
+    var dispatchedBackwardWeight: ConvAlgorithm
 
     static var tableHeader: String {
         let head = pad("model", 9) + pad("layer", 20) + pad("shape", 40) + lpad("GMAC", 7)
         return head + lpad("fwd", 8) + lpad("bwd-in", 8) + lpad("bwd-w", 8) + lpad("sgemm", 8) + lpad("fwd/sgemm", 11)
-            + "\n" + String(repeating: "-", count: 119)
+            + lpad("d-fwd", 8) + lpad("d-bwd-in", 9) + lpad("d-bwd-w", 8) + lpad("use fwd/in/w", 22)
+            + "\n" + String(repeating: "-", count: 166)
     }
 
     var tableLine: String {
@@ -153,7 +177,12 @@ struct ConvBenchRow: Codable {
         let head = Self.pad(model, 9) + Self.pad(layer, 20) + Self.pad(geometry, 40) + Self.lpad(Self.fixed(gmac, 2), 7)
         let rates = Self.lpad(Self.fixed(forwardGFLOPS, 1), 8) + Self.lpad(Self.fixed(backwardInputGFLOPS, 1), 8)
             + Self.lpad(Self.fixed(backwardWeightGFLOPS, 1), 8) + Self.lpad(Self.fixed(sgemmGFLOPS, 1), 8)
-        return head + rates + Self.lpad(Self.fixed(forwardPercentOfSgemm, 0) + "%", 11)
+        let direct = Self.lpad(Self.fixed(directForwardGFLOPS, 1), 8)
+            + Self.lpad(directBackwardInputGFLOPS.map { Self.fixed($0, 1) } ?? "-", 9)
+            + Self.lpad(Self.fixed(directBackwardWeightGFLOPS, 1), 8)
+        let use = Self.lpad([dispatchedForward, dispatchedBackwardInput, dispatchedBackwardWeight]
+            .map(\.rawValue).joined(separator: "/"), 22)
+        return head + rates + Self.lpad(Self.fixed(forwardPercentOfSgemm, 0) + "%", 11) + direct + use
     }
 
     static func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
@@ -230,6 +259,38 @@ enum ConvBench {
 
     /// The distinct conv shapes of ResNet-18 (CIFAR variant, 32×32 input) and SmallCNN (28×28 input).
     static func shapes(batch n: Int) -> [Shape] {
+        resNet18Shapes(batch: n, width: 1) + resNet18Shapes(batch: n, width: 0.25) + smallCNNShapes(batch: n)
+    }
+
+    /// The distinct conv shapes of ResNet-18 (CIFAR variant, 32×32 input) at a channel width factor.
+    static func resNet18Shapes(batch n: Int, width: Double) -> [Shape] {
+        let model = width == 1 ? "resnet18" : "resnet18×\(width)"
+        let (c1, c2, c3, c4) = (scaled(64, width), scaled(128, width), scaled(256, width), scaled(512, width))
+        func conv(_ layer: String, c: Int, hw: Int, k: Int, kernel: Int, stride: Int, padding: Int, uses: Int = 1) -> Shape {
+            Shape(model: model, layer: layer,
+                  geometry: ConvGeometry(n: n, c: c, h: hw, w: hw, k: k, kernel: kernel, stride: stride, padding: padding),
+                  uses: uses)
+        }
+        return [
+            conv("conv1 (stem)", c: 3, hw: 32, k: c1, kernel: 3, stride: 1, padding: 1),
+            conv("layer1 3×3", c: c1, hw: 32, k: c1, kernel: 3, stride: 1, padding: 1, uses: 4),
+            conv("layer2.0.conv1 s2", c: c1, hw: 32, k: c2, kernel: 3, stride: 2, padding: 1),
+            conv("layer2 3×3", c: c2, hw: 16, k: c2, kernel: 3, stride: 1, padding: 1, uses: 3),
+            conv("layer3.0.conv1 s2", c: c2, hw: 16, k: c3, kernel: 3, stride: 2, padding: 1),
+            conv("layer3 3×3", c: c3, hw: 8, k: c3, kernel: 3, stride: 1, padding: 1, uses: 3),
+            conv("layer4.0.conv1 s2", c: c3, hw: 8, k: c4, kernel: 3, stride: 2, padding: 1),
+            conv("layer4 3×3", c: c4, hw: 4, k: c4, kernel: 3, stride: 1, padding: 1, uses: 3),
+            conv("layer2.0 shortcut", c: c1, hw: 32, k: c2, kernel: 1, stride: 2, padding: 0),
+            conv("layer3.0 shortcut", c: c2, hw: 16, k: c3, kernel: 1, stride: 2, padding: 0),
+            conv("layer4.0 shortcut", c: c3, hw: 8, k: c4, kernel: 1, stride: 2, padding: 0),
+        ]
+    }
+
+    /// Channels of a layer at a width factor, as the models scale them (at least 1).
+    static func scaled(_ channels: Int, _ width: Double) -> Int { max(1, Int((Double(channels) * width).rounded())) }
+
+    /// The conv shapes of SmallCNN (28×28 input, width 1).
+    static func smallCNNShapes(batch n: Int) -> [Shape] {
         func conv(_ model: String, _ layer: String, c: Int, hw: Int, k: Int, kernel: Int, stride: Int, padding: Int,
                   uses: Int = 1) -> Shape {
             Shape(model: model, layer: layer,
@@ -237,17 +298,6 @@ enum ConvBench {
                   uses: uses)
         }
         return [
-            conv("resnet18", "conv1 (stem)", c: 3, hw: 32, k: 64, kernel: 3, stride: 1, padding: 1),
-            conv("resnet18", "layer1 3×3", c: 64, hw: 32, k: 64, kernel: 3, stride: 1, padding: 1, uses: 4),
-            conv("resnet18", "layer2.0.conv1 s2", c: 64, hw: 32, k: 128, kernel: 3, stride: 2, padding: 1),
-            conv("resnet18", "layer2 3×3", c: 128, hw: 16, k: 128, kernel: 3, stride: 1, padding: 1, uses: 3),
-            conv("resnet18", "layer3.0.conv1 s2", c: 128, hw: 16, k: 256, kernel: 3, stride: 2, padding: 1),
-            conv("resnet18", "layer3 3×3", c: 256, hw: 8, k: 256, kernel: 3, stride: 1, padding: 1, uses: 3),
-            conv("resnet18", "layer4.0.conv1 s2", c: 256, hw: 8, k: 512, kernel: 3, stride: 2, padding: 1),
-            conv("resnet18", "layer4 3×3", c: 512, hw: 4, k: 512, kernel: 3, stride: 1, padding: 1, uses: 3),
-            conv("resnet18", "layer2.0 shortcut", c: 64, hw: 32, k: 128, kernel: 1, stride: 2, padding: 0),
-            conv("resnet18", "layer3.0 shortcut", c: 128, hw: 16, k: 256, kernel: 1, stride: 2, padding: 0),
-            conv("resnet18", "layer4.0 shortcut", c: 256, hw: 8, k: 512, kernel: 1, stride: 2, padding: 0),
             conv("smallcnn", "conv1", c: 1, hw: 28, k: 32, kernel: 3, stride: 1, padding: 0),
             conv("smallcnn", "conv2", c: 32, hw: 26, k: 32, kernel: 3, stride: 1, padding: 0),
             conv("smallcnn", "conv3", c: 32, hw: 12, k: 64, kernel: 3, stride: 1, padding: 0),
@@ -278,11 +328,19 @@ enum ConvBench {
         let g = shape.geometry
         let flop = 2 * Double(g.forwardMACs)
         // Conv buffers are freed before the GEMM's (layer1's B alone is 300 MB at batch 128).
-        let (forward, backwardInput, backwardWeight): (Double, Double, Double) = {
+        let (forward, backwardInput, backwardWeight, directForward, directBackwardInput):
+            (Double, Double, Double, Double, Double?) = {
             var buffers = Buffers(g)
-            return (bestSeconds(minTime: minTime) { buffers.forward() },
-                    bestSeconds(minTime: minTime) { buffers.backwardInput() },
-                    bestSeconds(minTime: minTime) { buffers.backwardWeight() })
+            return (bestSeconds(minTime: minTime) { buffers.forward(.gemm) },
+                    bestSeconds(minTime: minTime) { buffers.backwardInput(.gemm) },
+                    bestSeconds(minTime: minTime) { buffers.backwardWeight(.gemm) },
+                    bestSeconds(minTime: minTime) { buffers.forward(.direct) },
+                    Conv2D.supports(.direct, .backwardInput, g)
+                        ? bestSeconds(minTime: minTime) { buffers.backwardInput(.direct) } : nil)
+        }()
+        let directBackwardWeight: Double = {
+            var buffers = Buffers(g)
+            return bestSeconds(minTime: minTime) { buffers.backwardWeight(.direct) }
         }()
         let m = g.k, n = g.n * g.p * g.q, k = g.c * g.r * g.s
         var gemm = GemmBuffers(m: m, n: n, k: k)
@@ -296,7 +354,13 @@ enum ConvBench {
             backwardWeightSeconds: backwardWeight, sgemmSeconds: sgemm,
             forwardGFLOPS: rate(forward), backwardInputGFLOPS: rate(backwardInput),
             backwardWeightGFLOPS: rate(backwardWeight), sgemmGFLOPS: rate(sgemm),
-            forwardPercentOfSgemm: 100 * sgemm / forward)
+            forwardPercentOfSgemm: 100 * sgemm / forward,
+            directForwardSeconds: directForward, directBackwardInputSeconds: directBackwardInput,
+            directForwardGFLOPS: rate(directForward), directBackwardInputGFLOPS: directBackwardInput.map(rate),
+            directBackwardWeightSeconds: directBackwardWeight, directBackwardWeightGFLOPS: rate(directBackwardWeight),
+            dispatchedForward: Conv2D.algorithm(for: .forward, g),
+            dispatchedBackwardInput: Conv2D.algorithm(for: .backwardInput, g),
+            dispatchedBackwardWeight: Conv2D.algorithm(for: .backwardWeight, g))
     }
 
     /// Best wall time of `body` in seconds: one untimed call, then timed calls until their total
@@ -333,16 +397,44 @@ enum ConvBench {
             dBias = Tensor(zeros: [g.k])
         }
 
-        mutating func forward() {
-            Conv2D.forward(input, weight: weight, bias: bias, geometry: g, into: &output)
+        /// The forward pass (with bias) on `algorithm`, or on the dispatched one when nil.
+        mutating func forward(_ algorithm: ConvAlgorithm? = nil) {
+            let g = g
+            output.withUnsafeMutablePointer { out in
+                input.withUnsafePointer { x in
+                    weight.withUnsafePointer { w in
+                        bias.withUnsafePointer { b in
+                            Conv2D.forward(output: out, input: x, weight: w, bias: b, geometry: g, algorithm: algorithm)
+                        }
+                    }
+                }
+            }
         }
 
-        mutating func backwardInput() {
-            Conv2D.backwardInput(dOutput, weight: weight, geometry: g, into: &dInput)
+        /// The backward-input pass on `algorithm`, or on the dispatched one when nil.
+        mutating func backwardInput(_ algorithm: ConvAlgorithm? = nil) {
+            let g = g
+            dInput.withUnsafeMutablePointer { dx in
+                dOutput.withUnsafePointer { dy in
+                    weight.withUnsafePointer { w in
+                        Conv2D.backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g, algorithm: algorithm)
+                    }
+                }
+            }
         }
 
-        mutating func backwardWeight() {
-            Conv2D.backwardWeight(dOutput, input: input, geometry: g, dWeight: &dWeight, dBias: &dBias)
+        /// The backward-weight pass (with bias) on `algorithm`, or on the dispatched one when nil.
+        mutating func backwardWeight(_ algorithm: ConvAlgorithm? = nil) {
+            let g = g
+            dWeight.withUnsafeMutablePointer { dw in
+                dBias.withUnsafeMutablePointer { db in
+                    dOutput.withUnsafePointer { dy in
+                        input.withUnsafePointer { x in
+                            Conv2D.backwardWeight(dWeight: dw, dBias: db, dOutput: dy, input: x, geometry: g, algorithm: algorithm)
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -1,0 +1,150 @@
+// Conv2D+Dispatch.swift: the public pointer entry points of the convolution forward and backward-input
+// passes, and the choice, per shape and pass, between the direct SIMD kernel (Conv2D+Direct.swift) and
+// the im2col + BLAS path (Conv2D.swift). The choice comes from a committed table of measured shapes
+// (`measuredChoices`, from `memloss bench conv`, see docs/performance.md) and a rule for other shapes;
+// MEMLOSS_CONV=gemm|direct forces one path where it applies (benchmarks, A/B runs).
+
+import Foundation
+
+/// How a convolution pass is computed.
+public enum ConvAlgorithm: String, Sendable, CaseIterable, Codable {
+    /// im2col / col2im around single-threaded OpenBLAS sgemm (Conv2D.swift): the reference twin.
+    case gemm
+    /// The register-blocked Swift SIMD direct kernel (Conv2D+Direct.swift).
+    case direct
+}
+
+/// One of the three passes of a convolution.
+public enum ConvPass: String, Sendable, CaseIterable, Codable {
+    case forward, backwardInput, backwardWeight
+}
+
+extension Conv2D {
+    /// `MEMLOSS_CONV` when set to a valid algorithm name: forces it wherever it is supported.
+    public static let forcedAlgorithm: ConvAlgorithm? =
+        ProcessInfo.processInfo.environment["MEMLOSS_CONV"].flatMap { ConvAlgorithm(rawValue: $0.lowercased()) }
+
+    /// Whether `algorithm` can compute `pass` for `g`. The GEMM path computes everything; the direct
+    /// kernel computes every forward and backward-weight, and the backward-input of stride-1
+    /// convolutions whose padding is smaller than the kernel.
+    public static func supports(_ algorithm: ConvAlgorithm, _ pass: ConvPass, _ g: ConvGeometry) -> Bool {
+        switch (algorithm, pass) {
+        case (.gemm, _): return true
+        case (.direct, .forward): return true
+        case (.direct, .backwardInput): return g.strideH == 1 && g.strideW == 1 && g.padH < g.r && g.padW < g.s
+        case (.direct, .backwardWeight): return true
+        }
+    }
+
+    /// A conv shape without the batch size (the choice does not depend on N).
+    public struct ShapeKey: Hashable, Sendable {
+        public var c, h, w, k, kernel, stride, padding: Int
+        public init(c: Int, h: Int, w: Int, k: Int, kernel: Int, stride: Int, padding: Int) {
+            self.c = c; self.h = h; self.w = w; self.k = k; self.kernel = kernel; self.stride = stride; self.padding = padding
+        }
+        init?(_ g: ConvGeometry) {
+            guard g.r == g.s, g.strideH == g.strideW, g.padH == g.padW else { return nil }
+            self.init(c: g.c, h: g.h, w: g.w, k: g.k, kernel: g.r, stride: g.strideH, padding: g.padH)
+        }
+    }
+
+    /// The path that runs `pass` for `g`: the forced one if set and supported, else the measured table's
+    /// entry, else the rule (`ruleChoice`).
+    public static func algorithm(for pass: ConvPass, _ g: ConvGeometry) -> ConvAlgorithm {
+        if let forced = forcedAlgorithm, supports(forced, pass, g) { return forced }
+        if let key = ShapeKey(g), let choice = measuredChoices[key]?[pass], supports(choice, pass, g) { return choice }
+        let rule = ruleChoice(pass, g)
+        return supports(rule, pass, g) ? rule : .gemm
+    }
+
+    /// For shapes the table does not list: the direct kernel when a 16-channel tile is at least half
+    /// used and (forward, backward-input) the reduction is long enough to hide its transposing store
+    /// (C·R·S ≥ 64).
+    static func ruleChoice(_ pass: ConvPass, _ g: ConvGeometry) -> ConvAlgorithm {
+        switch pass {
+        case .forward: return g.k >= 8 && g.c * g.r * g.s >= 64 ? .direct : .gemm
+        case .backwardInput: return g.c >= 8 && g.k * g.r * g.s >= 64 ? .direct : .gemm
+        case .backwardWeight: return g.k >= 8 ? .direct : .gemm
+        }
+    }
+
+    /// Measured choices per shape (`memloss bench conv --compare`, batch 128, 2 workers; see
+    /// docs/performance.md for the figures behind each entry). Empty until measured.
+    static let measuredChoices: [ShapeKey: [ConvPass: ConvAlgorithm]] = [:]
+}
+
+// MARK: - Entry points
+
+extension Conv2D {
+    /// Convolution forward pass.
+    ///
+    /// ```
+    /// output[n, k, p, q] = bias[k] + Σ_{c, r, s} weight[k, c, r, s] · input[n, c, p·strideH − padH + r, q·strideW − padW + s]
+    /// ```
+    /// where input pixels outside `[0, H) × [0, W)` are zero.
+    ///
+    /// - Parameters:
+    ///   - output: `[N, K, P, Q]`, overwritten.
+    ///   - input: `[N, C, H, W]`.
+    ///   - weight: `[K, C, R, S]`.
+    ///   - bias: `[K]`, or `nil` for no bias.
+    ///   - g: the geometry; must be `isValid`.
+    ///   - algorithm: the path; nil chooses with `algorithm(for:_:)`.
+    public static func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               geometry g: ConvGeometry, algorithm: ConvAlgorithm? = nil) {
+        forward(output: output, input: input, weight: weight, epilogue: Epilogue(shift: bias), geometry: g,
+                algorithm: algorithm)
+    }
+
+    /// Convolution backward pass to the input (a transposed convolution of `dOutput`).
+    ///
+    /// ```
+    /// dInput[n, c, h, w] = Σ_{k, p, q, r, s : p·strideH − padH + r = h, q·strideW − padW + s = w}
+    ///                        weight[k, c, r, s] · dOutput[n, k, p, q]
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - dInput: `[N, C, H, W]`, overwritten (input gradients are not accumulated).
+    ///   - dOutput: `[N, K, P, Q]`.
+    ///   - weight: `[K, C, R, S]`.
+    ///   - g: the geometry; must be `isValid`.
+    ///   - algorithm: the path; nil chooses with `algorithm(for:_:)`; `.direct` needs stride 1.
+    public static func backwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+                                     weight: UnsafePointer<Float>, geometry g: ConvGeometry,
+                                     algorithm: ConvAlgorithm? = nil) {
+        precondition(g.isValid, "Conv2D.backwardInput: invalid geometry \(g)")
+        let algorithm = algorithm ?? Self.algorithm(for: .backwardInput, g)
+        precondition(supports(algorithm, .backwardInput, g), "Conv2D.backwardInput: \(algorithm) does not support \(g)")
+        switch algorithm {
+        case .direct: directBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g)
+        case .gemm: gemmBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g)
+        }
+    }
+
+    /// Convolution backward pass to the weights and bias, **accumulated** into `dWeight` / `dBias`.
+    ///
+    /// ```
+    /// dWeight[k, c, r, s] += Σ_{n, p, q} dOutput[n, k, p, q] · input[n, c, p·strideH − padH + r, q·strideW − padW + s]
+    /// dBias[k]            += Σ_{n, p, q} dOutput[n, k, p, q]
+    /// ```
+    /// Each worker reduces its images into a private partial; the partials are added in worker order,
+    /// so the result is deterministic for a fixed worker count.
+    ///
+    /// - Parameters:
+    ///   - dWeight: `[K, C, R, S]`, accumulated into (`+=`): parameter gradients accumulate across passes.
+    ///   - dBias: `[K]`, accumulated into, or `nil` to skip the bias gradient.
+    ///   - dOutput: `[N, K, P, Q]`.
+    ///   - input: `[N, C, H, W]`, the forward input.
+    ///   - g: the geometry; must be `isValid`.
+    ///   - algorithm: the path; nil chooses with `algorithm(for:_:)`.
+    public static func backwardWeight(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+                                      dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
+                                      geometry g: ConvGeometry, algorithm: ConvAlgorithm? = nil) {
+        precondition(g.isValid, "Conv2D.backwardWeight: invalid geometry \(g)")
+        switch algorithm ?? Self.algorithm(for: .backwardWeight, g) {
+        case .direct: directBackwardWeight(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g)
+        case .gemm: gemmBackwardWeight(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g)
+        }
+    }
+}
