@@ -73,6 +73,7 @@ extension Conv2D {
     ///   - g: the geometry; must be `isValid`.
     public static func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, epilogue: Epilogue, geometry g: ConvGeometry) {
+        let profile = KernelProfile.begin(.convForward, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         if epilogue.isBiasOnly {
             forward(output: output, input: input, weight: weight, bias: epilogue.shift, geometry: g)
             return

@@ -92,6 +92,7 @@ public enum Conv2D {
     public static func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                geometry g: ConvGeometry) {
+        let profile = KernelProfile.begin(.convForward, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.forward: invalid geometry \(g)")
         if g.n == 0 { return }
         let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
@@ -161,6 +162,7 @@ public enum Conv2D {
     /// - Complexity: `forwardMACs` multiply-adds plus col2im traffic.
     public static func backwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                      weight: UnsafePointer<Float>, geometry g: ConvGeometry) {
+        let profile = KernelProfile.begin(.convBackwardInput, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.backwardInput: invalid geometry \(g)")
         if g.n == 0 { return }
         let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
@@ -230,6 +232,7 @@ public enum Conv2D {
     public static func backwardWeight(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
                                       dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
                                       geometry g: ConvGeometry) {
+        let profile = KernelProfile.begin(.convBackwardWeight, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.backwardWeight: invalid geometry \(g)")
         if g.n == 0 { return }
         let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
