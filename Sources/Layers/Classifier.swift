@@ -42,6 +42,9 @@ public final class AnyClassifier: Classifier {
     private let backwardImpl: (Tensor, Any, GradientTargets) -> Tensor?
     private let stateImpl: (String) -> [StateEntry]
     public let stochasticLayers: [DropoutLayer]
+    /// When set, every forward and backward pass is timed into it (`ModelPass.forward(mode)`,
+    /// `ModelPass.backward(targets)`); nil (the default) costs one check per pass. Results are the same.
+    public var profiler: PassProfiler?
 
     public init<M: Classifier>(_ model: M) {
         base = model
@@ -57,12 +60,14 @@ public final class AnyClassifier: Classifier {
     }
 
     public func forward(_ input: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
+        let pass = beginPass(.forward(mode)); defer { endPass(pass) }
         let (y, c) = forwardImpl(input, mode)
         return (y, Cache(box: c))
     }
 
     public func backward(_ dLogits: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
-        backwardImpl(dLogits, cache.box, targets)
+        let pass = beginPass(.backward(targets)); defer { endPass(pass) }
+        return backwardImpl(dLogits, cache.box, targets)
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] { stateImpl(prefix) }
