@@ -1,6 +1,7 @@
 // Classifier.swift: the small protocol attacks and training methods see a model through (logits
 // in a given mode; input and/or parameter gradients for a logit gradient), and a type-erased box
-// for models chosen at run time. Nothing here knows concrete architectures.
+// for models chosen at run time (with an optional PassProfiler, PassProfiler.swift). Nothing here
+// knows concrete architectures.
 
 import Tensors
 

@@ -52,7 +52,7 @@ public struct StepBenchConfig: Codable, Sendable, Equatable {
         }
         try check(StepBench.methods.contains(method), "method", method, StepBench.methods.joined(separator: ", "))
         do { _ = try ModelSpec(parsing: model, classes: StepBench.classCount, width: width) } catch {
-            throw StepBenchError.invalid(field: "model/width", found: "\(model) ×\(width)", expected: "\(error)")
+            throw StepBenchError.model(error)
         }
         try check(batch >= 1, "batch", batch, "an integer ≥ 1")
         try check(attackSteps >= 1, "attack-steps", attackSteps, "an integer ≥ 1")
@@ -63,12 +63,17 @@ public struct StepBenchConfig: Codable, Sendable, Equatable {
 }
 
 public enum StepBenchError: Error, CustomStringConvertible, Equatable {
+    /// A flag's value is out of range: the flag, what was given, what it must be.
     case invalid(field: String, found: String, expected: String)
+    /// `--model` / `--width` name no model (ModelSpec's own message says which and why).
+    case model(ModelSpecError)
+    /// The run itself failed (scratch directory, data, bank).
     case failed(String)
 
     public var description: String {
         switch self {
         case .invalid(let f, let found, let e): return "bench step: --\(f) '\(found)': expected \(e)"
+        case .model(let e): return "bench step: --model/--width: \(e)"
         case .failed(let m): return "bench step: \(m)"
         }
     }
@@ -327,11 +332,14 @@ public enum StepBench {
         let total: Double
         let phases: [String: Double]
 
+        /// Without a memory (`outcome.memory` nil) the bank phases are 0: the step's empty laps around
+        /// them are a few nanoseconds of "other".
         init(dataWait: Double, runSeconds: Double, outcome: StepOutcome, profiler: PassProfiler?) {
             self.outcome = outcome
             total = dataWait + runSeconds
-            var p: [String: Double] = ["dataWait": dataWait, "bankWait": outcome.seconds.memoryFetch,
-                                       "bankRecord": outcome.seconds.record, "optimizer": outcome.seconds.optimizer]
+            let bank = outcome.memory != nil
+            var p: [String: Double] = ["dataWait": dataWait, "bankWait": bank ? outcome.seconds.memoryFetch : 0,
+                                       "bankRecord": bank ? outcome.seconds.record : 0, "optimizer": outcome.seconds.optimizer]
             if let profiler {
                 for pass in ModelPass.allCases { p[pass.description] = profiler.seconds(pass) }
             }
