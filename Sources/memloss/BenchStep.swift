@@ -90,7 +90,7 @@ struct BenchStep: ParsableCommand {
         } ?? "no attack"
         print("  settings \(c.method), \(r.settings.model) (\(r.settings.inputShape.map(String.init).joined(separator: "×")), "
               + "\(r.settings.parameters) parameters), batch \(c.batch), \(attack)"
-              + (c.memLoss ? ", MemLoss K = \(c.memoryWindow)" : "") + "; \(r.steps) timed steps after \(c.warmup) warm-up"
+              + (c.memLoss ? ", MemLoss K = \(c.memoryWindow)" : "") + "; \(r.steps) timed step\(r.steps == 1 ? "" : "s") after \(c.warmup) warm-up"
               + (c.profile ? "" : "; profilers off"))
         print(String(format: "  step     median %@  (min %@, max %@), %.1f img/s", ms(r.medianStepSeconds), ms(r.minStepSeconds),
                      ms(r.maxStepSeconds), r.imagesPerSecond))
