@@ -12,6 +12,7 @@ public enum Activation {
     /// ```
     /// Shapes: `input`, `output` `[count]` (any layout). `output` may be exactly `input` (in place).
     public static func reluForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         let zero = FloatVector()
         Elementwise.forEachSlice(count) { start, length in
             let o = output + start, x = input + start
@@ -38,6 +39,7 @@ public enum Activation {
     /// (lets a layer keep only its output). `dInput` may be exactly `dOutput` (in place).
     public static func reluBackward(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                     input: UnsafePointer<Float>, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         let zero = FloatVector()
         Elementwise.forEachSlice(count) { start, length in
             let dx = dInput + start, dy = dOutput + start, x = input + start

@@ -21,6 +21,17 @@ public enum BLAS {
     /// Forces the threading set-up (called implicitly by `gemm`).
     @inline(__always) public static func configure() { _ = configured }
 
+    /// The linked OpenBLAS as it reports itself, after `configure()`: build configuration, core
+    /// kernel set and thread count, e.g. `OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64;
+    /// core Haswell; 1 thread`.
+    public static var configurationDescription: String {
+        configure()
+        let config = openblas_get_config().map { String(cString: $0) } ?? "OpenBLAS"
+        let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
+        let threads = openblas_get_num_threads()
+        return "\(config); core \(core); \(threads) thread\(threads == 1 ? "" : "s")"
+    }
+
     /// `C = alpha · op(A) · op(B) + beta · C`, row-major.
     ///
     /// Shapes: op(A) `[m, k]`, op(B) `[k, n]`, C `[m, n]`; `lda`, `ldb`, `ldc` are the row strides of

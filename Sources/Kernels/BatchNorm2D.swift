@@ -50,6 +50,7 @@ public enum BatchNorm2D {
                                        runningMean: UnsafeMutablePointer<Float>?,
                                        runningVar: UnsafeMutablePointer<Float>?,
                                        momentum: Float, eps: Float, n: Int, c: Int, hw: Int) {
+        let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 1 && c >= 0 && hw >= 1, "BatchNorm2D.forwardTraining: bad shape n \(n) c \(c) hw \(hw)")
         let m = n * hw
         let channelStride = c * hw  // distance between consecutive batch planes of one channel
@@ -104,6 +105,7 @@ public enum BatchNorm2D {
                                         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                         runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
                                         eps: Float, n: Int, c: Int, hw: Int) {
+        let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 0 && c >= 0 && hw >= 0, "BatchNorm2D.forwardInference: bad shape n \(n) c \(c) hw \(hw)")
         let channelStride = c * hw
         forEachChannelSlice(c: c, elementsPerChannel: n * hw) { channels in
@@ -143,6 +145,7 @@ public enum BatchNorm2D {
                                         gamma: UnsafePointer<Float>,
                                         saveMean: UnsafePointer<Float>, saveInverseStd: UnsafePointer<Float>,
                                         n: Int, c: Int, hw: Int) {
+        let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 1 && c >= 0 && hw >= 1, "BatchNorm2D.backwardTraining: bad shape n \(n) c \(c) hw \(hw)")
         if dInput == nil && dGamma == nil && dBeta == nil { return }
         let m = n * hw
@@ -194,6 +197,7 @@ public enum BatchNorm2D {
                                          gamma: UnsafePointer<Float>,
                                          runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
                                          eps: Float, n: Int, c: Int, hw: Int) {
+        let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 0 && c >= 0 && hw >= 0, "BatchNorm2D.backwardInference: bad shape n \(n) c \(c) hw \(hw)")
         if dInput == nil && dGamma == nil && dBeta == nil { return }
         let channelStride = c * hw

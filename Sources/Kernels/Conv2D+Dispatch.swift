@@ -113,6 +113,7 @@ extension Conv2D {
     public static func backwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                      weight: UnsafePointer<Float>, geometry g: ConvGeometry,
                                      algorithm: ConvAlgorithm? = nil) {
+        let profile = KernelProfile.begin(.convBackwardInput, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.backwardInput: invalid geometry \(g)")
         let algorithm = algorithm ?? Self.algorithm(for: .backwardInput, g)
         precondition(supports(algorithm, .backwardInput, g), "Conv2D.backwardInput: \(algorithm) does not support \(g)")
@@ -141,6 +142,7 @@ extension Conv2D {
     public static func backwardWeight(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
                                       dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
                                       geometry g: ConvGeometry, algorithm: ConvAlgorithm? = nil) {
+        let profile = KernelProfile.begin(.convBackwardWeight, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.backwardWeight: invalid geometry \(g)")
         switch algorithm ?? Self.algorithm(for: .backwardWeight, g) {
         case .direct: directBackwardWeight(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g)

@@ -75,6 +75,7 @@ extension Conv2D {
     public static func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, epilogue: Epilogue, geometry g: ConvGeometry,
                                algorithm: ConvAlgorithm? = nil) {
+        let profile = KernelProfile.begin(.convForward, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.forward: invalid geometry \(g)")
         switch algorithm ?? Self.algorithm(for: .forward, g) {
         case .direct:

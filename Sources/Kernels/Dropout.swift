@@ -24,6 +24,7 @@ public enum Dropout {
     ///     on the generator's state; single-threaded for that reason.
     public static func forward(output: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<Float>,
                                input: UnsafePointer<Float>, count: Int, p: Float, rng: inout SplitMix64) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         precondition(p >= 0 && p < 1, "Dropout.forward: p \(p) must be in [0, 1)")
         if count <= 0 { return }
         if p == 0 {
@@ -44,6 +45,7 @@ public enum Dropout {
     /// Shapes: `dInput`, `dOutput`, `mask` `[count]`. `dInput` may be exactly `dOutput`.
     public static func backward(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                 mask: UnsafePointer<Float>, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         Elementwise.forEachSlice(count) { start, length in
             let dx = dInput + start, dy = dOutput + start, m = mask + start
             let vectorCount = length / FloatVector.scalarCount

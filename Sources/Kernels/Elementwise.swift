@@ -25,6 +25,7 @@ public enum Elementwise {
     /// `output[i] = a[i] + b[i]` for `i` in `0..<count`.
     public static func add(output: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>,
                            b: UnsafePointer<Float>, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         forEachSlice(count) { start, length in
             let o = output + start, x = a + start, y = b + start
             let vectorCount = length / FloatVector.scalarCount
@@ -39,6 +40,7 @@ public enum Elementwise {
     /// `target[i] += source[i]` for `i` in `0..<count` (gradient accumulation).
     public static func accumulate(into target: UnsafeMutablePointer<Float>, from source: UnsafePointer<Float>,
                                   count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         forEachSlice(count) { start, length in
             let o = target + start, x = source + start
             let vectorCount = length / FloatVector.scalarCount
@@ -53,6 +55,7 @@ public enum Elementwise {
     /// `output[i] = factor · input[i]` for `i` in `0..<count`.
     public static func scale(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                              by factor: Float, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         let f = FloatVector(repeating: factor)
         forEachSlice(count) { start, length in
             let o = output + start, x = input + start
@@ -69,6 +72,7 @@ public enum Elementwise {
     /// element, so the result can differ from a separate multiply and add in the last bit.
     public static func addScaled(into target: UnsafeMutablePointer<Float>, from source: UnsafePointer<Float>,
                                  scale factor: Float, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         let f = FloatVector(repeating: factor)
         forEachSlice(count) { start, length in
             let o = target + start, x = source + start
@@ -90,11 +94,13 @@ public enum Elementwise {
     /// on the add latency); block totals are added in Double. Single-threaded, so the result is
     /// bitwise reproducible for a given input. Returns 0 for `count == 0`.
     public static func sum(_ input: UnsafePointer<Float>, count: Int) -> Float {
-        Float(blockedSum(input, count: count))
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
+        return Float(blockedSum(input, count: count))
     }
 
     /// `output[i] = input[i]` for `i` in `0..<count` (`memcpy` semantics: no overlap).
     public static func copy(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         if count <= 0 || UnsafePointer(output) == input { return }
         output.update(from: input, count: count)
     }

@@ -15,6 +15,7 @@ public enum Linear {
     public static func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                n: Int, inFeatures: Int, outFeatures: Int) {
+        let profile = KernelProfile.begin(.linear, macs: n * inFeatures * outFeatures); defer { KernelProfile.end(profile) }
         precondition(n >= 0 && inFeatures >= 0 && outFeatures >= 0, "Linear.forward: negative dimension")
         if n == 0 || outFeatures == 0 { return }
         if let bias {
@@ -34,6 +35,7 @@ public enum Linear {
     /// Shapes: `dOutput` `[N, out]`; `weight` `[out, in]`; `dInput` `[N, in]` (overwritten).
     public static func backwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                      weight: UnsafePointer<Float>, n: Int, inFeatures: Int, outFeatures: Int) {
+        let profile = KernelProfile.begin(.linear, macs: n * inFeatures * outFeatures); defer { KernelProfile.end(profile) }
         precondition(n >= 0 && inFeatures >= 0 && outFeatures >= 0, "Linear.backwardInput: negative dimension")
         BLAS.gemm(transposeA: .none, transposeB: .none, m: n, n: inFeatures, k: outFeatures,
                   a: dOutput, lda: outFeatures, b: weight, ldb: inFeatures,
@@ -51,6 +53,7 @@ public enum Linear {
     public static func backwardWeight(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
                                       dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
                                       n: Int, inFeatures: Int, outFeatures: Int) {
+        let profile = KernelProfile.begin(.linear, macs: n * inFeatures * outFeatures); defer { KernelProfile.end(profile) }
         precondition(n >= 0 && inFeatures >= 0 && outFeatures >= 0, "Linear.backwardWeight: negative dimension")
         if n == 0 { return }
         BLAS.gemm(transposeA: .transposed, transposeB: .none, m: outFeatures, n: inFeatures, k: n,

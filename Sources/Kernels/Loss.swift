@@ -20,6 +20,7 @@ public enum Loss {
     /// Shapes: `logits`, `output` `[B, classes]`. `output` may be exactly `logits`.
     public static func softmax(output: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
                                batch: Int, classes: Int) {
+        let profile = KernelProfile.begin(.loss); defer { KernelProfile.end(profile) }
         precondition(batch >= 0 && classes >= 1, "Loss.softmax: batch \(batch), classes \(classes)")
         for b in 0..<batch {
             let z = logits + b * classes, y = output + b * classes
@@ -40,6 +41,7 @@ public enum Loss {
     /// Shapes: `logits`, `output` `[B, classes]`. `output` may be exactly `logits`.
     public static func logSoftmax(output: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
                                   batch: Int, classes: Int) {
+        let profile = KernelProfile.begin(.loss); defer { KernelProfile.end(profile) }
         precondition(batch >= 0 && classes >= 1, "Loss.logSoftmax: batch \(batch), classes \(classes)")
         for b in 0..<batch { logSoftmaxRow(output: output + b * classes, logits: logits + b * classes, classes: classes) }
     }
@@ -66,6 +68,7 @@ public enum Loss {
                                            dLogits: UnsafeMutablePointer<Float>? = nil,
                                            perSample: UnsafeMutablePointer<Float>? = nil,
                                            scale: Float = 1) -> Float {
+        let profile = KernelProfile.begin(.loss); defer { KernelProfile.end(profile) }
         precondition(batch >= 0 && classes >= 1, "Loss.softmaxCrossEntropy: batch \(batch), classes \(classes)")
         if batch == 0 { return 0 }
         let gradientScale = scale / Float(batch)
@@ -135,6 +138,7 @@ public enum Loss {
                                     perSample: UnsafeMutablePointer<Float>? = nil,
                                     sampleWeights: UnsafePointer<Float>? = nil,
                                     scale: Float = 1) -> Float {
+        let profile = KernelProfile.begin(.loss); defer { KernelProfile.end(profile) }
         precondition(batch >= 0 && classes >= 1, "Loss.klDivergence: batch \(batch), classes \(classes)")
         if batch == 0 { return 0 }
         let gradientScale = scale / Float(batch)

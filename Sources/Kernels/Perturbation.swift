@@ -16,6 +16,7 @@ public enum Perturbation {
     /// gradient leaves the pixel where it is. The L∞ PGD / FGSM step.
     public static func signStep(values: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                                 stepSize: Float, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         precondition(count >= 0, "Perturbation.signStep: negative count \(count)")
         let zero = FloatVector(repeating: 0), up = FloatVector(repeating: stepSize)
         let vectorCount = count / FloatVector.scalarCount
@@ -36,6 +37,7 @@ public enum Perturbation {
     /// box (algorithms.md notation Π_ε). With `center` in [0, 1] the result lies in both sets.
     public static func projectLinf(values: UnsafeMutablePointer<Float>, center: UnsafePointer<Float>,
                                    epsilon: Float, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         precondition(count >= 0, "Perturbation.projectLinf: negative count \(count)")
         let e = FloatVector(repeating: epsilon), lo = FloatVector(repeating: 0), hi = FloatVector(repeating: 1)
         let vectorCount = count / FloatVector.scalarCount
@@ -54,6 +56,7 @@ public enum Perturbation {
 
     /// `values = clamp(values, 0, 1)`.
     public static func clampToUnitInterval(values: UnsafeMutablePointer<Float>, count: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         precondition(count >= 0, "Perturbation.clampToUnitInterval: negative count \(count)")
         let lo = FloatVector(repeating: 0), hi = FloatVector(repeating: 1)
         let vectorCount = count / FloatVector.scalarCount
@@ -69,6 +72,7 @@ public enum Perturbation {
     /// `norms[r] = ‖input[r, :]‖₂` for each of `rows` rows of `rowLength` floats.
     public static func rowL2Norms(norms: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                   rows: Int, rowLength: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         for r in 0..<max(rows, 0) {
             norms[r] = Float(squaredDistance(input + r * rowLength, nil, count: rowLength).squareRoot())
         }
@@ -78,6 +82,7 @@ public enum Perturbation {
     /// per element). The normalised-gradient L2 step uses `factors[r] = α / ‖g_r‖`.
     public static func addScaledRows(target: UnsafeMutablePointer<Float>, source: UnsafePointer<Float>,
                                      factors: UnsafePointer<Float>, rows: Int, rowLength: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         for r in 0..<max(rows, 0) {
             let t = target + r * rowLength, s = source + r * rowLength
             let factor = factors[r], f = FloatVector(repeating: factor)
@@ -99,6 +104,7 @@ public enum Perturbation {
     /// result is exactly `center`.
     public static func projectL2(values: UnsafeMutablePointer<Float>, center: UnsafePointer<Float>,
                                  epsilon: Float, rows: Int, rowLength: Int) {
+        let profile = KernelProfile.begin(.elementwise); defer { KernelProfile.end(profile) }
         for r in 0..<max(rows, 0) {
             let x = values + r * rowLength, c = center + r * rowLength
             clampToUnitInterval(values: x, count: rowLength)

@@ -36,6 +36,7 @@ public enum Pooling {
     public static func maxPoolForward(output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>,
                                       input: UnsafePointer<Float>,
                                       n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int) {
+        let profile = KernelProfile.begin(.pooling); defer { KernelProfile.end(profile) }
         checkGeometry(h: h, w: w, kernel: kernel, stride: stride, function: "maxPoolForward")
         let p = outputSize(h, kernel: kernel, stride: stride), q = outputSize(w, kernel: kernel, stride: stride)
         // 2×2 stride 2 (SmallCNN's pooling) has a SIMD path for 8 outputs at a time; the rest of each
@@ -118,6 +119,7 @@ public enum Pooling {
     public static func maxPoolBackward(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                        argmax: UnsafePointer<Int32>,
                                        n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int) {
+        let profile = KernelProfile.begin(.pooling); defer { KernelProfile.end(profile) }
         checkGeometry(h: h, w: w, kernel: kernel, stride: stride, function: "maxPoolBackward")
         let outputCount = outputSize(h, kernel: kernel, stride: stride) * outputSize(w, kernel: kernel, stride: stride)
         forEachPlaneSlice(planes: n * c, elementsPerPlane: h * w) { planes in
@@ -141,6 +143,7 @@ public enum Pooling {
     /// Shapes: `input` `[N, C, H, W]`; `output` `[N, C, P, Q]`.
     public static func avgPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                       n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int) {
+        let profile = KernelProfile.begin(.pooling); defer { KernelProfile.end(profile) }
         checkGeometry(h: h, w: w, kernel: kernel, stride: stride, function: "avgPoolForward")
         let p = outputSize(h, kernel: kernel, stride: stride), q = outputSize(w, kernel: kernel, stride: stride)
         let divisor = Float(kernel * kernel)
@@ -172,6 +175,7 @@ public enum Pooling {
     /// window (when `(H − kernel)` is not a multiple of `stride`) get 0.
     public static func avgPoolBackward(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                        n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int) {
+        let profile = KernelProfile.begin(.pooling); defer { KernelProfile.end(profile) }
         checkGeometry(h: h, w: w, kernel: kernel, stride: stride, function: "avgPoolBackward")
         let p = outputSize(h, kernel: kernel, stride: stride), q = outputSize(w, kernel: kernel, stride: stride)
         let inverseArea = 1 / Float(kernel * kernel)
@@ -205,6 +209,7 @@ public enum Pooling {
     /// accumulators, with block totals in Double.
     public static func globalAvgPoolForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                             n: Int, c: Int, hw: Int) {
+        let profile = KernelProfile.begin(.pooling); defer { KernelProfile.end(profile) }
         precondition(hw >= 1, "Pooling.globalAvgPoolForward: hw \(hw) must be ≥ 1")
         forEachPlaneSlice(planes: n * c, elementsPerPlane: hw) { planes in
             for plane in planes {
@@ -221,6 +226,7 @@ public enum Pooling {
     /// Shapes: `dInput` `[N, C, H, W]` (overwritten); `dOutput` `[N, C]`.
     public static func globalAvgPoolBackward(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                              n: Int, c: Int, hw: Int) {
+        let profile = KernelProfile.begin(.pooling); defer { KernelProfile.end(profile) }
         precondition(hw >= 1, "Pooling.globalAvgPoolBackward: hw \(hw) must be ≥ 1")
         let inverseArea = 1 / Float(hw)
         forEachPlaneSlice(planes: n * c, elementsPerPlane: hw) { planes in

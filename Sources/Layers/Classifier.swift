@@ -1,6 +1,7 @@
 // Classifier.swift: the small protocol attacks and training methods see a model through (logits
 // in a given mode; input and/or parameter gradients for a logit gradient), and a type-erased box
-// for models chosen at run time. Nothing here knows concrete architectures.
+// for models chosen at run time (with an optional PassProfiler, PassProfiler.swift). Nothing here
+// knows concrete architectures.
 
 import Tensors
 
@@ -42,6 +43,9 @@ public final class AnyClassifier: Classifier {
     private let backwardImpl: (Tensor, Any, GradientTargets) -> Tensor?
     private let stateImpl: (String) -> [StateEntry]
     public let stochasticLayers: [DropoutLayer]
+    /// When set, every forward and backward pass is timed into it (`ModelPass.forward(mode)`,
+    /// `ModelPass.backward(targets)`); nil (the default) costs one check per pass. Results are the same.
+    public var profiler: PassProfiler?
 
     public init<M: Classifier>(_ model: M) {
         base = model
@@ -57,12 +61,14 @@ public final class AnyClassifier: Classifier {
     }
 
     public func forward(_ input: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
+        let pass = beginPass(.forward(mode)); defer { endPass(pass) }
         let (y, c) = forwardImpl(input, mode)
         return (y, Cache(box: c))
     }
 
     public func backward(_ dLogits: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
-        backwardImpl(dLogits, cache.box, targets)
+        let pass = beginPass(.backward(targets)); defer { endPass(pass) }
+        return backwardImpl(dLogits, cache.box, targets)
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] { stateImpl(prefix) }

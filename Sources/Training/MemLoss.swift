@@ -226,7 +226,8 @@ public struct MemoryExamples {
 
 /// The MemLoss term as an `AuxiliaryLoss` for one step, over the entries TrainingStep selected.
 /// With no selected entry it does nothing at all (no forward pass), so epoch 1 is exactly the base
-/// method.
+/// method. With a `PassProfiler` on the model, everything after the selection check (gather, forward,
+/// KL, backward) is one `.memLoss` interval.
 public struct MemLossTerm: AuxiliaryLoss {
     public let config: MemLossTermConfig
     public let examples: MemoryExamples
@@ -243,6 +244,7 @@ public struct MemLossTerm: AuxiliaryLoss {
         var dClean = Tensor(zeros: cleanLogits.shape)
         precondition(examples.count == cleanLogits.shape[0], "MemLossTerm: examples for \(examples.count) samples, batch \(cleanLogits.shape[0])")
         guard !selected.isEmpty else { return ([:], dClean) }
+        let pass = model.beginPass(.memLoss); defer { model.endPass(pass) }
         let b = cleanLogits.shape[0], k = cleanLogits.shape[1], m = selected.count
         let cleanSub = cleanLogits.gatherRows(selected.map(\.position))
         let (memLogits, cache) = model.forward(examples.images.gatherRows(selected.map(\.row)), mode: .training)

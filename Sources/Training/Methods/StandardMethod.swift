@@ -58,7 +58,10 @@ public struct PGDATMethod: TrainingMethod {
 
         let cleanLogits: Tensor
         if auxiliary.isEmpty {
+            // Not an attack pass, though in inference mode: profiled as part of the outer forward.
+            let pass = model.beginPass(.outerForward)
             cleanLogits = model.logits(images, mode: .inference)
+            model.endPass(pass)
         } else {
             let (logits, cache) = model.forward(images, mode: .training)
             var dClean = Tensor(zeros: logits.shape)
