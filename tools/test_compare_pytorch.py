@@ -2,7 +2,8 @@
 """test_compare_pytorch.py: unit tests of tools/compare_pytorch.py's pure parts (flags, the model
 spec parser, memloss's width rounding, the parity check against a canned `memloss models
 --state-dict` answer, settings from `--print-config`, the table and JSON, lscpu parsing) and of its
-memloss-binary error paths (with fake binaries). Runs with plain python3, no torch:
+memloss-binary error paths (with fake binaries), and, when a built memloss is there (MEMLOSS_BIN or
+.build/release/memloss), that its answers still have that form. Runs with plain python3, no torch:
   python3 tools/test_compare_pytorch.py
 It does not time anything; the timed run is compare_pytorch.py itself.
 """
@@ -300,6 +301,30 @@ class MemlossBinaryTests(unittest.TestCase):
         count, entries = cp.memloss_state_dict(binary, cp.ModelRequest("smallcnn", 0.25))
         self.assertEqual((count, len(entries)), (20062, 14))
         self.assertEqual(entries[-1], cp.StateEntry("classifier.fc3.bias", (10,), "parameter"))
+
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIVE_BINARY = os.environ.get("MEMLOSS_BIN", os.path.join(REPOSITORY, ".build", "release", "memloss"))
+
+
+@unittest.skipUnless(os.access(LIVE_BINARY, os.X_OK), f"no memloss binary at {LIVE_BINARY} (set MEMLOSS_BIN)")
+class LiveBinaryTests(unittest.TestCase):
+    """The real binary still answers in the form the script reads (catches drift in memloss's JSON)."""
+
+    def test_stateDict_isTheCannedAnswer(self) -> None:
+        if "--state-dict" not in cp.run_memloss(LIVE_BINARY, ["models", "--help"], "models --state-dict"):
+            self.skipTest(f"{LIVE_BINARY} predates `models --state-dict`")
+        out = cp.run_memloss(LIVE_BINARY, ["models", "--state-dict", "smallcnn", "--width", "0.25", "--json"],
+                             "models --state-dict")
+        self.assertEqual(json.loads(out), SMALLCNN_QUARTER)
+
+    def test_printConfig_givesMemlosssTradesPresets(self) -> None:
+        s = cp.memloss_settings(LIVE_BINARY, cp.ModelRequest("resnet18", 0.25), batch=16, attack_steps=3)
+        self.assertAlmostEqual(s.epsilon, 8 / 255, places=6)
+        self.assertAlmostEqual(s.step_size, 8 / 255 * 0.007 / 0.031, places=6)
+        self.assertEqual((s.attack_steps, s.beta, s.start_std, s.momentum), (3, 6.0, 0.001, 0.9))
+        small = cp.memloss_settings(LIVE_BINARY, cp.ModelRequest("smallcnn", 1.0), batch=16, attack_steps=3)
+        self.assertAlmostEqual(small.epsilon, 0.3, places=6)
 
 
 if __name__ == "__main__":

@@ -187,4 +187,26 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssert(bad.err.contains("--state-dict") && bad.err.contains("vgg16"), bad.err)
     }
+
+    /// tools/test_compare_pytorch.py (plain python3, no torch) against this build's memloss: the
+    /// comparison tool's pure parts, and that `models --state-dict` and `--print-config` still answer
+    /// in the form it reads. Skipped without python3.
+    func test_comparePyTorchTool_unitTestsPass_againstThisBinary() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repo.appendingPathComponent("tools/test_compare_pytorch.py").path]
+        process.environment = ProcessInfo.processInfo.environment
+            .merging(["MEMLOSS_BIN": BuiltExecutable.url("memloss").path]) { $1 }
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus == 127 { throw XCTSkip("python3 not found: \(text)") }
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssertFalse(text.contains("skipped"), "the live-binary tests must run against this build: \(text)")
+    }
 }
