@@ -93,8 +93,10 @@ class TradesSettings:
 
 
 def format_width(width: float) -> str:
-    """1.0 → "1", 0.25 → "0.25" (how memloss's flags and names spell a width)."""
-    return f"{width:g}"
+    """1.0 → "1", 0.25 → "0.25", 1/3 → "0.3333333333333333": the shortest text that reads back as
+    the same double, so memloss's `--width` builds the same widths as this script."""
+    text = repr(float(width))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def parse_model_specs(text: str) -> list[ModelRequest]:
@@ -112,15 +114,18 @@ def parse_model_specs(text: str) -> list[ModelRequest]:
             width = float(width_text) if width_text else 1.0
         except ValueError:
             raise ValueError(f"--models entry '{item}': width '{width_text}' is not a number") from None
-        if not (0 < width <= 16) or math.isnan(width):
+        if not 0 < width <= 16:
             raise ValueError(f"--models entry '{item}': width {width_text} must be in (0, 16]")
         requests.append(ModelRequest(name, width))
     return requests
 
 
 def scaled_width(channels: int, width: float) -> int:
-    """memloss's scaledWidth: round(channels · width) half away from zero, at least 1."""
-    return max(1, int(math.floor(channels * width + 0.5)))
+    """memloss's scaledWidth: round(channels · width) half away from zero (Swift's `.rounded()`;
+    Python's round() rounds halves to even), at least 1."""
+    product = channels * width
+    whole = math.floor(product)
+    return max(1, int(whole + 1 if product - whole >= 0.5 else whole))
 
 
 def settings_from_config(config: dict[str, Any], attack_steps: int) -> TradesSettings:
@@ -177,9 +182,9 @@ def parity_problems(torch_count: int, torch_entries: list[StateEntry], memloss_c
         problems.append(f"parameter count: torch {torch_count:,}, memloss {memloss_count:,}")
     torch_by_name = {e.name: e for e in torch_entries}
     memloss_by_name = {e.name: e for e in memloss_entries}
-    for name in memloss_by_name.keys() - torch_by_name.keys():
+    for name in sorted(memloss_by_name.keys() - torch_by_name.keys()):
         problems.append(f"{name}: in memloss, missing in torch")
-    for name in torch_by_name.keys() - memloss_by_name.keys():
+    for name in sorted(torch_by_name.keys() - memloss_by_name.keys()):
         problems.append(f"{name}: in torch, missing in memloss")
     for e in memloss_entries:
         t = torch_by_name.get(e.name)
@@ -187,7 +192,7 @@ def parity_problems(torch_count: int, torch_entries: list[StateEntry], memloss_c
             problems.append(f"{e.name}: torch {t.kind} {list(t.shape)}, memloss {e.kind} {list(e.shape)}")
     if not problems and [e.name for e in torch_entries] != [e.name for e in memloss_entries]:
         problems.append("same entries in a different order")
-    return sorted(problems) if len(problems) > 1 else problems
+    return problems
 
 
 def check_parity(label: str, torch_count: int, torch_entries: list[StateEntry], memloss_count: int,

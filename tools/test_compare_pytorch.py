@@ -2,7 +2,8 @@
 """test_compare_pytorch.py: unit tests of tools/compare_pytorch.py's pure parts (flags, the model
 spec parser, memloss's width rounding, the parity check against a canned `memloss models
 --state-dict` answer, settings from `--print-config`, the table and JSON, lscpu parsing) and of its
-memloss-binary error paths (with fake binaries), and, when a built memloss is there (MEMLOSS_BIN or
+memloss-binary error paths (with fake binaries); when torch is importable, the PyTorch twins and
+the step (no timing); and, when a built memloss is there (MEMLOSS_BIN or
 .build/release/memloss), that its answers still have that form. Runs with plain python3, no torch:
   python3 tools/test_compare_pytorch.py
 It does not time anything; the timed run is compare_pytorch.py itself.
@@ -123,6 +124,7 @@ class ModelSpecTests(unittest.TestCase):
         self.assertEqual(cp.ModelRequest("resnet18", 0.5).input_shape, (3, 32, 32))
         self.assertEqual(cp.format_width(1.0), "1")
         self.assertEqual(cp.format_width(0.125), "0.125")
+        self.assertEqual(float(cp.format_width(1 / 3)), 1 / 3)
 
     def test_scaledWidth_roundsHalfAwayFromZero_likeSwift(self) -> None:
         # Python's round() would give 2 for 2.5 and 0 for 0.5; Swift's .rounded() gives 3 and 1.
@@ -131,6 +133,7 @@ class ModelSpecTests(unittest.TestCase):
         self.assertEqual(cp.scaled_width(64, 0.001), 1)
         self.assertEqual(cp.scaled_width(200, 0.25), 50)
         self.assertEqual(cp.scaled_width(512, 0.25), 128)
+        self.assertEqual(cp.scaled_width(10, 0.24999999999999997), 2)  # 2.4999999999999996: floor(x + 0.5) gives 3
 
 
 class ParityTests(unittest.TestCase):
@@ -301,6 +304,57 @@ class MemlossBinaryTests(unittest.TestCase):
         count, entries = cp.memloss_state_dict(binary, cp.ModelRequest("smallcnn", 0.25))
         self.assertEqual((count, len(entries)), (20062, 14))
         self.assertEqual(entries[-1], cp.StateEntry("classifier.fc3.bias", (10,), "parameter"))
+
+
+@unittest.skipUnless(cp.torch is not None, "torch not installed (tools/setup-torch.sh; run with /work/venv-torch/bin/python)")
+class TorchTwinTests(unittest.TestCase):
+    """The PyTorch twins and the step (no timing): shapes, init, attack constraints, one update."""
+
+    def test_twins_haveMemlosssParameterCounts_andTheCannedStateDict(self) -> None:
+        counts = {label: cp.torch_state_entries(cp.build_torch_model(request, 0))[0]
+                  for request in cp.parse_model_specs("smallcnn:1,resnet18:1,resnet18:0.25")
+                  for label in [request.label]}
+        # Models.SmallCNN / ResNet18 doc comments and `memloss models` (width 1); 0.25 from --state-dict.
+        self.assertEqual(counts, {"smallcnn": 312_202, "resnet18": 11_173_962, "resnet18×0.25": 701_466})
+        memloss_count, memloss_entries = canned_entries()
+        torch_count, torch_entries = cp.torch_state_entries(cp.build_torch_model(cp.ModelRequest("smallcnn", 0.25), 0))
+        self.assertEqual(cp.parity_problems(torch_count, torch_entries, memloss_count, memloss_entries), [])
+
+    def test_smallCNNInit_isKaimingFanIn_zeroBiases_zeroLastLayer(self) -> None:
+        model = cp.build_torch_model(cp.ModelRequest("smallcnn", 1.0), 0)
+        conv4 = model.feature_extractor.conv4
+        self.assertAlmostEqual(conv4.weight.std().item(), (2 / (64 * 9)) ** 0.5, delta=0.002)
+        self.assertEqual(conv4.bias.abs().sum().item(), 0)
+        self.assertEqual(model.classifier.fc3.weight.abs().sum().item(), 0)
+        self.assertEqual(model.classifier.fc3.bias.abs().sum().item(), 0)
+        self.assertNotEqual(model.classifier.fc1.bias.abs().sum().item(), 0, "FC1 keeps PyTorch's default init")
+
+    def test_attack_staysInTheBallAndTheBox_inBothFormats(self) -> None:
+        torch = cp.torch
+        s = cp.TradesSettings(8 / 255, 2 / 255, 5, 6.0, 0.001, 0.05, 0.9, 0.0, 0.0, False)
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            model = cp.build_torch_model(cp.ModelRequest("resnet18", 0.125), 0).to(memory_format=memory_format)
+            x = torch.rand((4, 3, 32, 32), generator=torch.Generator().manual_seed(1)).contiguous(
+                memory_format=memory_format)
+            adversarial = cp.trades_attack(model, x, s, torch.Generator().manual_seed(2), memory_format)
+            self.assertLessEqual((adversarial - x).abs().max().item(), s.epsilon + 1e-6)
+            self.assertGreater((adversarial - x).abs().max().item(), s.step_size, "the attack moved")
+            self.assertGreaterEqual(adversarial.min().item(), 0)
+            self.assertLessEqual(adversarial.max().item(), 1)
+            self.assertTrue(adversarial.is_contiguous(memory_format=memory_format))
+            self.assertFalse(model.training, "the attack runs in eval mode")
+            self.assertTrue(all(p.grad is None for p in model.parameters()), "the attack makes no parameter gradients")
+
+    def test_step_updatesTheParameters_andTheBatchNormStatisticsTwice(self) -> None:
+        torch = cp.torch
+        s = cp.TradesSettings(8 / 255, 2 / 255, 1, 6.0, 0.001, 0.05, 0.9, 0.0, 0.0, False)
+        model = cp.build_torch_model(cp.ModelRequest("resnet18", 0.125), 0)
+        before = model.conv1.weight.detach().clone()
+        optimizer = torch.optim.SGD(model.parameters(), lr=s.learning_rate, momentum=s.momentum)
+        x, y = torch.rand((4, 3, 32, 32)), torch.randint(0, 10, (4,))
+        cp.trades_step(model, optimizer, x, y, s, torch.Generator().manual_seed(0), torch.contiguous_format)
+        self.assertFalse(torch.equal(before, model.conv1.weight))
+        self.assertEqual(model.bn1.num_batches_tracked.item(), 2, "one clean and one adversarial train-mode pass")
 
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
