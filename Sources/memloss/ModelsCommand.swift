@@ -1,5 +1,7 @@
 // ModelsCommand.swift: `memloss models [--json]`: every architecture with its input shape,
-// parameter count and forward MACs, computed from the built model (not from a table).
+// parameter count and forward MACs, computed from the built model (not from a table); and
+// `memloss models --state-dict MODEL [--width W] [--json]`: that model's checkpoint entries (PyTorch
+// state_dict names, shapes, kinds), which tools/compare_pytorch.py checks its PyTorch twin against.
 
 import ArgumentParser
 import Foundation
@@ -20,7 +22,12 @@ struct ModelsCommand: ParsableCommand {
     @Option(help: "Width multiplier applied to every channel count (1 = reference widths).")
     var width: Double = 1
 
+    @Option(name: .customLong("state-dict"),
+            help: "Print this model's state_dict (PyTorch names, shapes, kinds) instead of the list, e.g. resnet18.")
+    var stateDict: String?
+
     func run() throws {
+        if let stateDict { return try printStateDict(of: stateDict) }
         var rows: [[String: Any]] = []
         for base in ModelSpec.catalogue {
             var spec = base
@@ -50,6 +57,59 @@ struct ModelsCommand: ParsableCommand {
                   + shape.padding(toLength: 11, withPad: " ", startingAt: 0)
                   + grouped(r["parameters"] as! Int).leftPadded(14)
                   + grouped(r["forward_macs"] as! Int).leftPadded(16))
+        }
+    }
+}
+
+/// One checkpoint entry as `--state-dict` prints it.
+struct StateDictEntry: Encodable {
+    let name: String
+    let shape: [Int]
+    /// `parameter` (trained), `buffer` (BatchNorm running statistics) or `counter` (num_batches_tracked).
+    let kind: String
+}
+
+/// The `--state-dict` report: the model and its entries in checkpoint order.
+struct StateDictReport: Encodable {
+    let model: String
+    let architecture: String
+    let classes: Int
+    let width: Double
+    let inputShape: [Int]
+    let parameters: Int
+    let stateDict: [StateDictEntry]
+
+    enum CodingKeys: String, CodingKey {
+        case model, architecture, classes, width, parameters
+        case inputShape = "input_shape", stateDict = "state_dict"
+    }
+}
+
+extension ModelsCommand {
+    /// Builds `name` at `--width` / `--classes` and prints its state_dict entries.
+    func printStateDict(of name: String) throws {
+        let spec: ModelSpec
+        do { spec = try ModelSpec(parsing: name, classes: classes, width: width) } catch {
+            throw ValidationError("--state-dict '\(name)': \(error)")
+        }
+        let model = spec.build(seed: 0)
+        let entries = model.stateEntries(prefix: "").map { e -> StateDictEntry in
+            let kind: String
+            switch e.reference {
+            case .parameter: kind = "parameter"
+            case .buffer: kind = "buffer"
+            case .counter: kind = "counter"
+            }
+            return StateDictEntry(name: e.name, shape: e.shape, kind: kind)
+        }
+        let report = StateDictReport(model: spec.name, architecture: spec.architecture.rawValue, classes: classes,
+                                     width: width, inputShape: spec.inputShape, parameters: model.parameterCount,
+                                     stateDict: entries)
+        if json { return try printJSON(report) }
+        print("\(report.model): \(grouped(report.parameters)) parameters, \(entries.count) state_dict entries")
+        for e in entries {
+            let shape = "[" + e.shape.map(String.init).joined(separator: ", ") + "]"
+            print(e.name.padding(toLength: 40, withPad: " ", startingAt: 0) + shape.padding(toLength: 20, withPad: " ", startingAt: 0) + e.kind)
         }
     }
 }

@@ -1,6 +1,7 @@
 // CLITests.swift: the `memloss` executable as a user meets it: bad flags, a missing dataset and a
 // bad config file end with a clear message (naming what was wrong) and a non-zero exit status,
-// never a stack trace; `memloss models --json` lists the reference parameter counts; `--method` and
+// never a stack trace; `memloss models --json` lists the reference parameter counts and
+// `models --state-dict` a model's checkpoint entries; `--method` and
 // `--epsilon` resolve the training and validation attacks (issue 12) and `--print-config` shows them.
 
 import Foundation
@@ -157,5 +158,58 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(counts["resnet18"], 11_173_962)
         XCTAssertEqual(counts["preactresnet18"], 11_172_170)
         XCTAssertEqual(counts["wrn-34-10"], 46_160_474)
+    }
+
+    /// `models --state-dict` (read by tools/compare_pytorch.py for its parity check): the checkpoint's
+    /// PyTorch names, shapes and kinds in order, at the given width; a bad name is named.
+    func test_modelsStateDict_listsTheCheckpointEntries_atTheWidth() throws {
+        let r = try run(["models", "--state-dict", "resnet18", "--width", "0.25", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        XCTAssertEqual(report["model"] as? String, "resnet18×0.25")
+        XCTAssertEqual(report["input_shape"] as? [Int], [3, 32, 32])
+        let entries = try XCTUnwrap(report["state_dict"] as? [[String: Any]])
+        XCTAssertEqual(entries.count, 122)
+        XCTAssertEqual(entries.first?["name"] as? String, "conv1.weight")
+        XCTAssertEqual(entries.first?["shape"] as? [Int], [16, 3, 3, 3])
+        XCTAssertEqual(entries.last?["name"] as? String, "linear.bias")
+        let byName = Dictionary(uniqueKeysWithValues: entries.map { ($0["name"] as! String, $0) })
+        XCTAssertEqual(byName["layer2.0.shortcut.0.weight"]?["shape"] as? [Int], [32, 16, 1, 1])
+        XCTAssertEqual(byName["bn1.running_var"]?["kind"] as? String, "buffer")
+        XCTAssertEqual(byName["bn1.num_batches_tracked"]?["kind"] as? String, "counter")
+        XCTAssertEqual(byName["bn1.num_batches_tracked"]?["shape"] as? [Int], [])
+        let parameters = entries.filter { $0["kind"] as? String == "parameter" }
+            .map { ($0["shape"] as! [Int]).reduce(1, *) }.reduce(0, +)
+        XCTAssertEqual(report["parameters"] as? Int, parameters)
+        XCTAssertEqual(parameters, 701_466)
+
+        let bad = try run(["models", "--state-dict", "vgg16"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssert(bad.err.contains("--state-dict") && bad.err.contains("vgg16"), bad.err)
+    }
+
+    /// tools/test_compare_pytorch.py (plain python3, no torch) against this build's memloss: the
+    /// comparison tool's pure parts, and that `models --state-dict` and `--print-config` still answer
+    /// in the form it reads. Skipped without python3.
+    func test_comparePyTorchTool_unitTestsPass_againstThisBinary() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repo.appendingPathComponent("tools/test_compare_pytorch.py").path, "-v"]
+        process.environment = ProcessInfo.processInfo.environment
+            .merging(["MEMLOSS_BIN": BuiltExecutable.url("memloss").path]) { $1 }
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus == 127 { throw XCTSkip("python3 not found: \(text)") }
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        // The torch tests may skip (plain python3); the live-binary ones must run against this build.
+        let live = text.split(separator: "\n").filter { $0.contains("LiveBinaryTests") }
+        XCTAssertEqual(live.count, 2, text)
+        XCTAssert(live.allSatisfy { $0.hasSuffix("... ok") }, "the live-binary tests must pass here: \(text)")
     }
 }
