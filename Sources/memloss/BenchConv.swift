@@ -32,6 +32,10 @@ struct BenchConv: ParsableCommand {
     @Flag(name: .customLong("skip-whole-model"), help: "Skip the whole-model section.")
     var skipWholeModel = false
 
+    @Flag(name: .customLong("dispatch-table"),
+          help: "After the tables, print the measured per-shape choices as Swift entries for Conv2D.measuredChoices.")
+    var dispatchTable = false
+
     @Flag(help: "Smoke test: batch \(ConvBenchConfig.quick.batch), min-time \(ConvBenchConfig.quick.minTime) unless given.")
     var quick = false
 
@@ -67,6 +71,11 @@ struct BenchConv: ParsableCommand {
         }
         // Section 2: per-model totals over every conv layer (shapes weighted by how often they occur).
         report.modelTotals = ConvBenchTotal.totals(of: report.kernels)
+        if dispatchTable && !json {
+            print("")
+            print("// Conv2D.measuredChoices from this run (direct where it was ≥ \(ConvBench.directMargin)× as fast as gemm):")
+            for line in ConvBench.dispatchEntries(report.kernels) { print(line) }
+        }
         if !json {
             print("")
             print(ConvBenchTotal.tableHeader)
@@ -361,6 +370,29 @@ enum ConvBench {
             dispatchedForward: Conv2D.algorithm(for: .forward, g),
             dispatchedBackwardInput: Conv2D.algorithm(for: .backwardInput, g),
             dispatchedBackwardWeight: Conv2D.algorithm(for: .backwardWeight, g))
+    }
+
+    /// The direct kernel is chosen for a pass when the GEMM path takes at least this factor of its time
+    /// (a margin against run-to-run noise: ties stay with the reference path).
+    static let directMargin = 1.03
+
+    /// One Swift dictionary entry per measured shape for `Conv2D.measuredChoices`.
+    static func dispatchEntries(_ rows: [ConvBenchRow]) -> [String] {
+        var seen = Set<String>()
+        return rows.compactMap { row in
+            func pick(_ gemm: Double, _ direct: Double?) -> String {
+                guard let direct else { return ".gemm" }
+                return gemm >= directMargin * direct ? ".direct" : ".gemm"
+            }
+            let key = "ShapeKey(c: \(row.c), h: \(row.h), w: \(row.w), k: \(row.k), kernel: \(row.r), stride: \(row.stride), padding: \(row.padding))"
+            guard seen.insert(key).inserted else { return nil }
+            let gf = { (x: Double?) in x.map { String(format: "%.0f", $0) } ?? "-" }
+            return "        \(key): [.forward: \(pick(row.forwardSeconds, row.directForwardSeconds)), "
+                + ".backwardInput: \(pick(row.backwardInputSeconds, row.directBackwardInputSeconds)), "
+                + ".backwardWeight: \(pick(row.backwardWeightSeconds, row.directBackwardWeightSeconds))],"
+                + "  // \(row.model) \(row.layer): GF/s gemm/direct \(gf(row.forwardGFLOPS))/\(gf(row.directForwardGFLOPS)), "
+                + "\(gf(row.backwardInputGFLOPS))/\(gf(row.directBackwardInputGFLOPS)), \(gf(row.backwardWeightGFLOPS))/\(gf(row.directBackwardWeightGFLOPS))"
+        }
     }
 
     /// Best wall time of `body` in seconds: one untimed call, then timed calls until their total
