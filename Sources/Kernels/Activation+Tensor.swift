@@ -9,14 +9,14 @@ import Tensors
 extension Activation {
     /// `max(x, 0)` elementwise.
     public static func relu(_ input: Tensor) -> Tensor {
-        var out = Tensor(zeros: input.shape)
+        var out = Tensor(uninitialized: input.shape)
         out.withUnsafeMutablePointer { y in input.withUnsafePointer { x in reluForward(output: y, input: x, count: input.count) } }
         return out
     }
 
     /// `dy · [x > 0]`.
     public static func reluBackward(_ dOutput: Tensor, input: Tensor) -> Tensor {
-        var dInput = Tensor(zeros: input.shape)
+        var dInput = Tensor(uninitialized: input.shape)
         dInput.withUnsafeMutablePointer { dx in
             dOutput.withUnsafePointer { dy in
                 input.withUnsafePointer { x in reluBackward(dInput: dx, dOutput: dy, input: x, count: input.count) }

@@ -1,8 +1,10 @@
 // BatchNorm2D.swift: 2-D batch normalisation over NCHW float32 with PyTorch semantics (batch statistics
 // and running-statistic updates in training, running statistics in inference), forward and backward.
 // Channels are independent, so work is split across workers by channel and every result is bitwise
-// independent of the worker count. It does not own parameters or buffers (Layers does); eps and
-// momentum are arguments. Naive twins: BatchNorm2D+Reference.swift.
+// independent of the worker count. The forward passes can fuse a residual add and a ReLU into their
+// store, and the backward passes the ReLU mask (from the stored output) into their loads. It does not
+// own parameters or buffers (Layers does); eps and momentum are arguments. Naive twins:
+// BatchNorm2D+Reference.swift.
 
 /// Batch normalisation kernels for `[N, C, H, W]` tensors (`hw = H·W`).
 ///
@@ -40,16 +42,20 @@ public enum BatchNorm2D {
     ///     updates; `nil` is for probes and gradient checks).
     ///   - momentum: in [0, 1]; PyTorch's default is 0.1 (callers pass it).
     ///   - eps: > 0; PyTorch's default is 1e-5 (callers pass it).
+    ///   - residual, relu: the fused epilogue `output = act(y + residual)` (see `normalizePlane`);
+    ///     `residual` is `[N, C, H, W]` and may not alias `output`. The result is bitwise that of
+    ///     this pass followed by `Elementwise.add` and `Activation.reluForward` (both exact).
     /// - Note: with `M == 1` the unbiased factor `M/(M − 1)` is undefined; the biased variance (0) is
     ///   used as is. PyTorch raises an error for that case instead.
-    /// - Complexity: three reads of `input`, one write of `output`.
+    /// - Complexity: three reads of `input`, one write of `output` (plus one read of `residual`).
     public static func forwardTraining(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                        saveMean: UnsafeMutablePointer<Float>,
                                        saveInverseStd: UnsafeMutablePointer<Float>,
                                        runningMean: UnsafeMutablePointer<Float>?,
                                        runningVar: UnsafeMutablePointer<Float>?,
-                                       momentum: Float, eps: Float, n: Int, c: Int, hw: Int) {
+                                       momentum: Float, eps: Float, n: Int, c: Int, hw: Int,
+                                       residual: UnsafePointer<Float>?, relu: Bool) {
         let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 1 && c >= 0 && hw >= 1, "BatchNorm2D.forwardTraining: bad shape n \(n) c \(c) hw \(hw)")
         let m = n * hw
@@ -82,12 +88,13 @@ public enum BatchNorm2D {
                     let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
                     runningVar[ch] = Float((1 - mom) * Double(runningVar[ch]) + mom * unbiased)
                 }
-                // Pass 3: y = β + (x − μ)·(γ·invStd).
+                // Pass 3: y = act(β + (x − μ)·(γ·invStd) + residual).
                 let scale = Float(Double(gamma[ch]) * inverseStd)
                 for i in 0..<n {
                     let offset = i * channelStride + ch * hw
                     normalizePlane(output: output + offset, input: input + offset, count: hw,
-                                   mean: Float(mean), scale: scale, shift: beta[ch])
+                                   mean: Float(mean), scale: scale, shift: beta[ch],
+                                   residual: residual.map { $0 + offset }, relu: relu)
                 }
             }
         }
@@ -100,11 +107,13 @@ public enum BatchNorm2D {
     /// y = γ_c · (x − runningMean_c) / √(runningVar_c + eps) + β_c
     /// ```
     /// Shapes: `input`, `output` `[N, C, H, W]`; `gamma`, `beta`, `runningMean`, `runningVar` `[C]`.
-    /// `output` may be exactly `input`.
+    /// `output` may be exactly `input`. `residual` and `relu` fuse `output = act(y + residual)` into
+    /// the store, as in `forwardTraining` (`residual` `[N, C, H, W]`, not aliasing `output`).
     public static func forwardInference(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                         runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
-                                        eps: Float, n: Int, c: Int, hw: Int) {
+                                        eps: Float, n: Int, c: Int, hw: Int,
+                                        residual: UnsafePointer<Float>?, relu: Bool) {
         let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 0 && c >= 0 && hw >= 0, "BatchNorm2D.forwardInference: bad shape n \(n) c \(c) hw \(hw)")
         let channelStride = c * hw
@@ -115,7 +124,8 @@ public enum BatchNorm2D {
                 for i in 0..<n {
                     let offset = i * channelStride + ch * hw
                     normalizePlane(output: output + offset, input: input + offset, count: hw,
-                                   mean: runningMean[ch], scale: scale, shift: beta[ch])
+                                   mean: runningMean[ch], scale: scale, shift: beta[ch],
+                                   residual: residual.map { $0 + offset }, relu: relu)
                 }
             }
         }
@@ -134,25 +144,38 @@ public enum BatchNorm2D {
     /// Shapes: `dInput`, `dOutput`, `input` `[N, C, H, W]`; `gamma`, `saveMean`, `saveInverseStd`,
     /// `dGamma`, `dBeta` `[C]`.
     ///
+    /// With a fused ReLU (`reluOutput` given: the forward's `act(y + residual)`), `dy` above is the
+    /// masked `dz = dOutput · [reluOutput > 0]`, computed plane by plane while it is in cache; it is
+    /// stored in `dPreActivation` (the residual branch's gradient) when given, else in `dInput`.
+    ///
     /// - Parameters:
     ///   - dInput: overwritten if non-nil; may be exactly `dOutput`.
     ///   - dGamma, dBeta: accumulated (`+=`) if non-nil.
     ///   - saveMean, saveInverseStd: as written by `forwardTraining` for this `input`.
+    ///   - reluOutput: `[N, C, H, W]`, the fused forward's output, or nil for no ReLU.
+    ///   - dPreActivation: `[N, C, H, W]`, overwritten with `dz` if non-nil (may be exactly
+    ///     `dOutput`; not `dInput`). With `reluOutput` at least one of it and `dInput` is required.
     public static func backwardTraining(dInput: UnsafeMutablePointer<Float>?,
                                         dGamma: UnsafeMutablePointer<Float>?,
                                         dBeta: UnsafeMutablePointer<Float>?,
                                         dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
                                         gamma: UnsafePointer<Float>,
                                         saveMean: UnsafePointer<Float>, saveInverseStd: UnsafePointer<Float>,
-                                        n: Int, c: Int, hw: Int) {
+                                        n: Int, c: Int, hw: Int,
+                                        reluOutput: UnsafePointer<Float>?,
+                                        dPreActivation: UnsafeMutablePointer<Float>?) {
         let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 1 && c >= 0 && hw >= 1, "BatchNorm2D.backwardTraining: bad shape n \(n) c \(c) hw \(hw)")
-        if dInput == nil && dGamma == nil && dBeta == nil { return }
+        precondition(reluOutput == nil || dInput != nil || dPreActivation != nil,
+                     "BatchNorm2D.backwardTraining: a fused ReLU needs dInput or dPreActivation to hold dz")
+        if dInput == nil && dGamma == nil && dBeta == nil && dPreActivation == nil { return }
         let m = n * hw
         let channelStride = c * hw
         forEachChannelSlice(c: c, elementsPerChannel: m) { channels in
             for ch in channels {
                 let mean = saveMean[ch], inverseStd = Double(saveInverseStd[ch])
+                let dOutput = maskedGradient(dOutput: dOutput, reluOutput: reluOutput,
+                                             into: dPreActivation ?? dInput, channel: ch, n: n, c: c, hw: hw)
                 // Σ dy and Σ dy·(x − μ), per plane in Float, across planes in Double.
                 var sumDy = 0.0, sumDyCentred = 0.0
                 for i in 0..<n {
@@ -189,20 +212,27 @@ public enum BatchNorm2D {
     /// dx       = dy · γ_c · invStd_c
     /// dγ_c    += Σ dy·x̂,   dβ_c += Σ dy
     /// ```
-    /// Shapes as in `backwardTraining`; the same nil/overwrite/accumulate rules apply.
+    /// Shapes as in `backwardTraining`; the same nil/overwrite/accumulate rules apply, and so do
+    /// `reluOutput` and `dPreActivation` (the fused ReLU's mask and the masked gradient `dz`).
     public static func backwardInference(dInput: UnsafeMutablePointer<Float>?,
                                          dGamma: UnsafeMutablePointer<Float>?,
                                          dBeta: UnsafeMutablePointer<Float>?,
                                          dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
                                          gamma: UnsafePointer<Float>,
                                          runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
-                                         eps: Float, n: Int, c: Int, hw: Int) {
+                                         eps: Float, n: Int, c: Int, hw: Int,
+                                         reluOutput: UnsafePointer<Float>?,
+                                         dPreActivation: UnsafeMutablePointer<Float>?) {
         let profile = KernelProfile.begin(.batchNorm); defer { KernelProfile.end(profile) }
         precondition(n >= 0 && c >= 0 && hw >= 0, "BatchNorm2D.backwardInference: bad shape n \(n) c \(c) hw \(hw)")
-        if dInput == nil && dGamma == nil && dBeta == nil { return }
+        precondition(reluOutput == nil || dInput != nil || dPreActivation != nil,
+                     "BatchNorm2D.backwardInference: a fused ReLU needs dInput or dPreActivation to hold dz")
+        if dInput == nil && dGamma == nil && dBeta == nil && dPreActivation == nil { return }
         let channelStride = c * hw
         forEachChannelSlice(c: c, elementsPerChannel: n * hw) { channels in
             for ch in channels {
+                let dOutput = maskedGradient(dOutput: dOutput, reluOutput: reluOutput,
+                                             into: dPreActivation ?? dInput, channel: ch, n: n, c: c, hw: hw)
                 let mean = runningMean[ch]
                 let inverseStd = 1 / (Double(runningVar[ch]) + Double(eps)).squareRoot()
                 if dGamma != nil || dBeta != nil {
@@ -228,6 +258,56 @@ public enum BatchNorm2D {
         }
     }
 
+    // MARK: - Unfused forms (no residual, no ReLU)
+
+    /// `forwardTraining` without a fused residual or ReLU.
+    public static func forwardTraining(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                                       gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                       saveMean: UnsafeMutablePointer<Float>,
+                                       saveInverseStd: UnsafeMutablePointer<Float>,
+                                       runningMean: UnsafeMutablePointer<Float>?,
+                                       runningVar: UnsafeMutablePointer<Float>?,
+                                       momentum: Float, eps: Float, n: Int, c: Int, hw: Int) {
+        forwardTraining(output: output, input: input, gamma: gamma, beta: beta, saveMean: saveMean,
+                        saveInverseStd: saveInverseStd, runningMean: runningMean, runningVar: runningVar,
+                        momentum: momentum, eps: eps, n: n, c: c, hw: hw, residual: nil, relu: false)
+    }
+
+    /// `forwardInference` without a fused residual or ReLU.
+    public static func forwardInference(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                                        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                        runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
+                                        eps: Float, n: Int, c: Int, hw: Int) {
+        forwardInference(output: output, input: input, gamma: gamma, beta: beta, runningMean: runningMean,
+                         runningVar: runningVar, eps: eps, n: n, c: c, hw: hw, residual: nil, relu: false)
+    }
+
+    /// `backwardTraining` without a fused ReLU.
+    public static func backwardTraining(dInput: UnsafeMutablePointer<Float>?,
+                                        dGamma: UnsafeMutablePointer<Float>?,
+                                        dBeta: UnsafeMutablePointer<Float>?,
+                                        dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
+                                        gamma: UnsafePointer<Float>,
+                                        saveMean: UnsafePointer<Float>, saveInverseStd: UnsafePointer<Float>,
+                                        n: Int, c: Int, hw: Int) {
+        backwardTraining(dInput: dInput, dGamma: dGamma, dBeta: dBeta, dOutput: dOutput, input: input, gamma: gamma,
+                         saveMean: saveMean, saveInverseStd: saveInverseStd, n: n, c: c, hw: hw,
+                         reluOutput: nil, dPreActivation: nil)
+    }
+
+    /// `backwardInference` without a fused ReLU.
+    public static func backwardInference(dInput: UnsafeMutablePointer<Float>?,
+                                         dGamma: UnsafeMutablePointer<Float>?,
+                                         dBeta: UnsafeMutablePointer<Float>?,
+                                         dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
+                                         gamma: UnsafePointer<Float>,
+                                         runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
+                                         eps: Float, n: Int, c: Int, hw: Int) {
+        backwardInference(dInput: dInput, dGamma: dGamma, dBeta: dBeta, dOutput: dOutput, input: input, gamma: gamma,
+                          runningMean: runningMean, runningVar: runningVar, eps: eps, n: n, c: c, hw: hw,
+                          reluOutput: nil, dPreActivation: nil)
+    }
+
     // MARK: - Helpers
 
     /// Runs `body` over contiguous channel ranges, one per worker when each gets enough elements.
@@ -237,20 +317,55 @@ public enum BatchNorm2D {
         Parallel.forEachChunk(count: c, minimumChunk: minimumChannels) { channels, _ in body(channels) }
     }
 
-    /// `output[i] = shift + (input[i] − mean)·scale` over one plane.
+    /// `output[i] = act(shift + (input[i] − mean)·scale + residual[i])` over one plane, where `act` is
+    /// ReLU when `relu` is set (NaN passes, as `Activation.reluForward`) and a nil `residual` adds nothing.
+    /// The add and the ReLU are the exact operations of `Elementwise.add` and `Activation.reluForward`,
+    /// so the fused store is bitwise the unfused composition.
     @inline(__always)
     static func normalizePlane(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int,
-                               mean: Float, scale: Float, shift: Float) {
+                               mean: Float, scale: Float, shift: Float,
+                               residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
         let meanV = FloatVector(repeating: mean), scaleV = FloatVector(repeating: scale)
-        let shiftV = FloatVector(repeating: shift)
+        let shiftV = FloatVector(repeating: shift), zero = FloatVector()
         let vectorCount = count / FloatVector.scalarCount
         for v in 0..<vectorCount {
             let i = v * FloatVector.scalarCount
-            storeVector(shiftV.addingProduct(loadVector(input + i) - meanV, scaleV), output + i)
+            var value = shiftV.addingProduct(loadVector(input + i) - meanV, scaleV)
+            if let residual { value = value + loadVector(residual + i) }
+            if relu { value = value.replacing(with: zero, where: value .< zero) }
+            storeVector(value, output + i)
         }
         for i in (vectorCount * FloatVector.scalarCount)..<count {
-            output[i] = shift.addingProduct(input[i] - mean, scale)
+            var value = shift.addingProduct(input[i] - mean, scale)
+            if let residual { value = value + residual[i] }
+            if relu && value < 0 { value = 0 }
+            output[i] = value
         }
+    }
+
+    /// The gradient a channel's backward reads: `dOutput` itself without a fused ReLU; else
+    /// `dz = dOutput · [reluOutput > 0]` written into `scratch`'s planes of channel `ch` (same
+    /// `[N, C, H, W]` layout, so the returned base pointer is indexed like `dOutput`). The mask is
+    /// `Activation.reluBackward`'s, so the result is bitwise that of the unfused ReLU backward.
+    @inline(__always)
+    static func maskedGradient(dOutput: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?,
+                               into scratch: UnsafeMutablePointer<Float>?, channel ch: Int,
+                               n: Int, c: Int, hw: Int) -> UnsafePointer<Float> {
+        guard let reluOutput, let scratch else { return dOutput }
+        let zero = FloatVector()
+        let vectorCount = hw / FloatVector.scalarCount
+        for image in 0..<n {
+            let offset = image * c * hw + ch * hw
+            let dy = dOutput + offset, y = reluOutput + offset, dz = scratch + offset
+            for v in 0..<vectorCount {
+                let i = v * FloatVector.scalarCount
+                storeVector(zero.replacing(with: loadVector(dy + i), where: loadVector(y + i) .> zero), dz + i)
+            }
+            for i in (vectorCount * FloatVector.scalarCount)..<hw {
+                dz[i] = y[i] > 0 ? dy[i] : 0
+            }
+        }
+        return UnsafePointer(scratch)
     }
 
     /// `dInput[i] = shift + dyScale·dOutput[i] + centredScale·(input[i] − mean)` over one plane.

@@ -133,10 +133,33 @@ extension Conv2D {
         }
     }
 
+    /// The filters with a per-output-channel factor folded in: `W'[k, c, r, s] = W[k, c, r, s] · scale[k]`,
+    /// so that `input ⋆ W' = scale · (input ⋆ W)` (up to rounding). Folding an inference-mode batch
+    /// norm's scale this way lets the backward to the input be one `backwardInput` with `W'`.
+    ///
+    /// Shapes: `weight` `[K, C, R, S]`, `scale` `[K]`, result `[K, C, R, S]`.
+    /// - Complexity: one pass over the `K·C·R·S` weights (cheap next to the convolution).
+    public static func scaledFilters(_ weight: Tensor, by scale: Tensor) -> Tensor {
+        precondition(weight.rank == 4 && scale.count == weight.shape[0],
+                     "Conv2D.scaledFilters: scale \(scale.shape) must be [K] for weight \(weight.shape) ([K, C, R, S])")
+        var out = Tensor(uninitialized: weight.shape)
+        let k = weight.shape[0], crs = k == 0 ? 0 : weight.count / k
+        out.withUnsafeMutablePointer { o in
+            weight.withUnsafePointer { w in
+                scale.withUnsafePointer { a in
+                    for kk in 0..<k {
+                        Elementwise.scale(output: o + kk * crs, input: w + kk * crs, by: a[kk], count: crs)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Allocating form of the fused forward.
     public static func forward(_ input: Tensor, weight: Tensor, geometry g: ConvGeometry,
                                scale: Tensor?, shift: Tensor?, residual: Tensor?, relu: Bool) -> Tensor {
-        var output = Tensor(zeros: [g.n, g.k, g.p, g.q])
+        var output = Tensor(uninitialized: [g.n, g.k, g.p, g.q])
         forward(input, weight: weight, geometry: g, scale: scale, shift: shift, residual: residual, relu: relu,
                 into: &output)
         return output

@@ -17,14 +17,14 @@ extension Conv2D {
 
     /// `output [N, K, P, Q] = input ⋆ weight + bias`.
     public static func forward(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry) -> Tensor {
-        var output = Tensor(zeros: [g.n, g.k, g.p, g.q])
+        var output = Tensor(uninitialized: [g.n, g.k, g.p, g.q])
         forward(input, weight: weight, bias: bias, geometry: g, into: &output)
         return output
     }
 
     /// `dInput [N, C, H, W]` from `dOutput [N, K, P, Q]`.
     public static func backwardInput(_ dOutput: Tensor, weight: Tensor, geometry g: ConvGeometry) -> Tensor {
-        var dInput = Tensor(zeros: [g.n, g.c, g.h, g.w])
+        var dInput = Tensor(uninitialized: [g.n, g.c, g.h, g.w])
         backwardInput(dOutput, weight: weight, geometry: g, into: &dInput)
         return dInput
     }

@@ -10,7 +10,7 @@ extension Elementwise {
     /// `a + b` (same shape).
     public static func add(_ a: Tensor, _ b: Tensor) -> Tensor {
         precondition(a.shape == b.shape, "Elementwise.add: shapes \(a.shape) and \(b.shape) differ")
-        var out = Tensor(zeros: a.shape)
+        var out = Tensor(uninitialized: a.shape)
         out.withUnsafeMutablePointer { y in
             a.withUnsafePointer { pa in b.withUnsafePointer { pb in add(output: y, a: pa, b: pb, count: a.count) } }
         }
@@ -31,7 +31,7 @@ extension Elementwise {
 
     /// `scale · input`.
     public static func scaled(_ input: Tensor, by scale: Float) -> Tensor {
-        var out = Tensor(zeros: input.shape)
+        var out = Tensor(uninitialized: input.shape)
         out.withUnsafeMutablePointer { y in input.withUnsafePointer { x in self.scale(output: y, input: x, by: scale, count: input.count) } }
         return out
     }

@@ -11,7 +11,7 @@ extension Pooling {
     public static func maxPool(_ input: Tensor, kernel: Int, stride: Int) -> (output: Tensor, argmax: [Int32]) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let p = (h - kernel) / stride + 1, q = (w - kernel) / stride + 1
-        var out = Tensor(zeros: [n, c, p, q])
+        var out = Tensor(uninitialized: [n, c, p, q])
         var argmax = [Int32](repeating: 0, count: out.count)
         out.withUnsafeMutablePointer { y in
             argmax.withUnsafeMutableBufferPointer { a in
@@ -26,7 +26,7 @@ extension Pooling {
 
     public static func maxPoolBackward(_ dOutput: Tensor, argmax: [Int32], inputShape: [Int], kernel: Int,
                                        stride: Int) -> Tensor {
-        var dInput = Tensor(zeros: inputShape)
+        var dInput = Tensor(uninitialized: inputShape)
         dInput.withUnsafeMutablePointer { dx in
             dOutput.withUnsafePointer { dy in
                 argmax.withUnsafeBufferPointer { a in
@@ -42,7 +42,7 @@ extension Pooling {
     public static func avgPool(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let p = (h - kernel) / stride + 1, q = (w - kernel) / stride + 1
-        var out = Tensor(zeros: [n, c, p, q])
+        var out = Tensor(uninitialized: [n, c, p, q])
         out.withUnsafeMutablePointer { y in
             input.withUnsafePointer { x in
                 avgPoolForward(output: y, input: x, n: n, c: c, h: h, w: w, kernel: kernel, stride: stride)
@@ -52,7 +52,7 @@ extension Pooling {
     }
 
     public static func avgPoolBackward(_ dOutput: Tensor, inputShape: [Int], kernel: Int, stride: Int) -> Tensor {
-        var dInput = Tensor(zeros: inputShape)
+        var dInput = Tensor(uninitialized: inputShape)
         dInput.withUnsafeMutablePointer { dx in
             dOutput.withUnsafePointer { dy in
                 avgPoolBackward(dInput: dx, dOutput: dy, n: inputShape[0], c: inputShape[1], h: inputShape[2],

@@ -9,6 +9,10 @@ import Tensors
 /// ResNet-18 for 32×32 images: conv3×3(3→64) → BN → ReLU → 4 stages of 2 BasicBlocks
 /// (64, 128, 256, 512 channels; strides 1, 2, 2, 2) → 4×4 average pool → Linear.
 ///
+/// The stem is one fused conv call with bn1 folded and the ReLU in its epilogue in `.inference` mode,
+/// and a conv plus a batch-norm pass with the ReLU fused into it in `.training` mode; the blocks are
+/// fused likewise (see `BasicBlock`).
+///
 /// Shapes: `[N, 3, 32, 32]` → `[N, classes]`. 11,173,962 parameters with 10 classes; 0.555 GMACs.
 public final class ResNet18: Classifier {
     public let inputShape: [Int]
@@ -18,9 +22,23 @@ public final class ResNet18: Classifier {
     public let pool: AvgPool2D
     public let linear: LinearLayer
 
+    /// Whether forward passes use the fused kernels, here and in every block (always, except in
+    /// tests that compare them with the unfused chain of separate layer passes).
+    var usesFusedPasses = true {
+        didSet { for b in blocks { b.usesFusedPasses = usesFusedPasses } }
+    }
+
     public struct Cache {
-        let c1: Conv2DLayer.Cache, b1: BatchNorm2DLayer.Cache, n1: Tensor
+        let stem: Stem
         let blocks: [BasicBlock.Cache], pool: AvgPool2D.Cache, featureShape: [Int], fc: LinearLayer.Cache
+    }
+
+    /// The stem's cache: conv1 + bn1 + ReLU as one folded call (inference), as a conv and a fused
+    /// BN+ReLU pass (training; the BN cache holds the mask), or as separate passes (tests).
+    enum Stem {
+        case folded(Conv2DLayer.FusedCache)
+        case fused(Conv2DLayer.Cache, BatchNorm2DLayer.Cache)
+        case unfused(Conv2DLayer.Cache, BatchNorm2DLayer.Cache, preActivation: Tensor)
     }
 
     public init(classes: Int = 10, width: Double = 1, inputSize: Int = 32, seed: UInt64) {
@@ -44,12 +62,24 @@ public final class ResNet18: Classifier {
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
-        let (h, c1) = conv1.forward(x, mode: mode)
-        let (n1, b1) = bn1.forward(h, mode: mode)
-        let (f, bc) = forwardSequence(blocks, Activation.relu(n1), mode: mode)
+        let a: Tensor, stem: Stem
+        switch (usesFusedPasses, mode) {
+        case (true, .inference):
+            let (y, f) = conv1.forwardFused(x, foldingInference: bn1, residual: nil, relu: true)
+            (a, stem) = (y, .folded(f))
+        case (true, .training):
+            let (h, c1) = conv1.forward(x, mode: mode)
+            let (y, b1) = bn1.forward(h, mode: mode, residual: nil, relu: true)
+            (a, stem) = (y, .fused(c1, b1))
+        case (false, _):
+            let (h, c1) = conv1.forward(x, mode: mode)
+            let (n1, b1) = bn1.forward(h, mode: mode)
+            (a, stem) = (Activation.relu(n1), .unfused(c1, b1, preActivation: n1))
+        }
+        let (f, bc) = forwardSequence(blocks, a, mode: mode)
         let (p, pc) = pool.forward(f, mode: mode)
         let (z, fc) = linear.forward(p, mode: mode)
-        return (z, Cache(c1: c1, b1: b1, n1: n1, blocks: bc, pool: pc, featureShape: p.shape, fc: fc))
+        return (z, Cache(stem: stem, blocks: bc, pool: pc, featureShape: p.shape, fc: fc))
     }
 
     public func backward(_ dLogits: Tensor, cache k: Cache, targets: GradientTargets) -> Tensor? {
@@ -57,9 +87,15 @@ public final class ResNet18: Classifier {
         var d = linear.backward(dLogits, cache: k.fc, targets: t)!.reshaped(k.featureShape)
         d = pool.backward(d, cache: k.pool, targets: t)!
         d = backwardSequence(blocks, d, caches: k.blocks, targets: t)!
-        d = Activation.reluBackward(d, input: k.n1)
-        d = bn1.backward(d, cache: k.b1, targets: t)!
-        return conv1.backward(d, cache: k.c1, targets: targets)
+        switch k.stem {
+        case .folded(let f):
+            return conv1.backwardFused(d, cache: f, targets: targets).dInput
+        case .fused(let c1, let b1):
+            return conv1.backward(bn1.backward(d, cache: b1, targets: t)!, cache: c1, targets: targets)
+        case .unfused(let c1, let b1, let n1):
+            d = Activation.reluBackward(d, input: n1)
+            return conv1.backward(bn1.backward(d, cache: b1, targets: t)!, cache: c1, targets: targets)
+        }
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] {

@@ -17,12 +17,32 @@ import Tensors
 /// stride or channel count changes, identity otherwise. PyTorch names: `conv1, bn1, conv2, bn2,
 /// shortcut.0, shortcut.1`.
 ///
+/// Passes (docs/kernels.md, "Fused and folded passes"):
+/// - `.inference`: three fused conv calls, each batch norm folded into its conv —
+///   `a1 = relu(conv1'(x))`, `s = conv_s'(x)` (or `x`), `y = relu(conv2'(a1) + s)` — and a backward of
+///   ReLU masks from the stored outputs plus one backward-input per conv.
+/// - `.training`: the batch norms use batch statistics, so they stay separate passes, each with
+///   its ReLU (and, for `bn2`, the residual add) fused into its store; bitwise the unfused chain.
+///
 /// Shapes: `[N, Cin, H, W]` → `[N, Cout, H/s, W/s]`.
 public final class BasicBlock: Layer {
     public let conv1: Conv2DLayer, bn1: BatchNorm2DLayer, conv2: Conv2DLayer, bn2: BatchNorm2DLayer
     public let shortcutConv: Conv2DLayer?, shortcutBN: BatchNorm2DLayer?
+    /// Whether forward passes use the fused kernels (always, except in tests that compare them with
+    /// the unfused chain of separate layer passes).
+    var usesFusedPasses = true
 
-    public struct Cache {
+    public enum Cache {
+        /// Inference mode, batch norms folded: conv1+bn1+ReLU, shortcut conv+BN, conv2+bn2+add+ReLU.
+        case folded(f1: Conv2DLayer.FusedCache, f2: Conv2DLayer.FusedCache, fs: Conv2DLayer.FusedCache?)
+        /// Training mode: separate convs; bn1+ReLU and bn2+add+ReLU fused (their caches hold the masks).
+        case fused(c1: Conv2DLayer.Cache, b1: BatchNorm2DLayer.Cache, c2: Conv2DLayer.Cache,
+                   b2: BatchNorm2DLayer.Cache, sc: Conv2DLayer.Cache?, sb: BatchNorm2DLayer.Cache?)
+        /// The reference chain of separate passes (tests only).
+        case unfused(UnfusedCache)
+    }
+
+    public struct UnfusedCache {
         let c1: Conv2DLayer.Cache, b1: BatchNorm2DLayer.Cache, a1: Tensor
         let c2: Conv2DLayer.Cache, b2: BatchNorm2DLayer.Cache
         let sc: Conv2DLayer.Cache?, sb: BatchNorm2DLayer.Cache?
@@ -43,6 +63,80 @@ public final class BasicBlock: Layer {
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (output: Tensor, cache: Cache) {
+        guard usesFusedPasses else { return forwardUnfused(x, mode: mode) }
+        switch mode {
+        case .inference:
+            let (a1, f1) = conv1.forwardFused(x, foldingInference: bn1, residual: nil, relu: true)
+            var shortcut = x, fs: Conv2DLayer.FusedCache? = nil
+            if let shortcutConv {
+                (shortcut, fs) = shortcutConv.forwardFused(x, foldingInference: shortcutBN, residual: nil, relu: false)
+            }
+            let (y, f2) = conv2.forwardFused(a1, foldingInference: bn2, residual: shortcut, relu: true)
+            return (y, .folded(f1: f1, f2: f2, fs: fs))
+        case .training:
+            let (h1, c1) = conv1.forward(x, mode: mode)
+            let (a1, b1) = bn1.forward(h1, mode: mode, residual: nil, relu: true)
+            let (h2, c2) = conv2.forward(a1, mode: mode)
+            var shortcut = x
+            var sc: Conv2DLayer.Cache? = nil, sb: BatchNorm2DLayer.Cache? = nil
+            if let shortcutConv, let shortcutBN {
+                let (s1, scc) = shortcutConv.forward(x, mode: mode)
+                (shortcut, sb) = shortcutBN.forward(s1, mode: mode)
+                sc = scc
+            }
+            let (y, b2) = bn2.forward(h2, mode: mode, residual: shortcut, relu: true)
+            return (y, .fused(c1: c1, b1: b1, c2: c2, b2: b2, sc: sc, sb: sb))
+        }
+    }
+
+    public func backward(_ dOutput: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
+        let inner = innerTargets(targets)
+        switch cache {
+        case .folded(let f1, let f2, let fs):
+            let (dA1, dSum) = conv2.backwardFused(dOutput, cache: f2, targets: inner)
+            let dX = conv1.backwardFused(dA1!, cache: f1, targets: targets).dInput
+            var dShortcut = dSum
+            if let shortcutConv, let fs {
+                guard let d = shortcutConv.backwardFused(dSum, cache: fs, targets: targets).dInput else { return nil }
+                dShortcut = d
+            }
+            guard var dX else { return nil }
+            Elementwise.accumulate(&dX, dShortcut)
+            return dX
+        case .fused(let c1, let b1, let c2, let b2, let sc, let sb):
+            let (dH2, dSum) = bn2.backward(dOutput, cache: b2, targets: inner, wantPreActivation: true)
+            let dA1 = conv2.backward(dH2!, cache: c2, targets: inner)!
+            let dH1 = bn1.backward(dA1, cache: b1, targets: inner)!
+            return finishBackward(conv1.backward(dH1, cache: c1, targets: targets), dSum: dSum!, sc: sc, sb: sb,
+                                  targets: targets)
+        case .unfused(let k):
+            let dSum = Activation.reluBackward(dOutput, input: k.sum)
+            let dH2 = bn2.backward(dSum, cache: k.b2, targets: inner)!
+            let dA1 = conv2.backward(dH2, cache: k.c2, targets: inner)!
+            let dN1 = Activation.reluBackward(dA1, input: k.a1)
+            let dH1 = bn1.backward(dN1, cache: k.b1, targets: inner)!
+            return finishBackward(conv1.backward(dH1, cache: k.c1, targets: targets), dSum: dSum, sc: k.sc, sb: k.sb,
+                                  targets: targets)
+        }
+    }
+
+    /// `dX + dShortcut`, the shortcut's gradient backpropagated through its conv and BN (if any).
+    private func finishBackward(_ dX: Tensor?, dSum: Tensor, sc: Conv2DLayer.Cache?, sb: BatchNorm2DLayer.Cache?,
+                                targets: GradientTargets) -> Tensor? {
+        var dShortcut = dSum
+        if let shortcutConv, let shortcutBN, let sc, let sb {
+            let dS1 = shortcutBN.backward(dSum, cache: sb, targets: innerTargets(targets))!
+            guard let d = shortcutConv.backward(dS1, cache: sc, targets: targets) else { return nil }
+            dShortcut = d
+        }
+        guard var dX else { return nil }
+        Elementwise.accumulate(&dX, dShortcut)
+        return dX
+    }
+
+    /// The chain of separate layer passes (conv → BN → ReLU → conv → BN → add → ReLU), kept as the
+    /// reference the fused passes are tested against.
+    func forwardUnfused(_ x: Tensor, mode: ForwardMode) -> (output: Tensor, cache: Cache) {
         let (h1, c1) = conv1.forward(x, mode: mode)
         let (n1, b1) = bn1.forward(h1, mode: mode)
         let a1 = Activation.relu(n1)
@@ -56,26 +150,8 @@ public final class BasicBlock: Layer {
             shortcut = s2; sc = scc; sb = sbc
         }
         let sum = Elementwise.add(n2, shortcut)
-        return (Activation.relu(sum), Cache(c1: c1, b1: b1, a1: n1, c2: c2, b2: b2, sc: sc, sb: sb, sum: sum))
-    }
-
-    public func backward(_ dOutput: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
-        let inner = innerTargets(targets)
-        let dSum = Activation.reluBackward(dOutput, input: cache.sum)
-        let dH2 = bn2.backward(dSum, cache: cache.b2, targets: inner)!
-        let dA1 = conv2.backward(dH2, cache: cache.c2, targets: inner)!
-        let dN1 = Activation.reluBackward(dA1, input: cache.a1)
-        let dH1 = bn1.backward(dN1, cache: cache.b1, targets: inner)!
-        let dX = conv1.backward(dH1, cache: cache.c1, targets: targets)
-        var dShortcut = dSum
-        if let shortcutConv, let shortcutBN, let sc = cache.sc, let sb = cache.sb {
-            let dS1 = shortcutBN.backward(dSum, cache: sb, targets: inner)!
-            guard let d = shortcutConv.backward(dS1, cache: sc, targets: targets) else { return nil }
-            dShortcut = d
-        }
-        guard var dX else { return nil }
-        Elementwise.accumulate(&dX, dShortcut)
-        return dX
+        return (Activation.relu(sum), .unfused(UnfusedCache(c1: c1, b1: b1, a1: n1, c2: c2, b2: b2, sc: sc, sb: sb,
+                                                            sum: sum)))
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] {
@@ -99,6 +175,10 @@ public final class BasicBlock: Layer {
 /// `out = conv2(relu(bn2(conv1(a)))) + (shortcut ? conv1×1(a) : x)`; the 1×1 shortcut has no BN
 /// and takes the *activated* input. Used by PreAct ResNet-18 (names `bn1, conv1, bn2, conv2,
 /// shortcut.0`) and WideResNet (names `bn1, conv1, bn2, conv2, convShortcut`).
+///
+/// Each `relu(bn(·))` is one batch-norm pass with the ReLU fused into its store, in both modes
+/// (bitwise the separate passes). The batch norms cannot fold into the following conv: the ReLU
+/// between them is not linear.
 public final class PreActivationBlock: Layer {
     public enum Naming: Sendable { case preActResNet, wideResNet }
 
@@ -106,9 +186,10 @@ public final class PreActivationBlock: Layer {
     public let shortcutConv: Conv2DLayer?
     public let naming: Naming
 
+    /// The batch-norm caches hold the fused ReLUs' outputs (`a` and the conv2 input) as their masks.
     public struct Cache {
-        let b1: BatchNorm2DLayer.Cache, n1: Tensor, a: Tensor
-        let c1: Conv2DLayer.Cache, b2: BatchNorm2DLayer.Cache, n2: Tensor, c2: Conv2DLayer.Cache
+        let b1: BatchNorm2DLayer.Cache
+        let c1: Conv2DLayer.Cache, b2: BatchNorm2DLayer.Cache, c2: Conv2DLayer.Cache
         let sc: Conv2DLayer.Cache?
     }
 
@@ -128,31 +209,28 @@ public final class PreActivationBlock: Layer {
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (output: Tensor, cache: Cache) {
-        let (n1, b1) = bn1.forward(x, mode: mode)
-        let a = Activation.relu(n1)
+        let (a, b1) = bn1.forward(x, mode: mode, residual: nil, relu: true)
         let (h1, c1) = conv1.forward(a, mode: mode)
-        let (n2, b2) = bn2.forward(h1, mode: mode)
-        let (h2, c2) = conv2.forward(Activation.relu(n2), mode: mode)
+        let (a2, b2) = bn2.forward(h1, mode: mode, residual: nil, relu: true)
+        let (h2, c2) = conv2.forward(a2, mode: mode)
         var shortcut = x
         var sc: Conv2DLayer.Cache? = nil
         if let shortcutConv {
             let (s, scc) = shortcutConv.forward(a, mode: mode)
             shortcut = s; sc = scc
         }
-        return (Elementwise.add(h2, shortcut), Cache(b1: b1, n1: n1, a: a, c1: c1, b2: b2, n2: n2, c2: c2, sc: sc))
+        return (Elementwise.add(h2, shortcut), Cache(b1: b1, c1: c1, b2: b2, c2: c2, sc: sc))
     }
 
     public func backward(_ dOutput: Tensor, cache: Cache, targets: GradientTargets) -> Tensor? {
         let inner = innerTargets(targets)
         let dR2 = conv2.backward(dOutput, cache: cache.c2, targets: inner)!
-        let dN2 = Activation.reluBackward(dR2, input: cache.n2)
-        let dH1 = bn2.backward(dN2, cache: cache.b2, targets: inner)!
+        let dH1 = bn2.backward(dR2, cache: cache.b2, targets: inner)!
         var dA = conv1.backward(dH1, cache: cache.c1, targets: inner)!
         if let shortcutConv, let sc = cache.sc {
             Elementwise.accumulate(&dA, shortcutConv.backward(dOutput, cache: sc, targets: inner)!)
         }
-        let dN1 = Activation.reluBackward(dA, input: cache.n1)
-        guard var dX = bn1.backward(dN1, cache: cache.b1, targets: targets) else { return nil }
+        guard var dX = bn1.backward(dA, cache: cache.b1, targets: targets) else { return nil }
         if shortcutConv == nil { Elementwise.accumulate(&dX, dOutput) }
         return dX
     }
@@ -206,7 +284,7 @@ func backwardSequence<B: Layer>(_ blocks: [B], _ dOutput: Tensor, caches: [B.Cac
 /// Forward cache of a pre-activation network (PreAct ResNet-18, WideResNet): stem conv → blocks →
 /// BN → ReLU → average pool → linear.
 public struct PreActivationNetworkCache {
-    let c1: Conv2DLayer.Cache, blocks: [PreActivationBlock.Cache], b: BatchNorm2DLayer.Cache, n: Tensor
+    let c1: Conv2DLayer.Cache, blocks: [PreActivationBlock.Cache], b: BatchNorm2DLayer.Cache
     let pool: AvgPool2D.Cache, featureShape: [Int], fc: LinearLayer.Cache
 }
 
@@ -216,10 +294,10 @@ func preActivationNetworkForward(_ x: Tensor, mode: ForwardMode, stem: Conv2DLay
     -> (logits: Tensor, cache: PreActivationNetworkCache) {
     let (h, c1) = stem.forward(x, mode: mode)
     let (f, bc) = forwardSequence(blocks, h, mode: mode)
-    let (n, b) = bn.forward(f, mode: mode)
-    let (p, pc) = pool.forward(Activation.relu(n), mode: mode)
+    let (a, b) = bn.forward(f, mode: mode, residual: nil, relu: true)
+    let (p, pc) = pool.forward(a, mode: mode)
     let (z, fcc) = fc.forward(p, mode: mode)
-    return (z, PreActivationNetworkCache(c1: c1, blocks: bc, b: b, n: n, pool: pc, featureShape: p.shape, fc: fcc))
+    return (z, PreActivationNetworkCache(c1: c1, blocks: bc, b: b, pool: pc, featureShape: p.shape, fc: fcc))
 }
 
 /// The backward pass shared by PreAct ResNet-18 and WideResNet.
@@ -229,7 +307,6 @@ func preActivationNetworkBackward(_ dLogits: Tensor, cache k: PreActivationNetwo
     let t = innerTargets(targets)
     var d = fc.backward(dLogits, cache: k.fc, targets: t)!.reshaped(k.featureShape)
     d = pool.backward(d, cache: k.pool, targets: t)!
-    d = Activation.reluBackward(d, input: k.n)
     d = bn.backward(d, cache: k.b, targets: t)!
     d = backwardSequence(blocks, d, caches: k.blocks, targets: t)!
     return stem.backward(d, cache: k.c1, targets: targets)

@@ -11,6 +11,10 @@ import Tensors
 /// Shapes: `[N, 1, 28, 28]` → `[N, classes]`. With width 1 and 10 classes: 312,202 parameters,
 /// 9.95 M MACs per image. Initialisation as the reference: Kaiming-normal convs (fan in), zero
 /// conv biases, PyTorch-default FC1/FC2, and FC3 weight and bias all zero.
+///
+/// Each conv → ReLU is one fused conv call (the bias is the epilogue's shift, the ReLU its
+/// activation) in every mode, and its backward masks with the stored output; bitwise equal to the
+/// separate passes.
 public final class SmallCNN: Classifier {
     public let inputShape: [Int]
     public let classCount: Int
@@ -19,10 +23,13 @@ public final class SmallCNN: Classifier {
     public let fc1: LinearLayer, fc2: LinearLayer, fc3: LinearLayer
     public let dropout: DropoutLayer
     public var stochasticLayers: [DropoutLayer] { [dropout] }
+    /// Whether conv + bias + ReLU run as one fused call (always, except in tests that compare it
+    /// with the separate passes).
+    var usesFusedPasses = true
 
     public struct Cache {
-        let c1: Conv2DLayer.Cache, r1: Tensor, c2: Conv2DLayer.Cache, r2: Tensor, p1: MaxPool2D.Cache
-        let c3: Conv2DLayer.Cache, r3: Tensor, c4: Conv2DLayer.Cache, r4: Tensor, p2: MaxPool2D.Cache
+        let c1: ConvStage, c2: ConvStage, p1: MaxPool2D.Cache
+        let c3: ConvStage, c4: ConvStage, p2: MaxPool2D.Cache
         let f1: LinearLayer.Cache, r5: Tensor, d: DropoutLayer.Cache, f2: LinearLayer.Cache, r6: Tensor, f3: LinearLayer.Cache
         let featureShape: [Int]
     }
@@ -52,17 +59,17 @@ public final class SmallCNN: Classifier {
     }
 
     public func forward(_ x: Tensor, mode: ForwardMode) -> (logits: Tensor, cache: Cache) {
-        let (h1, c1) = conv1.forward(x, mode: mode); let a1 = Activation.relu(h1)
-        let (h2, c2) = conv2.forward(a1, mode: mode); let a2 = Activation.relu(h2)
+        let (a1, c1) = convReLU(conv1, x, mode: mode)
+        let (a2, c2) = convReLU(conv2, a1, mode: mode)
         let (q1, p1) = pool1.forward(a2, mode: mode)
-        let (h3, c3) = conv3.forward(q1, mode: mode); let a3 = Activation.relu(h3)
-        let (h4, c4) = conv4.forward(a3, mode: mode); let a4 = Activation.relu(h4)
+        let (a3, c3) = convReLU(conv3, q1, mode: mode)
+        let (a4, c4) = convReLU(conv4, a3, mode: mode)
         let (q2, p2) = pool2.forward(a4, mode: mode)
         let (g1, f1) = fc1.forward(q2, mode: mode); let a5 = Activation.relu(g1)
         let (dr, d) = dropout.forward(a5, mode: mode)
         let (g2, f2) = fc2.forward(dr, mode: mode); let a6 = Activation.relu(g2)
         let (z, f3) = fc3.forward(a6, mode: mode)
-        return (z, Cache(c1: c1, r1: h1, c2: c2, r2: h2, p1: p1, c3: c3, r3: h3, c4: c4, r4: h4, p2: p2,
+        return (z, Cache(c1: c1, c2: c2, p1: p1, c3: c3, c4: c4, p2: p2,
                          f1: f1, r5: g1, d: d, f2: f2, r6: g2, f3: f3, featureShape: q2.shape))
     }
 
@@ -75,15 +82,36 @@ public final class SmallCNN: Classifier {
         d = Activation.reluBackward(d, input: k.r5)
         d = fc1.backward(d, cache: k.f1, targets: t)!.reshaped(k.featureShape)
         d = pool2.backward(d, cache: k.p2, targets: t)!
-        d = Activation.reluBackward(d, input: k.r4)
-        d = conv4.backward(d, cache: k.c4, targets: t)!
-        d = Activation.reluBackward(d, input: k.r3)
-        d = conv3.backward(d, cache: k.c3, targets: t)!
+        d = convReLUBackward(conv4, d, k.c4, targets: t)!
+        d = convReLUBackward(conv3, d, k.c3, targets: t)!
         d = pool1.backward(d, cache: k.p1, targets: t)!
-        d = Activation.reluBackward(d, input: k.r2)
-        d = conv2.backward(d, cache: k.c2, targets: t)!
-        d = Activation.reluBackward(d, input: k.r1)
-        return conv1.backward(d, cache: k.c1, targets: targets)
+        d = convReLUBackward(conv2, d, k.c2, targets: t)!
+        return convReLUBackward(conv1, d, k.c1, targets: targets)
+    }
+
+    /// The cache of one conv → ReLU: one fused call, or separate passes keeping the pre-activation.
+    enum ConvStage {
+        case fused(Conv2DLayer.FusedCache)
+        case unfused(Conv2DLayer.Cache, preActivation: Tensor)
+    }
+
+    private func convReLU(_ conv: Conv2DLayer, _ x: Tensor, mode: ForwardMode) -> (Tensor, ConvStage) {
+        if usesFusedPasses {
+            let (y, f) = conv.forwardFused(x, foldingInference: nil, residual: nil, relu: true)
+            return (y, .fused(f))
+        }
+        let (h, c) = conv.forward(x, mode: mode)
+        return (Activation.relu(h), .unfused(c, preActivation: h))
+    }
+
+    private func convReLUBackward(_ conv: Conv2DLayer, _ d: Tensor, _ stage: ConvStage,
+                                  targets: GradientTargets) -> Tensor? {
+        switch stage {
+        case .fused(let f):
+            return conv.backwardFused(d, cache: f, targets: targets).dInput
+        case .unfused(let c, let h):
+            return conv.backward(Activation.reluBackward(d, input: h), cache: c, targets: targets)
+        }
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] {

@@ -22,10 +22,19 @@ public struct Tensor: @unchecked Sendable {
         self.storage = TensorStorage(count: n)
     }
 
+    /// A tensor of the given shape whose contents are **undefined** (whatever the allocator returned):
+    /// for outputs that a kernel overwrites completely, so that no zeroing pass is spent on them.
+    /// Never use it for an output that is accumulated into (`+=`), or read before it is written.
+    public init(uninitialized shape: [Int]) {
+        let n = Tensor.elementCount(shape)
+        self.shape = shape
+        self.storage = TensorStorage(uninitializedCount: n)
+    }
+
     /// A tensor of the given shape with every element equal to `value`.
     public init(shape: [Int], repeating value: Float) {
-        self.init(zeros: shape)
-        if value != 0 { storage.base.update(repeating: value, count: count) }
+        self.init(uninitialized: shape)
+        storage.base.update(repeating: value, count: count)
     }
 
     /// A tensor of the given shape holding `values` in row-major order.
@@ -33,7 +42,7 @@ public struct Tensor: @unchecked Sendable {
     public init(shape: [Int], values: [Float]) {
         let n = Tensor.elementCount(shape)
         precondition(values.count == n, "Tensor(shape: \(shape)) needs \(n) values, got \(values.count)")
-        self.init(zeros: shape)
+        self.init(uninitialized: shape)
         values.withUnsafeBufferPointer { src in
             if let p = src.baseAddress { storage.base.update(from: p, count: n) }
         }
@@ -148,7 +157,7 @@ public struct Tensor: @unchecked Sendable {
         precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
                      "Tensor.rows: \(range) out of 0..<\(shape.first ?? 0)")
         let rowSize = shape[0] == 0 ? 0 : count / shape[0]
-        let out = Tensor(zeros: [range.count] + shape.dropFirst())
+        let out = Tensor(uninitialized: [range.count] + shape.dropFirst())
         out.storage.base.update(from: storage.base + range.lowerBound * rowSize, count: range.count * rowSize)
         return out
     }
@@ -158,7 +167,7 @@ public struct Tensor: @unchecked Sendable {
     public func gatherRows(_ indices: [Int]) -> Tensor {
         precondition(rank >= 1, "Tensor.gatherRows: needs rank ≥ 1")
         let rowSize = shape[0] == 0 ? 0 : count / shape[0]
-        let out = Tensor(zeros: [indices.count] + shape.dropFirst())
+        let out = Tensor(uninitialized: [indices.count] + shape.dropFirst())
         for (r, i) in indices.enumerated() {
             precondition(i >= 0 && i < shape[0], "Tensor.gatherRows: row \(i) out of 0..<\(shape[0])")
             (out.storage.base + r * rowSize).update(from: storage.base + i * rowSize, count: rowSize)
@@ -175,7 +184,7 @@ public struct Tensor: @unchecked Sendable {
             precondition(Array(p.shape.dropFirst()) == tail, "Tensor.concatenateRows: shape \(p.shape) vs tail \(tail)")
             n += p.shape[0]
         }
-        let out = Tensor(zeros: [n] + tail)
+        let out = Tensor(uninitialized: [n] + tail)
         var offset = 0
         for p in parts {
             (out.storage.base + offset).update(from: p.storage.base, count: p.count)

@@ -47,6 +47,14 @@ public func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     return m
 }
 
+/// `max |a − b| / max |b|`: the difference relative to the tensor's scale (elementwise relative
+/// differences are meaningless where a ReLU or a cancellation leaves values near zero).
+public func relativeDifference(_ a: Tensor, _ b: Tensor) -> Float {
+    precondition(a.shape == b.shape, "relativeDifference: \(a.shape) vs \(b.shape)")
+    let scale = b.scalars.reduce(Float(0)) { max($0, abs($1)) }
+    return maxAbsDifference(a.scalars, b.scalars) / max(scale, .leastNormalMagnitude)
+}
+
 /// A fresh directory under the system temporary directory, removed on `remove()` or deinit.
 public final class TempDirectory {
     public let url: URL
