@@ -30,13 +30,14 @@ extension Conv2D {
     }
 
     /// `dWeight += ∂L/∂W`, and `dBias += ∂L/∂b` when given.
+    /// `algorithm` picks the path (nil: `Conv2D.algorithm(for:_:)`).
     public static func backwardWeight(_ dOutput: Tensor, input: Tensor, geometry g: ConvGeometry,
-                                      dWeight: inout Tensor, dBias: inout Tensor) {
+                                      dWeight: inout Tensor, dBias: inout Tensor, algorithm: ConvAlgorithm? = nil) {
         dWeight.withUnsafeMutablePointer { dw in
             dBias.withUnsafeMutablePointer { db in
                 dOutput.withUnsafePointer { dy in
                     input.withUnsafePointer { x in
-                        backwardWeight(dWeight: dw, dBias: db, dOutput: dy, input: x, geometry: g)
+                        backwardWeight(dWeight: dw, dBias: db, dOutput: dy, input: x, geometry: g, algorithm: algorithm)
                     }
                 }
             }
@@ -59,30 +60,36 @@ extension Conv2D {
 // MARK: - In-place variants (no allocation; for benchmarks and reused buffers)
 
 extension Conv2D {
-    /// `output [N, K, P, Q] = input ⋆ weight + bias`, written into an existing tensor.
+    /// `output [N, K, P, Q] = input ⋆ weight + bias`, written into an existing tensor; `algorithm`
+    /// picks the path (nil: `Conv2D.algorithm(for:_:)`).
     public static func forward(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry,
-                               into output: inout Tensor) {
+                               into output: inout Tensor, algorithm: ConvAlgorithm? = nil) {
         precondition(output.count == g.n * g.k * g.p * g.q, "Conv2D.forward(into:): output \(output.shape) for \(g)")
         output.withUnsafeMutablePointer { out in
             input.withUnsafePointer { x in
                 weight.withUnsafePointer { w in
                     if let bias {
-                        bias.withUnsafePointer { b in forward(output: out, input: x, weight: w, bias: b, geometry: g) }
+                        bias.withUnsafePointer { b in
+                            forward(output: out, input: x, weight: w, bias: b, geometry: g, algorithm: algorithm)
+                        }
                     } else {
-                        forward(output: out, input: x, weight: w, bias: nil, geometry: g)
+                        forward(output: out, input: x, weight: w, bias: nil, geometry: g, algorithm: algorithm)
                     }
                 }
             }
         }
     }
 
-    /// `dInput [N, C, H, W]` from `dOutput`, written into an existing tensor.
+    /// `dInput [N, C, H, W]` from `dOutput`, written into an existing tensor; `algorithm` picks the
+    /// path (nil: `Conv2D.algorithm(for:_:)`).
     public static func backwardInput(_ dOutput: Tensor, weight: Tensor, geometry g: ConvGeometry,
-                                     into dInput: inout Tensor) {
+                                     into dInput: inout Tensor, algorithm: ConvAlgorithm? = nil) {
         precondition(dInput.count == g.n * g.c * g.h * g.w, "Conv2D.backwardInput(into:): \(dInput.shape) for \(g)")
         dInput.withUnsafeMutablePointer { dx in
             dOutput.withUnsafePointer { dy in
-                weight.withUnsafePointer { w in backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g) }
+                weight.withUnsafePointer { w in
+                    backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g, algorithm: algorithm)
+                }
             }
         }
     }

@@ -431,42 +431,17 @@ enum ConvBench {
 
         /// The forward pass (with bias) on `algorithm`, or on the dispatched one when nil.
         mutating func forward(_ algorithm: ConvAlgorithm? = nil) {
-            let g = g
-            output.withUnsafeMutablePointer { out in
-                input.withUnsafePointer { x in
-                    weight.withUnsafePointer { w in
-                        bias.withUnsafePointer { b in
-                            Conv2D.forward(output: out, input: x, weight: w, bias: b, geometry: g, algorithm: algorithm)
-                        }
-                    }
-                }
-            }
+            Conv2D.forward(input, weight: weight, bias: bias, geometry: g, into: &output, algorithm: algorithm)
         }
 
         /// The backward-input pass on `algorithm`, or on the dispatched one when nil.
         mutating func backwardInput(_ algorithm: ConvAlgorithm? = nil) {
-            let g = g
-            dInput.withUnsafeMutablePointer { dx in
-                dOutput.withUnsafePointer { dy in
-                    weight.withUnsafePointer { w in
-                        Conv2D.backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g, algorithm: algorithm)
-                    }
-                }
-            }
+            Conv2D.backwardInput(dOutput, weight: weight, geometry: g, into: &dInput, algorithm: algorithm)
         }
 
         /// The backward-weight pass (with bias) on `algorithm`, or on the dispatched one when nil.
         mutating func backwardWeight(_ algorithm: ConvAlgorithm? = nil) {
-            let g = g
-            dWeight.withUnsafeMutablePointer { dw in
-                dBias.withUnsafeMutablePointer { db in
-                    dOutput.withUnsafePointer { dy in
-                        input.withUnsafePointer { x in
-                            Conv2D.backwardWeight(dWeight: dw, dBias: db, dOutput: dy, input: x, geometry: g, algorithm: algorithm)
-                        }
-                    }
-                }
-            }
+            Conv2D.backwardWeight(dOutput, input: input, geometry: g, dWeight: &dWeight, dBias: &dBias, algorithm: algorithm)
         }
     }
 
