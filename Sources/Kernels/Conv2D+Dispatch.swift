@@ -68,9 +68,66 @@ extension Conv2D {
         }
     }
 
-    /// Measured choices per shape (`memloss bench conv --compare`, batch 128, 2 workers; see
-    /// docs/performance.md for the figures behind each entry). Empty until measured.
-    static let measuredChoices: [ShapeKey: [ConvPass: ConvAlgorithm]] = [:]
+    /// Measured choices per shape: two runs of `memloss bench conv --json` (batch 128, 2 workers, best
+    /// of ≥ 0.5 s per cell; forward with the shift + ReLU epilogue of an inference pass) on an idle AMD
+    /// EPYC Zen 3 (family 25), 2026-12-01; per pass, the direct kernel where the GEMM path's summed time
+    /// over both runs was ≥ 1.03× the direct one's. Cells within ~10% are run-to-run noise either way. The comment under
+    /// each entry gives the mean GF/s (GEMM / direct). Regenerate with `memloss bench conv
+    /// --dispatch-table` (docs/performance.md).
+    static let measuredChoices: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
+        ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18 conv1 (stem); GF/s gemm/direct: fwd 42/40, bwd-in 56/22, bwd-w 46/53
+        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 118/111, bwd-in 96/109, bwd-w 109/120
+        ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer2.0.conv1 s2; GF/s gemm/direct: fwd 110/102, bwd-in 0/–, bwd-w 109/109
+        ShapeKey(c: 128, h: 16, w: 16, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
+            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 118/127, bwd-in 110/120, bwd-w 121/116
+        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer3.0.conv1 s2; GF/s gemm/direct: fwd 99/114, bwd-in 0/–, bwd-w 87/89
+        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .direct, .backwardWeight: .gemm],
+            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 90/84, bwd-in 74/96, bwd-w 89/77
+        ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer4.0.conv1 s2; GF/s gemm/direct: fwd 96/103, bwd-in 0/–, bwd-w 99/57
+        ShapeKey(c: 512, h: 4, w: 4, k: 512, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer4 3×3; GF/s gemm/direct: fwd 92/60, bwd-in 68/60, bwd-w 79/60
+        ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer2.0 shortcut; GF/s gemm/direct: fwd 49/35, bwd-in 0/–, bwd-w 49/39
+        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer3.0 shortcut; GF/s gemm/direct: fwd 70/64, bwd-in 0/–, bwd-w 74/46
+        ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer4.0 shortcut; GF/s gemm/direct: fwd 91/82, bwd-in 0/–, bwd-w 102/52
+        ShapeKey(c: 3, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18×0.25 conv1 (stem); GF/s gemm/direct: fwd 39/39, bwd-in 37/20, bwd-w 42/49
+        ShapeKey(c: 16, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer1 3×3; GF/s gemm/direct: fwd 64/84, bwd-in 47/89, bwd-w 50/95
+        ShapeKey(c: 16, h: 32, w: 32, k: 32, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18×0.25 layer2.0.conv1 s2; GF/s gemm/direct: fwd 61/80, bwd-in 0/–, bwd-w 66/87
+        ShapeKey(c: 32, h: 16, w: 16, k: 32, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer2 3×3; GF/s gemm/direct: fwd 81/116, bwd-in 75/113, bwd-w 86/114
+        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18×0.25 layer3.0.conv1 s2; GF/s gemm/direct: fwd 90/98, bwd-in 0/–, bwd-w 82/102
+        ShapeKey(c: 64, h: 8, w: 8, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer3 3×3; GF/s gemm/direct: fwd 109/117, bwd-in 93/109, bwd-w 106/115
+        ShapeKey(c: 64, h: 8, w: 8, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer4.0.conv1 s2; GF/s gemm/direct: fwd 88/101, bwd-in 0/–, bwd-w 95/94
+        ShapeKey(c: 128, h: 4, w: 4, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer4 3×3; GF/s gemm/direct: fwd 96/124, bwd-in 75/100, bwd-w 89/95
+        ShapeKey(c: 16, h: 32, w: 32, k: 32, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer2.0 shortcut; GF/s gemm/direct: fwd 21/14, bwd-in 0/–, bwd-w 27/22
+        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer3.0 shortcut; GF/s gemm/direct: fwd 50/56, bwd-in 0/–, bwd-w 63/53
+        ShapeKey(c: 64, h: 8, w: 8, k: 128, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer4.0 shortcut; GF/s gemm/direct: fwd 65/71, bwd-in 0/–, bwd-w 80/55
+        ShapeKey(c: 1, h: 28, w: 28, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // smallcnn conv1; GF/s gemm/direct: fwd 27/16, bwd-in 31/5, bwd-w 31/23
+        ShapeKey(c: 32, h: 26, w: 26, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // smallcnn conv2; GF/s gemm/direct: fwd 93/106, bwd-in 70/72, bwd-w 87/109
+        ShapeKey(c: 32, h: 12, w: 12, k: 64, kernel: 3, stride: 1, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
+            // smallcnn conv3; GF/s gemm/direct: fwd 93/82, bwd-in 68/67, bwd-w 78/90
+        ShapeKey(c: 64, h: 10, w: 10, k: 64, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // smallcnn conv4; GF/s gemm/direct: fwd 82/113, bwd-in 86/71, bwd-w 82/114
+    ]
 }
 
 // MARK: - Entry points

@@ -104,10 +104,11 @@ extension Conv2D {
 
 extension Conv2D {
     /// `output [N, K, P, Q] = act(scale · (input ⋆ weight) + shift + residual)`, written into an existing
-    /// tensor. `scale`, `shift` are `[K]` (or nil), `residual` is `[N, K, P, Q]` (or nil).
+    /// tensor. `scale`, `shift` are `[K]` (or nil), `residual` is `[N, K, P, Q]` (or nil); `algorithm`
+    /// picks the path (nil: `Conv2D.algorithm(for:_:)`).
     public static func forward(_ input: Tensor, weight: Tensor, geometry g: ConvGeometry,
                                scale: Tensor?, shift: Tensor?, residual: Tensor?, relu: Bool,
-                               into output: inout Tensor) {
+                               into output: inout Tensor, algorithm: ConvAlgorithm? = nil) {
         precondition(output.count == g.n * g.k * g.p * g.q, "Conv2D.forward(into:): output \(output.shape) for \(g)")
         precondition(scale.map { $0.count == g.k } ?? true, "Conv2D.forward: scale \(scale!.shape) for K = \(g.k)")
         precondition(shift.map { $0.count == g.k } ?? true, "Conv2D.forward: shift \(shift!.shape) for K = \(g.k)")
@@ -124,7 +125,8 @@ extension Conv2D {
                         withOptional(shift) { b in
                             withOptional(residual) { res in
                                 forward(output: out, input: x, weight: w,
-                                        epilogue: Epilogue(scale: a, shift: b, residual: res, relu: relu), geometry: g)
+                                        epilogue: Epilogue(scale: a, shift: b, residual: res, relu: relu), geometry: g,
+                                        algorithm: algorithm)
                             }
                         }
                     }

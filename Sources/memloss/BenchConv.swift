@@ -111,7 +111,7 @@ struct BenchConv: ParsableCommand {
         print("memloss bench conv — \(report.date)")
         print("BLAS: \(report.blasConfiguration)")
         print("workers: \(report.workers); batch \(report.batch); best of repetitions over ≥ \(report.minTimeSeconds) s per cell")
-        print("GF/s = 2·MACs / time; bwd-input and bwd-weight cost the same MACs as forward.")
+        print("GF/s = 2·MACs / time; bwd-input and bwd-weight cost the same MACs as forward; fwd includes the shift + ReLU epilogue.")
         print("sgemm: \(report.sgemmPolicy)")
         print("")
     }
@@ -429,9 +429,12 @@ enum ConvBench {
             dBias = Tensor(zeros: [g.k])
         }
 
-        /// The forward pass (with bias) on `algorithm`, or on the dispatched one when nil.
+        /// The forward pass on `algorithm` (or the dispatched one when nil) with the epilogue every
+        /// inference-mode pass of a folded conv → BN → ReLU runs: `y = max(0, acc + shift)` (the
+        /// GEMM path adds it in a pass after the product, the direct kernel in registers).
         mutating func forward(_ algorithm: ConvAlgorithm? = nil) {
-            Conv2D.forward(input, weight: weight, bias: bias, geometry: g, into: &output, algorithm: algorithm)
+            Conv2D.forward(input, weight: weight, geometry: g, scale: nil, shift: bias, residual: nil, relu: true,
+                           into: &output, algorithm: algorithm)
         }
 
         /// The backward-input pass on `algorithm`, or on the dispatched one when nil.
