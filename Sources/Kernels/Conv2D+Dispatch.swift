@@ -20,8 +20,10 @@ public enum ConvPass: String, Sendable, CaseIterable, Codable {
 }
 
 extension Conv2D {
-    /// `MEMLOSS_CONV` when set to a valid algorithm name: forces it wherever it is supported.
-    public static let forcedAlgorithm: ConvAlgorithm? =
+    /// Forces one algorithm wherever it is supported: `MEMLOSS_CONV` at start-up when set to a valid
+    /// algorithm name, else nil (the table and the rule decide). Settable so that a test can compare
+    /// whole models on the GEMM path with the dispatched one; not meant to change during a run.
+    public nonisolated(unsafe) static var forcedAlgorithm: ConvAlgorithm? =
         ProcessInfo.processInfo.environment["MEMLOSS_CONV"].flatMap { ConvAlgorithm(rawValue: $0.lowercased()) }
 
     /// Whether `algorithm` can compute `pass` for `g`. The GEMM path computes everything; the direct

@@ -43,6 +43,40 @@ final class FusedModelTests: XCTestCase {
         XCTAssert(unfused.inputGradient.scalars.contains { $0 != 0 })
     }
 
+    /// Issue 13's check against the path before it: the whole ResNet-18 ×0.25 pass on today's path
+    /// (dispatched convs: direct kernel where the table says so, folded and fused layer passes) against
+    /// the old one (every conv on im2col + sgemm, separate layer passes): inference logits and input
+    /// gradients (an attack step's passes) and a training-mode forward + backward (logits, every
+    /// parameter gradient) within 1e-5 relative.
+    func test_resNet18_wholePass_matchesTheGemmUnfusedPath_within1e5() {
+        let saved = Conv2D.forcedAlgorithm
+        defer { Conv2D.forcedAlgorithm = saved }
+        let new = ResNet18(width: 0.25, seed: 60), old = ResNet18(width: 0.25, seed: 60)
+        randomizeNormalization(new, seed: 61)
+        randomizeNormalization(old, seed: 61)
+        old.usesFusedPasses = false
+        var g = SplitMix64(seed: 62)
+        let x = Tensor.randomUniform(shape: [3, 3, 32, 32], low: 0, high: 1, rng: &g)
+        let dz = Tensor.randomUniform(shape: [3, 10], low: -1, high: 1, rng: &g)
+        func passes(_ m: ResNet18, _ algorithm: ConvAlgorithm?) -> (Tensor, Tensor, Tensor, [Tensor]) {
+            Conv2D.forcedAlgorithm = algorithm
+            let (zi, ci) = m.forward(x, mode: .inference)
+            let dx = m.backward(dz, cache: ci, targets: .input)!
+            m.zeroGradients()
+            let (zt, ct) = m.forward(x, mode: .training)
+            _ = m.backward(dz, cache: ct, targets: .all)
+            return (zi, dx, zt, m.parameters.map(\.gradient))
+        }
+        let a = passes(new, nil), b = passes(old, .gemm)
+        XCTAssertLessThanOrEqual(relativeDifference(a.0, b.0), Self.foldedTolerance, "inference logits")
+        XCTAssertLessThanOrEqual(relativeDifference(a.1, b.1), Self.foldedTolerance, "input gradient")
+        XCTAssertLessThanOrEqual(relativeDifference(a.2, b.2), Self.foldedTolerance, "training logits")
+        for (i, (ga, gb)) in zip(a.3, b.3).enumerated() {
+            XCTAssertLessThanOrEqual(relativeDifference(ga, gb), Self.foldedTolerance, "gradient of parameter \(i)")
+        }
+        XCTAssertGreaterThan(relativeDifference(a.1, b.1), 0, "the two paths should not be the same code")
+    }
+
     func test_resNet18_trainingStep_fusedIsBitwiseTheSeparatePasses() {
         let fused = ResNet18(width: 0.25, seed: 55), unfused = ResNet18(width: 0.25, seed: 55)
         randomizeNormalization(fused, seed: 56)
