@@ -100,7 +100,7 @@ let package = Package(
                     dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "_TestSupport"]),
         .testTarget(name: "MembankTests",
                     dependencies: ["MembankCore", "MemoryBank", "Datasets", "Attacks", "Models", "Layers", "Kernels", "Training",
-                                   "Tensors", "_TestSupport"]),
+                                   "Tensors", "SystemIO", "_TestSupport"]),
         .testTarget(name: "MemlossBenchTests",
                     dependencies: ["MemlossBench", "Training", "Models", "Layers", "Kernels", "Datasets", "MemoryBank", "Tensors",
                                    "_TestSupport"]),

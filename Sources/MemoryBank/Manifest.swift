@@ -2,6 +2,7 @@
 // live generations with their segment sizes and header checksums. Replaced atomically as a whole
 // (Tensors.AtomicFile); this file only encodes and decodes it.
 
+import SystemIO
 import Tensors
 
 /// One live generation as the manifest records it.

@@ -2,6 +2,8 @@
 // error whose description says what was found versus expected, names the file (and generation and
 // sample where it applies), and ends with a `hint:` line (docs/format/membank-v1.md §9).
 
+import SystemIO
+
 /// A memory-bank failure. Reader-side cases name the file; record-level cases also the generation
 /// and the sample ID, so a trainer can skip that sample's memory term and count it (design.md §4).
 public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable {

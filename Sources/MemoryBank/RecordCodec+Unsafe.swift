@@ -4,6 +4,7 @@
 // Kernels.Quantize kernels; compression is LZ4+Unsafe.swift. Each encoder/decoder owns its scratch
 // buffers and is used by one thread at a time.
 
+import SystemIO
 import Kernels
 import Tensors
 

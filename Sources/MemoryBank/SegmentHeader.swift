@@ -2,6 +2,7 @@
 // the byte order on disk, its encoder and its validating decoder. Not here: records (RecordHeader.swift), the
 // manifest (Manifest.swift), file access (SystemIO.MappedFile, MappedFile+Bank.swift).
 
+import SystemIO
 import Tensors
 
 /// The 128-byte header at the start of every segment file.

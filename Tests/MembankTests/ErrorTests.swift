@@ -5,6 +5,7 @@
 import Foundation
 import MembankCore
 import MemoryBank
+import SystemIO
 import XCTest
 import _TestSupport
 

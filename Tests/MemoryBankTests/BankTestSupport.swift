@@ -1,6 +1,7 @@
 // BankTestSupport.swift: shared helpers of the MemoryBank tests: small configurations, PGD-like
 // perturbations, a bank filled with known entries, and byte surgery on files (flip, patch + re-CRC).
 
+import SystemIO
 import Foundation
 @testable import MemoryBank
 import Tensors

@@ -2,6 +2,7 @@
 // error within the documented bound (f32 exact), clamping counted, the `levels` palette/bit-width
 // choice, the LZ4 10% rule, and the decoder's rejection of damaged payloads behind a valid CRC.
 
+import SystemIO
 import Foundation
 import Kernels
 @testable import MemoryBank

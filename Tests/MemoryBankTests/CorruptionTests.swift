@@ -3,6 +3,7 @@
 // are each detected with the right error case, naming the file (and generation and sample for
 // records); `verify` lists them all; the prefetcher skips a damaged entry and reports it.
 
+import SystemIO
 import Foundation
 @testable import MemoryBank
 import _TestSupport

@@ -2,6 +2,7 @@
 // alignUp, and for the segment header, manifest and record header: size, each field's offset (the
 // encoder writes distinctive values where the spec says), and encode → decode round trips.
 
+import SystemIO
 import Foundation
 @testable import MemoryBank
 import Tensors

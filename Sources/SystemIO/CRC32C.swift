@@ -1,4 +1,5 @@
-// CRC32C.swift: the Castagnoli CRC of the format (docs/format/membank-v1.md §2): reflected polynomial
+// CRC32C.swift: the Castagnoli CRC used by every memloss file format with a checksum (the bank,
+// docs/format/membank-v1.md §2; checkpoints): reflected polynomial
 // 0x82F63B78, init and final XOR 0xFFFFFFFF, slice-by-8 tables. This file holds the tables and the
 // array API; the 8-bytes-at-a-time loop over raw memory is in CRC32C+Unsafe.swift.
 

@@ -11,7 +11,7 @@ extension CRC32C {
     }
 
     /// Feeds `buffer` (any length, any alignment).
-    mutating func update(raw buffer: UnsafeRawBufferPointer) {
+    public mutating func update(raw buffer: UnsafeRawBufferPointer) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         var crc = state
         var p = base
