@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "SystemIO", exclude: ["README.md"], swiftSettings: librarySettings),
         .target(name: "Tensors", dependencies: ["SystemIO"], exclude: ["README.md"], swiftSettings: kernelSettings),
         .target(name: "Kernels", dependencies: ["Tensors", "CBLAS"], exclude: ["README.md"], swiftSettings: kernelSettings),
-        .target(name: "Layers", dependencies: ["Tensors", "Kernels"], exclude: ["README.md"], swiftSettings: librarySettings),
+        .target(name: "Layers", dependencies: ["SystemIO", "Tensors", "Kernels"], exclude: ["README.md"], swiftSettings: librarySettings),
         .target(name: "Models", dependencies: ["Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
         .target(name: "Datasets", dependencies: ["SystemIO", "Tensors", "Kernels"], exclude: ["README.md"],
                 resources: [.copy("Resources/mnist-5k")], swiftSettings: kernelSettings),

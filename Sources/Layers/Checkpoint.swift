@@ -5,6 +5,7 @@
 // Loads validate everything before assigning anything. It does not decide when or where to save.
 
 import Foundation
+import SystemIO
 import Tensors
 
 // MARK: - Training state
@@ -50,6 +51,30 @@ public enum Checkpoint {
     public static let checkpointIDKey = "memloss.checkpoint_id"
     /// Metadata key holding the TrainingState JSON in the training-state file.
     public static let trainingStateKey = "memloss.training_state"
+    /// Metadata key holding the checksum of a file's tensors (`tensorChecksum`), as 8 lowercase hex
+    /// digits. Written by every save, verified by every load when present (files written by other
+    /// tools have none and load as before).
+    public static let tensorChecksumKey = "memloss.tensors_crc32c"
+
+    /// CRC32C over the tensors of `entries` taken in name order (UTF-8 byte order), each fed as its
+    /// name's UTF-8 bytes, one 0x00 byte, then its data bytes. Independent of the order in which a
+    /// writer laid the tensors out, so any valid safetensors writer's file can be checked.
+    public static func tensorChecksum(_ entries: [SafeTensorsEntry]) -> String {
+        var crc = CRC32C()
+        for e in entries.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }) {
+            crc.update(Array(e.name.utf8) + [0])
+            crc.update(e.bytes)
+        }
+        let hex = String(crc.value, radix: 16)
+        return String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// `file` with its tensor checksum added to the metadata.
+    static func sealed(_ file: SafeTensorsFile) -> SafeTensorsFile {
+        var f = file
+        f.metadata[tensorChecksumKey] = tensorChecksum(f.entries)
+        return f
+    }
 
     /// The training-state file paired with a model file: `last.safetensors` → `last.state.safetensors`.
     public static func stateURL(forModel url: URL) -> URL {
@@ -67,7 +92,7 @@ public enum Checkpoint {
     public static func save(model entries: [StateEntry], to url: URL, metadata: [String: String]) throws(CheckpointError) {
         var meta = metadata
         if meta["format"] == nil { meta["format"] = "pt" }
-        let file = SafeTensorsFile(metadata: meta, entries: entries.map(fileEntry))
+        let file = sealed(SafeTensorsFile(metadata: meta, entries: entries.map(fileEntry)))
         do { try file.write(to: url) } catch { throw .file(error) }
     }
 
@@ -96,8 +121,8 @@ public enum Checkpoint {
         } catch {
             throw .invalidState(file: url.path, reason: "cannot encode TrainingState: \(error)")
         }
-        let file = SafeTensorsFile(metadata: [trainingStateKey: json, checkpointIDKey: state.checkpointID],
-                                   entries: optimizer.stateEntries())
+        let file = sealed(SafeTensorsFile(metadata: [trainingStateKey: json, checkpointIDKey: state.checkpointID],
+                                          entries: optimizer.stateEntries()))
         do { try file.write(to: url) } catch { throw .file(error) }
     }
 
@@ -150,8 +175,15 @@ public enum Checkpoint {
 
     // MARK: - Internals
 
-    private static func read(_ url: URL) throws(CheckpointError) -> SafeTensorsFile {
-        do { return try SafeTensorsFile.read(from: url) } catch { throw .file(error) }
+    /// Reads a safetensors file and, when it carries `tensorChecksumKey`, verifies it.
+    static func read(_ url: URL) throws(CheckpointError) -> SafeTensorsFile {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile.read(from: url) } catch { throw .file(error) }
+        if let stored = file.metadata[tensorChecksumKey] {
+            let computed = tensorChecksum(file.entries)
+            guard stored == computed else { throw .checksumMismatch(file: url.path, stored: stored, computed: computed) }
+        }
+        return file
     }
 
     private static func fileEntry(_ entry: StateEntry) -> SafeTensorsEntry {
@@ -236,6 +268,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case invalidState(file: String, reason: String)
     /// The model file and training-state file carry different checkpoint IDs.
     case pairMismatch(modelFile: String, modelID: String?, stateFile: String, stateID: String)
+    /// The tensors do not match the file's `memloss.tensors_crc32c`: a damaged file.
+    case checksumMismatch(file: String, stored: String, computed: String)
 
     public var description: String {
         switch self {
@@ -259,6 +293,9 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case .invalidState(let file, let reason):
             return "\(file): invalid training state: \(reason)\n"
                 + "hint: the training-state file is corrupt or from another version; resume from an earlier checkpoint."
+        case .checksumMismatch(let file, let stored, let computed):
+            return "\(file): the tensors' checksum is \(computed) but the file records \(stored) (\(Checkpoint.tensorChecksumKey)): the file is damaged\n"
+                + "hint: resume from or evaluate an intact checkpoint (a run keeps its previous checkpoint in checkpoints/); do not edit checkpoint tensors in place."
         case .pairMismatch(let modelFile, let modelID, let stateFile, let stateID):
             return "\(modelFile) (checkpoint id \(modelID ?? "none")) and \(stateFile) (checkpoint id \(stateID)) are not a pair\n"
                 + "hint: a save was interrupted between the two files, or files from different runs were mixed; resume from a consistent pair."

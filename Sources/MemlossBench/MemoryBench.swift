@@ -213,9 +213,15 @@ final class MirroredMemoryStore: MemoryStore {
 
     var config: MemoryStoreConfig { primary.config }
 
-    func beginEpoch(_ epoch: Int, plan: EpochPlan) throws {
-        try primary.beginEpoch(epoch, plan: plan)
-        try mirror.beginEpoch(epoch, plan: plan)
+    func beginEpoch(_ epoch: Int, plan: EpochPlan, resuming: MemoryCheckpoint?) throws {
+        try primary.beginEpoch(epoch, plan: plan, resuming: resuming)
+        try mirror.beginEpoch(epoch, plan: plan, resuming: resuming)
+    }
+
+    /// The primary's position (the bench never resumes; the mirror is checkpointed alike).
+    func checkpoint(batch: Int) throws -> MemoryCheckpoint {
+        _ = try mirror.checkpoint(batch: batch)
+        return try primary.checkpoint(batch: batch)
     }
 
     func next(ids: [Int]) throws -> MemoryExamples {

@@ -6,7 +6,7 @@ import Foundation
 
 /// Accumulates an epoch's steps. Loss values are summed as `Σ_steps value · B` in Double and
 /// divided by the samples seen, so the means are batch-size weighted.
-struct EpochMetrics {
+struct EpochMetrics: Codable, Sendable, Equatable {
     private(set) var samples = 0
     private(set) var steps = 0
     private var cleanCorrect = 0

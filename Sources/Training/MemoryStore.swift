@@ -123,8 +123,13 @@ public struct MemoryEpochReport: Codable, Sendable, Equatable {
 /// each batch's adversarial examples, end the epoch (the generation becomes readable).
 public protocol MemoryStore: AnyObject {
     var config: MemoryStoreConfig { get }
-    /// Starts epoch `epoch`: reading its window along `plan`, writing generation `epoch`.
-    func beginEpoch(_ epoch: Int, plan: EpochPlan) throws
+    /// Starts epoch `epoch`: reading its window along `plan`, writing generation `epoch`. With
+    /// `resuming` (a mid-epoch checkpoint of this epoch), continues from batch `resuming.batch`
+    /// with the epoch's counters so far.
+    func beginEpoch(_ epoch: Int, plan: EpochPlan, resuming: MemoryCheckpoint?) throws
+    /// A mid-epoch checkpoint after `batch` batches: makes the epoch's records so far durable and
+    /// returns the position to resume from.
+    func checkpoint(batch: Int) throws -> MemoryCheckpoint
     /// The examples of the next batch of the plan (`ids` must be that batch's IDs).
     func next(ids: [Int]) throws -> MemoryExamples
     /// Records the batch's adversarial examples `adversarial [B, C, H, W]` made on the views
@@ -134,6 +139,25 @@ public protocol MemoryStore: AnyObject {
     func endEpoch() throws -> MemoryEpochReport
     /// Stops threads and releases files (an unsealed generation is discarded).
     func close()
+}
+
+extension MemoryStore {
+    /// Starts epoch `epoch` from its first batch.
+    public func beginEpoch(_ epoch: Int, plan: EpochPlan) throws { try beginEpoch(epoch, plan: plan, resuming: nil) }
+}
+
+/// A memory's position inside an epoch, saved by a mid-epoch checkpoint (commit.json's `memory`).
+public struct MemoryCheckpoint: Codable, Sendable, Equatable {
+    /// Batches of the epoch done.
+    public var batch: Int
+    /// The epoch's counters so far.
+    public var report: MemoryEpochReport
+    /// The disk bank's open generation as made durable (nil for RAM, whose memory is not kept).
+    public var bank: OpenGenerationMark?
+
+    public init(batch: Int, report: MemoryEpochReport, bank: OpenGenerationMark? = nil) {
+        self.batch = batch; self.report = report; self.bank = bank
+    }
 }
 
 public enum MemoryStoreError: Error, CustomStringConvertible {
@@ -187,11 +211,16 @@ public final class RAMMemoryStore: MemoryStore {
 
     public var liveGenerations: [Int] { generations.keys.sorted() }
 
-    public func beginEpoch(_ epoch: Int, plan: EpochPlan) throws {
+    /// A resumed epoch keeps its counters; its images before the checkpoint, like every earlier
+    /// generation, were not saved (RAM is not durable), so they are absent.
+    public func beginEpoch(_ epoch: Int, plan: EpochPlan, resuming: MemoryCheckpoint?) throws {
         self.epoch = epoch
         current = Generation(sampleCount: sampleCount, elementCount: elementCount)
-        report = MemoryEpochReport()
+        report = resuming?.report ?? MemoryEpochReport()
     }
+
+    /// The counters only: the images live in this process.
+    public func checkpoint(batch: Int) throws -> MemoryCheckpoint { MemoryCheckpoint(batch: batch, report: report) }
 
     public func next(ids: [Int]) throws -> MemoryExamples {
         let k = config.window, n = elementCount
@@ -261,6 +290,8 @@ public final class DiskMemoryStore: MemoryStore {
     private var report = MemoryEpochReport()
     /// The writer's blocked seconds when the epoch began.
     private var blockedAtBegin = 0.0
+    /// Bank-wait seconds of a resumed epoch before its checkpoint.
+    private var waitBefore = 0.0
     /// Batches the bank prefetcher decodes ahead (ring slots); applies from the next `beginEpoch`.
     public var prefetchDepth = 3
     /// Payload bytes the prefetcher reads before it drops the bank's mapped pages from RSS
@@ -288,31 +319,48 @@ public final class DiskMemoryStore: MemoryStore {
 
     deinit { close() }
 
-    public func beginEpoch(_ epoch: Int, plan: EpochPlan) throws {
+    /// With `resuming`, the bank's open generation was restored when the store was opened (its
+    /// records up to the checkpoint kept); reading continues at batch `resuming.batch`.
+    public func beginEpoch(_ epoch: Int, plan: EpochPlan, resuming: MemoryCheckpoint?) throws {
         self.epoch = epoch
-        report = MemoryEpochReport()
-        blockedAtBegin = bank.statistics.appendBlockedSeconds
+        report = resuming?.report ?? MemoryEpochReport()
+        blockedAtBegin = bank.statistics.appendBlockedSeconds - (resuming?.report.writerBlockedSeconds ?? 0)
+        waitBefore = resuming?.report.bankWaitSeconds ?? 0
         prefetcher?.cancel()
         prefetcher = nil
         let reader: BankReader
         do throws(MemoryBankError) {
-            try bank.beginGeneration(epoch)
+            if bank.openGeneration != epoch { try bank.beginGeneration(epoch) }
             reader = try bank.reader()
         } catch {
             throw MemoryStoreError.bank(error, directory: bank.directory.path)
         }
         let generations = reader.windowGenerations(forEpoch: epoch)
         guard generations.contains(where: { $0 != nil }) else { return }
-        prefetcher = makePrefetcher(reader: reader, generations: generations, plan: plan)
+        prefetcher = makePrefetcher(reader: reader, generations: generations, plan: plan, firstBatch: resuming?.batch ?? 0)
     }
 
-    private func makePrefetcher(reader: BankReader, generations: [Int?], plan: EpochPlan) -> BankPrefetcher {
+    /// Drains the bank writer and makes the open generation's records durable (Bank.checkpointOpenGeneration).
+    public func checkpoint(batch: Int) throws -> MemoryCheckpoint {
+        var r = report
+        r.bankWaitSeconds = waitBefore + (prefetcher?.statistics.consumerWaitSeconds ?? 0)
+        r.writerBlockedSeconds = bank.statistics.appendBlockedSeconds - blockedAtBegin
+        do {
+            let mark = try bank.checkpointOpenGeneration()
+            return MemoryCheckpoint(batch: batch, report: r, bank: mark)
+        } catch {
+            throw MemoryStoreError.bank(error, directory: bank.directory.path)
+        }
+    }
+
+    /// Batches `firstBatch..<plan.batchCount` of `plan`.
+    private func makePrefetcher(reader: BankReader, generations: [Int?], plan: EpochPlan, firstBatch: Int) -> BankPrefetcher {
         let dataset = self.dataset, k = config.window, shape = self.shape
         return BankPrefetcher(
-            reader: reader, generations: generations, batchCount: plan.batchCount, batchCapacity: plan.batchSize,
+            reader: reader, generations: generations, batchCount: plan.batchCount - firstBatch, batchCapacity: plan.batchSize,
             depth: prefetchDepth, residentBudget: residentBudget,
             makeImages: { batch, buffer in DiskMemoryStore.rebuild(batch, images: &buffer, dataset: dataset, window: k, shape: shape) },
-            batchIDs: { Array(plan.batchIDs($0)) })
+            batchIDs: { Array(plan.batchIDs($0 + firstBatch)) })
     }
 
     /// Turns every present δ of `batch`, held in `slab` `[B, K, C, H, W]`, into x′ = clamp(view(x) + δ,
@@ -371,7 +419,7 @@ public final class DiskMemoryStore: MemoryStore {
 
     public func endEpoch() throws -> MemoryEpochReport {
         if let prefetcher {
-            report.bankWaitSeconds = prefetcher.statistics.consumerWaitSeconds
+            report.bankWaitSeconds = waitBefore + prefetcher.statistics.consumerWaitSeconds
             prefetcher.cancel()
         }
         prefetcher = nil

@@ -29,10 +29,35 @@ public final class MetricsLog {
         try handle.seekToEnd()
     }
 
+    /// Opens `url` for appending after cutting it to its first `bytes` bytes: the length a
+    /// checkpoint commit recorded, so a resumed log holds exactly the lines of the committed steps.
+    /// A file shorter than `bytes` (lines lost after the commit said they were durable) is an error.
+    public convenience init(url: URL, truncatingTo bytes: Int) throws {
+        let fm = FileManager.default
+        let size = ((try? fm.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.intValue ?? 0
+        guard size >= bytes else {
+            throw MetricsLogError.truncated(path: url.path, expected: bytes, found: size)
+        }
+        if size > bytes {
+            let h = try FileHandle(forWritingTo: url)
+            try h.truncate(atOffset: UInt64(bytes))
+            try h.synchronize()
+            try h.close()
+        }
+        try self.init(url: url)
+    }
+
     /// Appends one line.
     public func append(_ line: MetricsLine) throws {
         handle.write(try MetricsLog.encode(line))
     }
+
+    /// Makes every appended line durable (fsync), as a checkpoint commit needs before it records
+    /// the log's length.
+    public func sync() throws { try handle.synchronize() }
+
+    /// The log's length in bytes (its append position).
+    public func byteCount() throws -> Int { Int(try handle.offset()) }
 
     deinit { try? handle.close() }
 
@@ -63,11 +88,15 @@ public final class MetricsLog {
 
 public enum MetricsLogError: Error, CustomStringConvertible {
     case line(path: String, number: Int, reason: String)
+    case truncated(path: String, expected: Int, found: Int)
 
     public var description: String {
         switch self {
         case .line(let p, let n, let r):
             return "\(p) line \(n) is not a metrics line: \(r)\nhint: the schema is in docs/metrics.md"
+        case .truncated(let p, let e, let f):
+            return "\(p) holds \(f) bytes but the checkpoint committed \(e): lines the checkpoint counted are missing\n"
+                + "hint: the file was cut or replaced after the run stopped; restore it, or start the run again"
         }
     }
 

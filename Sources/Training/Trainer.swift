@@ -10,6 +10,7 @@ import Kernels
 import Layers
 import MemoryBank
 import Models
+import SystemIO
 import Tensors
 
 /// What the trainer tells its caller while it runs.
@@ -38,6 +39,7 @@ public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(epoch: Int, step: Int, terms: [String: Float], checkpoint: String)
     case resume(String)
     case memory(String)
+    case checkpoint(String)
 
     public var description: String {
         switch self {
@@ -49,6 +51,7 @@ public enum TrainingError: Error, CustomStringConvertible {
                 + "The last good checkpoint is kept: \(c)\nhint: lower the learning rate or check the data"
         case .resume(let m): return "resume: \(m)"
         case .memory(let m): return "memory: \(m)"
+        case .checkpoint(let m): return m
         }
     }
 }
@@ -66,9 +69,24 @@ public final class Trainer {
     let optimizer: SGD
     let augmentation: AugmentationConfig
     var startEpoch = 0
+    /// Batches of `startEpoch` already done (a mid-epoch resume), and that epoch's partial sums.
+    var startEpochStep = 0
+    var startProgress: EpochProgress?
+    var startMemory: MemoryCheckpoint?
     var globalStep = 0
     var bestRobust = -1.0
     var bestEpoch = 0
+    /// The run's checkpoints (atomic commits, docs/checkpoints.md).
+    public let checkpoints: CheckpointStore
+    /// The commit resumed from (nil for a fresh run or a resume of a pre-commit-layout run).
+    public private(set) var resumedCommit: CommitRecord?
+    /// A resume of a run written before checkpoint commits existed (`last.safetensors` pair only):
+    /// epoch-boundary resume, metrics reconciled by epoch.
+    private var legacyResume = false
+    /// How often a mid-epoch checkpoint is committed (the epoch end always commits).
+    public var checkpointEvery: CheckpointInterval = .defaultInterval
+    /// Notes for the run's log (what recovery did: fallbacks, quarantined bank generations).
+    public private(set) var notes: [String] = []
     /// The MemLoss memory (nil when the term is off): the on-disk bank (resumable: its sealed
     /// generations up to the checkpoint's epoch are kept) or the in-RAM reference (not saved: a
     /// resumed run starts with an empty memory).
@@ -127,24 +145,58 @@ public final class Trainer {
         optimizer = SGD(parameters: model.namedParameters, config: cfg.optimizer)
 
         try run.create()
+        checkpoints = CheckpointStore(directory: run.checkpoints)
         if resume {
-            guard FileManager.default.fileExists(atPath: run.lastCheckpoint.path) else {
-                throw TrainingError.resume("no checkpoint at \(run.lastCheckpoint.path): the run has not finished an epoch")
-            }
-            let state = try Checkpoint.loadResumable(into: model.stateEntries(prefix: ""), optimizer: optimizer,
-                                                     from: run.lastCheckpoint)
-            startEpoch = state.epoch
-            globalStep = state.step
-            for (i, layer) in model.stochasticLayers.enumerated() {
-                if let s = state.rngStates["dropout.\(i)"] { layer.randomState = SplitMix64(seed: s) }
-            }
-            bestRobust = Double(state.extra["bestValidationRobust"] ?? "") ?? -1
-            bestEpoch = Int(state.extra["bestEpoch"] ?? "") ?? 0
+            try restore()
         } else {
             try run.writeJSON(cfg, to: run.config)
         }
         if let mc = cfg.memLoss {
-            memory = try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil)
+            memory = try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil, openGeneration: startMemory)
+        }
+    }
+
+    /// Loads the committed checkpoint (or a pre-commit-layout `last` pair) into the model, the
+    /// optimizer and the loop's position.
+    private func restore() throws {
+        let commit: CommitRecord?
+        do { commit = try checkpoints.recover() } catch { throw TrainingError.resume("\(error)") }
+        notes += checkpoints.notes
+        let modelURL: URL
+        if let commit {
+            modelURL = checkpoints.modelURL(commit)
+        } else if FileManager.default.fileExists(atPath: run.lastCheckpoint.path),
+                  !FileManager.default.fileExists(atPath: checkpoints.pointerURL.path) {
+            modelURL = run.lastCheckpoint
+            legacyResume = true
+        } else {
+            throw TrainingError.resume("no committed checkpoint in \(run.checkpoints.path): the run stopped before its first checkpoint\n"
+                                       + "hint: start it again with the same flags (and --overwrite)")
+        }
+        let state: TrainingState
+        do {
+            state = try Checkpoint.loadResumable(into: model.stateEntries(prefix: ""), optimizer: optimizer, from: modelURL)
+        } catch { throw TrainingError.resume("\(error)") }
+        for (i, layer) in model.stochasticLayers.enumerated() {
+            if let s = state.rngStates["dropout.\(i)"] { layer.randomState = SplitMix64(seed: s) }
+        }
+        if let commit {
+            guard commit.globalStep == state.step else {
+                throw TrainingError.resume("\(modelURL.path): training state at step \(state.step) but commit.json at step \(commit.globalStep)")
+            }
+            resumedCommit = commit
+            startEpoch = commit.epoch
+            startEpochStep = commit.epochStep
+            startProgress = commit.progress
+            startMemory = commit.memory
+            globalStep = commit.globalStep
+            bestRobust = commit.bestValidationRobust
+            bestEpoch = commit.bestEpoch
+        } else {
+            startEpoch = state.epoch
+            globalStep = state.step
+            bestRobust = Double(state.extra["bestValidationRobust"] ?? "") ?? -1
+            bestEpoch = Int(state.extra["bestEpoch"] ?? "") ?? 0
         }
     }
 
@@ -153,7 +205,7 @@ public final class Trainer {
     /// Creates the MemLoss store. On resume the bank keeps the generations the checkpoint's epochs
     /// made (0…resumeEpoch−1) and drops newer ones (an epoch sealed after the checkpoint, or an
     /// unsealed generation left by a crash, which `Bank.open` deletes).
-    private func makeMemoryStore(_ mc: MemLossConfig, resumeEpoch: Int?) throws -> any MemoryStore {
+    private func makeMemoryStore(_ mc: MemLossConfig, resumeEpoch: Int?, openGeneration: MemoryCheckpoint?) throws -> any MemoryStore {
         guard let attack = config.method.attack else { throw TrainingError.memory("MemLoss needs a method with an attack") }
         switch mc.store.kind {
         case .ram:
@@ -177,14 +229,23 @@ public final class Trainer {
     /// Runs the remaining epochs, the final test evaluation and the report.
     @discardableResult
     public func train(events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingSummary {
-        let log = try MetricsLog(url: run.metrics, keepEpochsThrough: startEpoch)
+        let log: MetricsLog
+        if let commit = resumedCommit {
+            log = try MetricsLog(url: run.metrics, truncatingTo: commit.metricsBytes)
+        } else {
+            log = try MetricsLog(url: run.metrics, keepEpochsThrough: legacyResume ? startEpoch : 0)
+        }
         let start = SystemStats.now
         let perEpoch = stepsPerEpoch
         events(.started(totalEpochs: config.epochs, stepsPerEpoch: perEpoch, startEpoch: startEpoch,
                         trainSamples: trainIDs.count, model: spec.name, parameters: model.parameterCount))
         var stepTimes = StepTimeWindow()
+        var lastCheckpoint = (time: SystemStats.now, step: globalStep)
         for epoch in startEpoch..<config.epochs {
-            try runEpoch(epoch, log: log, events: events, stepTimes: &stepTimes, runStart: start)
+            let resuming = epoch == startEpoch && startEpochStep > 0
+            try runEpoch(epoch, firstBatch: resuming ? startEpochStep : 0, progress: resuming ? startProgress : nil,
+                         memoryCheckpoint: resuming ? startMemory : nil, log: log, events: events,
+                         stepTimes: &stepTimes, runStart: start, lastCheckpoint: &lastCheckpoint)
         }
         // Release the bank (writer lock, threads) before the evaluation; its files stay.
         memory?.close()
@@ -192,7 +253,7 @@ public final class Trainer {
         var test: EvaluationResult? = nil
         if let testSet {
             let evalModel = spec.build(seed: config.seed)
-            let source = FileManager.default.fileExists(atPath: run.bestCheckpoint.path) ? run.bestCheckpoint : run.lastCheckpoint
+            let source = checkpoints.current.map(checkpoints.evaluationURL) ?? run.lastCheckpoint
             _ = try Checkpoint.load(into: evalModel.stateEntries(prefix: ""), from: source)
             let n = config.testSamples > 0 ? min(config.testSamples, testSet.count) : testSet.count
             let attacks = try config.testAttacks.map { (name: $0, spec: try AttackSpec(parsing: $0, epsilon: config.validationAttack.epsilon)) }
@@ -212,16 +273,19 @@ public final class Trainer {
         return summary
     }
 
-    /// One epoch: the step loop, then the epoch end.
-    private func runEpoch(_ epoch: Int, log: MetricsLog, events: (TrainingEvent) -> Void,
-                          stepTimes: inout StepTimeWindow, runStart: Double) throws {
+    /// One epoch from batch `firstBatch` (0, or a mid-epoch resume's position with `progress`):
+    /// the step loop with its mid-epoch checkpoints, then the epoch end.
+    private func runEpoch(_ epoch: Int, firstBatch: Int, progress: EpochProgress?, memoryCheckpoint: MemoryCheckpoint?,
+                          log: MetricsLog, events: (TrainingEvent) -> Void, stepTimes: inout StepTimeWindow,
+                          runStart: Double, lastCheckpoint: inout (time: Double, step: Int)) throws {
         let plan = EpochPlan(population: trainIDs, seed: config.seed, epoch: epoch, batchSize: config.batchSize)
         let loader = BatchLoader(dataset: trainSet, augmentation: augmentation, seed: config.seed)
-        let prefetcher = Prefetcher(loader: loader, plan: plan, depth: config.prefetchDepth)
+        let prefetcher = Prefetcher(loader: loader, plan: plan, depth: config.prefetchDepth, firstBatch: firstBatch)
         defer { prefetcher.cancel() }
-        let epochStart = SystemStats.now
-        do { try memory?.beginEpoch(epoch, plan: plan) } catch { throw TrainingError.memory("\(error)") }
-        var metrics = EpochMetrics()
+        let epochStart = SystemStats.now - (progress?.elapsedSeconds ?? 0)
+        let dataWaitBefore = progress?.dataWaitSeconds ?? 0
+        do { try memory?.beginEpoch(epoch, plan: plan, resuming: memoryCheckpoint) } catch { throw TrainingError.memory("\(error)") }
+        var metrics = progress?.metrics ?? EpochMetrics()
         var lr: Float = config.optimizer.learningRate
         while let batch = try prefetcher.next() {
             let t0 = SystemStats.now
@@ -250,15 +314,24 @@ public final class Trainer {
                 try log.append(.step(StepRecord(epoch: epoch + 1, step: globalStep, learningRate: Double(lr),
                                                 loss: Double(outcome.loss), terms: outcome.terms.mapValues(Double.init),
                                                 imagesPerSecond: Double(batch.count) / dt,
-                                                dataWaitSeconds: prefetcher.statistics.consumerWaitSeconds,
+                                                dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds,
                                                 wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes)))
             }
+            let done = metrics.steps
+            if done < plan.batchCount,
+               checkpointEvery.isDue(steps: globalStep - lastCheckpoint.step, seconds: SystemStats.now - lastCheckpoint.time) {
+                let p = EpochProgress(metrics: metrics, elapsedSeconds: SystemStats.now - epochStart,
+                                      dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds)
+                try commitMidEpoch(epoch, epochStep: done, progress: p, log: log)
+                lastCheckpoint = (SystemStats.now, globalStep)
+            }
         }
+        lastCheckpoint = (SystemStats.now, globalStep)
         let epochSeconds = SystemStats.now - epochStart
         var memoryReport: MemoryEpochReport?
         do { memoryReport = try memory?.endEpoch() } catch { throw TrainingError.memory("\(error)") }
         let record = metrics.record(epoch: epoch + 1, step: globalStep, learningRate: lr, epochSeconds: epochSeconds,
-                                    dataWaitSeconds: prefetcher.statistics.consumerWaitSeconds,
+                                    dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds,
                                     wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes,
                                     memory: memoryReport)
         try endEpoch(epoch, record: record, log: log, events: events)
@@ -286,22 +359,43 @@ public final class Trainer {
                 isBest = true
             }
         }
-        // Checkpoints: `last` every epoch (resumable), `best` when validation improved.
-        var rngStates: [String: UInt64] = [:]
-        for (i, layer) in model.stochasticLayers.enumerated() { rngStates["dropout.\(i)"] = layer.randomState.state }
-        let state = TrainingState(epoch: epoch + 1, step: globalStep, rngStates: rngStates,
-                                  checkpointID: Checkpoint.newCheckpointID(),
-                                  extra: ["bestValidationRobust": "\(bestRobust)", "bestEpoch": "\(bestEpoch)"])
-        let meta = checkpointMetadata(epoch: epoch + 1)
-        try Checkpoint.saveResumable(model: model.stateEntries(prefix: ""), optimizer: optimizer, state: state,
-                                     metadata: meta, to: run.lastCheckpoint)
-        if isBest {
-            try Checkpoint.save(model: model.stateEntries(prefix: ""), to: run.bestCheckpoint,
-                                metadata: meta.merging(["memloss.selected_on": "validation robust accuracy"]) { a, _ in a })
-        }
+        // The epoch's line, durable, then one commit: model, optimizer, best decision and the line
+        // become visible together (the commit records the metrics length).
         record.bestEpoch = bestEpoch
         try log.append(.epoch(record))
+        try log.sync()
+        FaultPoint.hit("train.afterEpochLine")
+        try commit(epoch: epoch + 1, epochStep: 0, progress: nil, memory: nil, isBest: isBest, log: log)
         events(.epoch(record))
+    }
+
+    /// A mid-epoch checkpoint after `epochStep` batches of `epoch`: the memory's records so far are
+    /// made durable first, then the commit.
+    private func commitMidEpoch(_ epoch: Int, epochStep: Int, progress: EpochProgress, log: MetricsLog) throws {
+        let mem: MemoryCheckpoint?
+        do { mem = try memory?.checkpoint(batch: epochStep) } catch { throw TrainingError.memory("\(error)") }
+        try log.sync()
+        try commit(epoch: epoch, epochStep: epochStep, progress: progress, memory: mem, isBest: false, log: log)
+    }
+
+    /// Commits the run's state at the current global step (CheckpointStore.commit).
+    private func commit(epoch: Int, epochStep: Int, progress: EpochProgress?, memory mem: MemoryCheckpoint?,
+                        isBest: Bool, log: MetricsLog) throws {
+        var rngStates: [String: UInt64] = [:]
+        for (i, layer) in model.stochasticLayers.enumerated() { rngStates["dropout.\(i)"] = layer.randomState.state }
+        let state = TrainingState(epoch: epoch, step: globalStep, rngStates: rngStates,
+                                  checkpointID: Checkpoint.newCheckpointID(),
+                                  extra: ["bestValidationRobust": "\(bestRobust)", "bestEpoch": "\(bestEpoch)",
+                                          "epochStep": "\(epochStep)"])
+        let meta = checkpointMetadata(epoch: epoch)
+        let record = CommitRecord(epoch: epoch, epochStep: epochStep, globalStep: globalStep, metricsBytes: try log.byteCount(),
+                                  bestEpoch: bestEpoch, bestValidationRobust: bestRobust, hasBest: false,
+                                  progress: progress, memory: mem)
+        do {
+            try checkpoints.commit(model: model.stateEntries(prefix: ""), optimizer: optimizer, state: state, metadata: meta,
+                                   bestMetadata: meta.merging(["memloss.selected_on": "validation robust accuracy"]) { a, _ in a },
+                                   isBest: isBest, record: record)
+        } catch { throw TrainingError.checkpoint("\(error)") }
     }
 
     /// Metadata stored in every checkpoint, enough for `memloss eval` to rebuild the model and
