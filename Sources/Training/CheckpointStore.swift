@@ -131,10 +131,11 @@ public final class CheckpointStore {
     // MARK: Recovery
 
     /// Finds the committed checkpoint: `CURRENT`, its commit.json (digest in the pointer) and every
-    /// file that commit lists (size and CRC32C). When any of them is missing or damaged, falls back
-    /// to the newest generation whose commit.json and files verify (a note says so). Removes `*.tmp`
-    /// files and generations newer than the one chosen (uncommitted: a commit was interrupted) and
-    /// renames damaged ones to `<name>.damaged`. Returns nil when no commit exists.
+    /// file that commit lists (size and CRC32C). When any of them is damaged (or the pointer is
+    /// missing beside several generations), falls back to the newest generation whose commit.json
+    /// and files verify (a note says so). Removes `*.tmp` files and generations newer than the one
+    /// chosen (uncommitted: a commit was interrupted before its flip) and renames damaged ones to
+    /// `<name>.damaged`. Returns nil when no commit exists (then every generation is uncommitted).
     @discardableResult
     public func recover() throws -> CommitRecord? {
         notes = []
@@ -154,12 +155,15 @@ public final class CheckpointStore {
                 notes.append("\(pointerURL.path) is damaged (\(reason))")
             }
         }
-        if chosen == nil {
+        // Without a pointer, a single generation is a first commit that was interrupted before its
+        // flip: not committed. Several generations without a pointer mean the pointer was removed
+        // from outside: fall back as for a damaged one.
+        let pointerLost = !fm.fileExists(atPath: pointerURL.path) && generations.count > 1
+        if pointerLost { notes.append("\(pointerURL.path) is missing") }
+        if chosen == nil && (fm.fileExists(atPath: pointerURL.path) || pointerLost) {
             for name in generations.reversed() {
                 if case .success(let r) = verifiedRecord(name, expected: nil) {
-                    if fm.fileExists(atPath: pointerURL.path) || !notes.isEmpty {
-                        notes.append("resuming from the newest intact checkpoint, \(name)")
-                    }
+                    notes.append("resuming from the newest intact checkpoint, \(name)")
                     chosen = r
                     break
                 }
@@ -171,7 +175,7 @@ public final class CheckpointStore {
             guard let step = CheckpointStore.step(ofGeneration: name) else { continue }
             if step > chosenStep {
                 let url = generationURL(name)
-                if chosen != nil, case .success = verifiedRecord(name, expected: nil) {
+                if case .success = verifiedRecord(name, expected: nil) {
                     try? fm.removeItem(at: url)  // complete but not committed: the commit was interrupted
                 } else if fm.fileExists(atPath: url.appendingPathComponent(CheckpointStore.commitName).path) {
                     let damaged = directory.appendingPathComponent(name + ".damaged")
@@ -408,6 +412,8 @@ public final class CheckpointStore {
         do {
             do { try fm.linkItem(atPath: source.path, toPath: tmp) } catch { try fm.copyItem(atPath: source.path, toPath: tmp) }
             try FileSystem.rename(tmp, to: target.path)
+            // rename(2) of two names of one inode does nothing and leaves both: drop the temporary.
+            if fm.fileExists(atPath: tmp) { try fm.removeItem(atPath: tmp) }
         } catch {
             try? fm.removeItem(atPath: tmp)
             throw CheckpointStoreError.write(path: target.path, reason: CheckpointStore.reason(error))

@@ -170,8 +170,10 @@ public final class Trainer {
             modelURL = run.lastCheckpoint
             legacyResume = true
         } else {
-            throw TrainingError.resume("no committed checkpoint in \(run.checkpoints.path): the run stopped before its first checkpoint\n"
-                                       + "hint: start it again with the same flags (and --overwrite)")
+            // Stopped before its first commit: the stored config is all there is; start over.
+            notes.append("\(run.checkpoints.path) holds no committed checkpoint (the run stopped before its first one): "
+                         + "starting the run from its beginning with its stored config")
+            return
         }
         let state: TrainingState
         do {
@@ -325,6 +327,7 @@ public final class Trainer {
                 try commitMidEpoch(epoch, epochStep: done, progress: p, log: log)
                 lastCheckpoint = (SystemStats.now, globalStep)
             }
+            FaultPoint.hit("train.afterStep")
         }
         lastCheckpoint = (SystemStats.now, globalStep)
         let epochSeconds = SystemStats.now - epochStart

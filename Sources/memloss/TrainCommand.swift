@@ -108,6 +108,11 @@ struct TrainCommand: ParsableCommand {
     var memStore: String?
     @Option(help: "Bank directory (default: RUN/bank) (implies --memloss).")
     var memDir: String?
+    @Option(help: ArgumentHelp(
+        "Mid-epoch checkpoint interval: N (steps), 30s, 10m, 2h, or off (default: 10m).",
+        discussion: "Every epoch end commits a checkpoint too. A killed run resumed with --resume repeats at most this much work; "
+            + "the interval does not change the results (resume is exact), so it may differ on --resume."))
+    var checkpointEvery: String?
 
     func run() throws {
         do {
@@ -142,6 +147,13 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func execute(_ trainer: Trainer) throws {
+        if let checkpointEvery {
+            guard let interval = CheckpointInterval(parsing: checkpointEvery) else {
+                throw ValidationError("--checkpoint-every \(checkpointEvery): expected a step count (500), a duration (30s, 10m, 2h) or off")
+            }
+            trainer.checkpointEvery = interval
+        }
+        for note in trainer.notes { FileHandle.standardError.write(Data("memloss train: \(note)\n".utf8)) }
         let progress = ProgressRenderer()
         try trainer.train { progress.handle($0, runDirectory: trainer.run.url.path) }
     }
