@@ -1,6 +1,7 @@
 // RunDirectory+Existing.swift: whether `--out` names an existing run (issue 14 item 5: `train --out`
 // on a finished run overwrote its checkpoints), and `--overwrite`'s removal of the old run's files
-// before a new run starts, so the two runs' files never mix. Layout: RunDirectory.swift.
+// before a new run starts, so the two runs' files never mix; and, for the executables (which do not
+// import SystemIO), the atomic result write and the Foundation-error wording. Layout: RunDirectory.swift.
 
 import Foundation
 import SystemIO
@@ -33,6 +34,22 @@ extension RunDirectory {
                 throw .io(SystemIOError.from(error, operation: "remove the old run's \(name)", path: entry.path))
             }
         }
+    }
+}
+
+// MARK: - File errors for the executables
+
+public enum ResultFile {
+    /// Writes `data` to `path` atomically (temporary file, fsync, rename).
+    /// - Throws: `SystemIOError`: one line naming the path and the cause, then a hint.
+    public static func write(_ data: Data, toPath path: String) throws {
+        try AtomicFile.replace(Array(data), atPath: path)
+    }
+
+    /// A Foundation file error that reached the top unconverted, as path + cause + hint
+    /// (`SystemIOError.fromFoundation`); nil for any other error.
+    public static func describeFoundationError(_ error: any Error) -> String? {
+        SystemIOError.fromFoundation(error, operation: "file operation").map(\.description)
     }
 }
 

@@ -10,7 +10,6 @@ import Datasets
 import Foundation
 import Layers
 import Models
-import SystemIO
 import Tensors
 import Training
 
@@ -178,5 +177,5 @@ struct ExportCommand: ParsableCommand {
 /// Writes an evaluation result file atomically; a failure is one line naming the path and the cause
 /// with a hint (SystemIOError), never Foundation's raw error.
 func writeResult(_ data: Data, to path: String) throws {
-    do { try AtomicFile.replace(Array(data), atPath: path) } catch { throw ValidationError("\(error)") }
+    do { try ResultFile.write(data, toPath: path) } catch { throw ValidationError("\(error)") }
 }

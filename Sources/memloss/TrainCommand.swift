@@ -8,7 +8,6 @@ import Attacks
 import Foundation
 import Layers
 import MemoryBank
-import SystemIO
 import Training
 
 struct TrainCommand: ParsableCommand {
@@ -140,7 +139,7 @@ struct TrainCommand: ParsableCommand {
         } catch let e as ValidationError {
             throw e
         } catch {
-            let text = SystemIOError.fromFoundation(error, operation: "file operation").map { "\($0)" } ?? "\(error)"
+            let text = ResultFile.describeFoundationError(error) ?? "\(error)"
             FileHandle.standardError.write(Data("memloss train: \(text)\n".utf8))
             throw ExitCode(1)
         }
