@@ -107,7 +107,7 @@ public enum ModelSpecError: Error, CustomStringConvertible, Equatable {
         case .badWideResNetDepth(let n, let d):
             return "model '\(n)': WideResNet depth \(d) must be 6n + 4 (e.g. 16, 28, 34)\nhint: try wrn-34-10 or wrn-16-4"
         case .badClassCount(let c):
-            return "class count \(c) is invalid; expected at least 2\nhint: pass --classes 10 for CIFAR-10/MNIST"
+            return "class count \(c) is invalid; expected at least 2\nhint: the class count comes from the dataset's labels (memloss eval also takes --classes N); check them with `memloss data info SPEC`"
         case .badWidth(let w):
             return "width multiplier \(w) is invalid; expected a value in (0, 16]\nhint: 1 is the reference width"
         }

@@ -17,9 +17,13 @@ public struct RunDirectory: Sendable {
     public var report: URL { url.appendingPathComponent("report.md") }
 
     /// Creates the directory tree (idempotent).
-    public func create() throws {
+    /// - Throws: `SystemIOError` naming the directory and the cause (below a regular file, permission
+    ///   denied, read-only file system, …) with a hint; never Foundation's raw error.
+    public func create() throws(SystemIOError) {
         for d in [url, checkpoints, eval] {
-            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            do { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) } catch {
+                throw SystemIOError.from(error, operation: "create directory", path: d.path)
+            }
         }
     }
 
@@ -27,6 +31,10 @@ public struct RunDirectory: Sendable {
     public func writeJSON<T: Encodable>(_ value: T, to file: URL) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.replace(Array(try enc.encode(value)) + [0x0A], at: file)
+        let bytes: Data
+        do { bytes = try enc.encode(value) } catch {
+            throw SystemIOError(operation: "encode JSON", path: file.path, reason: "\(error)")
+        }
+        try AtomicFile.replace(Array(bytes) + [0x0A], at: file)
     }
 }

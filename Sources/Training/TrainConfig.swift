@@ -83,8 +83,23 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if logEvery < 1 { throw .invalid(field: "logEvery", value: "\(logEvery)", expected: "an integer ≥ 1") }
         if trainSamples < 0 { throw .invalid(field: "trainSamples", value: "\(trainSamples)", expected: "≥ 0 (0 = all)") }
         if prefetchDepth < 1 { throw .invalid(field: "prefetchDepth", value: "\(prefetchDepth)", expected: "≥ 1") }
+        let numbers: [(NumericSetting, String, Double?)] = [
+            (.width, "width", width), (.learningRate, "optimizer.learningRate", Double(optimizer.learningRate)),
+            (.momentum, "optimizer.momentum", Double(optimizer.momentum)),
+            (.weightDecay, "optimizer.weightDecay", Double(optimizer.weightDecay)),
+            (.beta, "method.beta", method.beta.map(Double.init)),
+            (.epsilon, "method.attack.epsilon", method.attack.map { Double($0.epsilon) }),
+            (.stepSize, "method.attack.stepSize", method.attack.map { Double($0.stepSize) }),
+            (.epsilon, "validationAttack.epsilon", Double(validationAttack.epsilon)),
+            (.stepSize, "validationAttack.stepSize", Double(validationAttack.stepSize)),
+            (.beta, "memLoss.beta", memLoss.map { Double($0.term.beta) }),
+        ]
+        for case let (setting, field, value?) in numbers where !setting.accepts(value) {
+            throw .invalid(field: field, value: "\(value)", expected: setting.expected)
+        }
         if let p = optimizer.problem { throw .invalid(field: "optimizer", value: "\(optimizer)", expected: p) }
         if let a = method.attack, let p = a.problem { throw .invalid(field: "method.attack", value: "\(a)", expected: p) }
+        if let p = method.problem { throw .invalid(field: "method", value: method.name, expected: p) }
         if let p = validationAttack.problem {
             throw .invalid(field: "validationAttack", value: "\(validationAttack)", expected: p)
         }
@@ -102,6 +117,46 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         }
         do { _ = try ModelSpec(parsing: model, width: width) } catch {
             throw .invalid(field: "model", value: model, expected: "\(error)")
+        }
+    }
+
+    /// Checks the sizes of the opened data against this config, before anything is built from them.
+    ///
+    /// - Parameters: `trainCount` / `testCount` images of the train and test parts (nil: no test part),
+    ///   `classCount` classes of the train labels, `dataName` the dataset's display name.
+    /// - Throws: `.dataset` naming the dataset and its count: no training images, fewer than two classes,
+    ///   a validation split that leaves nothing to train on, `trainSamples` or `testSamples` beyond what
+    ///   the split has.
+    public func checkData(trainCount: Int, testCount: Int?, classCount: Int, dataName: String) throws(TrainConfigError) {
+        let what = "data '\(data)' (\(dataName))"
+        if trainCount == 0 {
+            throw .dataset(problem: "\(what) has 0 training images",
+                           hint: "check the files the spec names; `memloss data info \(data)` shows their counts")
+        }
+        if classCount < 2 {
+            throw .dataset(problem: "\(what) has labels of \(classCount) class\(classCount == 1 ? "" : "es") only; "
+                           + "a classifier needs at least 2",
+                           hint: "check the labels file; `memloss data info \(data)` shows the per-class counts")
+        }
+        if validationSize >= trainCount {
+            throw .dataset(problem: "validationSize \(validationSize) would hold out all \(trainCount) training images of \(what)",
+                           hint: "pass --validation-size N with N < \(trainCount) (at most \(trainCount / 2) are held out)")
+        }
+        let left = trainCount - min(validationSize, trainCount / 2)
+        if trainSamples > left {
+            throw .dataset(problem: "trainSamples \(trainSamples) exceeds the \(left) training images of \(what) "
+                           + "(\(trainCount) minus \(trainCount - left) held out for validation)",
+                           hint: "pass --train-samples \(left) or less (0 = all)")
+        }
+        if let testCount {
+            if testCount == 0 {
+                throw .dataset(problem: "\(what) has 0 test images",
+                               hint: "check the test files the spec names; `memloss data info \(data)` shows their counts")
+            }
+            if testSamples > testCount {
+                throw .dataset(problem: "testSamples \(testSamples) exceeds the \(testCount) test images of \(what)",
+                               hint: "pass --test-samples \(testCount) or less (0 = all)")
+            }
         }
     }
 
@@ -245,9 +300,41 @@ extension TrainConfig {
     }
 }
 
+// MARK: - Numeric ranges
+
+/// The allowed values of each floating-point setting: one definition for `TrainConfig.validate()`
+/// (config files) and the CLI's flag checks (`--lr inf` is refused when the flags are parsed).
+public enum NumericSetting: Sendable {
+    case learningRate, momentum, weightDecay, beta, gamma, epsilon, stepSize, width
+
+    /// True if `value` is allowed (never for NaN or ±inf).
+    public func accepts(_ value: Double) -> Bool {
+        guard value.isFinite else { return false }
+        switch self {
+        case .learningRate, .weightDecay, .beta, .gamma: return value >= 0
+        case .momentum: return value >= 0 && value <= 1
+        case .epsilon: return value >= 0 && value <= 1
+        case .stepSize: return value >= 0
+        case .width: return value > 0 && value <= 16
+        }
+    }
+
+    /// What is allowed, in words.
+    public var expected: String {
+        switch self {
+        case .learningRate, .weightDecay, .beta, .gamma, .stepSize: return "a finite number ≥ 0"
+        case .momentum: return "a finite number in [0, 1]"
+        case .epsilon: return "a finite number in [0, 1] (or a fraction like 8/255)"
+        case .width: return "a finite number in (0, 16]"
+        }
+    }
+}
+
 public enum TrainConfigError: Error, CustomStringConvertible, Equatable {
     case invalid(field: String, value: String, expected: String)
     case file(path: String, problem: String)
+    /// The data do not fit the run (empty, one class, a split that leaves nothing).
+    case dataset(problem: String, hint: String)
 
     public var description: String {
         switch self {
@@ -256,6 +343,8 @@ public enum TrainConfigError: Error, CustomStringConvertible, Equatable {
         case .file(let p, let problem):
             return "config file \(p): \(problem)\nhint: write a JSON object with TrainConfig keys; "
                 + "`memloss train --print-config` shows a complete example"
+        case .dataset(let problem, let hint):
+            return "\(problem)\nhint: \(hint)"
         }
     }
 }

@@ -98,8 +98,11 @@ public final class Trainer {
                                          term: config.memLoss?.term ?? MemLossTermConfig(), seed: config.seed)
 
     /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
-    /// the configuration stored there (the `config` argument is then ignored).
-    public init(config: TrainConfig, runDirectory: URL, resume: Bool = false) throws {
+    /// the configuration stored there (the `config` argument is then ignored) and `resumeOverrides`
+    /// laid over it (ResumeOverrides.swift: more epochs, the test evaluation, logging); a resume
+    /// with overrides rewrites config.json so the next resume continues with them.
+    public init(config: TrainConfig, runDirectory: URL, resume: Bool = false,
+                resumeOverrides: ResumeOverrides = .none) throws {
         run = RunDirectory(runDirectory)
         var cfg = config
         if resume {
@@ -109,6 +112,7 @@ public final class Trainer {
             do { cfg = try JSONDecoder().decode(TrainConfig.self, from: data) } catch {
                 throw TrainingError.resume("\(run.config.path) is not a valid config: \(error)")
             }
+            resumeOverrides.apply(to: &cfg)
         }
         try cfg.validate()
         self.config = cfg
@@ -119,6 +123,8 @@ public final class Trainer {
             trainSet = try source.open(.train)
             testSet = source.hasTestSet ? try source.open(.test) : nil
         } catch { throw TrainingError.data("\(error)") }
+        try cfg.checkData(trainCount: trainSet.count, testCount: testSet?.count, classCount: trainSet.classCount,
+                          dataName: trainSet.name)
         augmentation = cfg.augment.map { $0 ? source.standardAugmentation : .none } ?? source.standardAugmentation
 
         spec = try ModelSpec(parsing: cfg.model, classes: trainSet.classCount, width: cfg.width)
@@ -149,6 +155,10 @@ public final class Trainer {
         if resume {
             try restore()
         } else {
+            try run.writeJSON(cfg, to: run.config)
+        }
+        if resume, resumeOverrides != .none {
+            try resumeOverrides.check(completedEpochs: startEpoch, runDirectory: runDirectory.path)
             try run.writeJSON(cfg, to: run.config)
         }
         if let mc = cfg.memLoss {

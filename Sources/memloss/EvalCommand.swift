@@ -90,7 +90,7 @@ struct EvalCommand: ParsableCommand {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try enc.encode(r)
-        if let output { try Data(data).write(to: URL(fileURLWithPath: output)) }
+        if let output { try writeResult(Data(data), to: output) }
         if json {
             print(String(decoding: data, as: UTF8.self))
             return
@@ -135,9 +135,9 @@ extension EvalCommand {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try enc.encode(r)
-        if let output { try data.write(to: URL(fileURLWithPath: output)) }
+        if let output { try writeResult(data, to: output) }
         let markdownPath = markdown ?? output.map { URL(fileURLWithPath: $0).deletingPathExtension().path + ".md" }
-        if let markdownPath { try Data(r.markdown().utf8).write(to: URL(fileURLWithPath: markdownPath)) }
+        if let markdownPath { try writeResult(Data(r.markdown().utf8), to: markdownPath) }
         print(json ? String(decoding: data, as: UTF8.self) : r.markdown())
     }
 }
@@ -172,4 +172,10 @@ struct ExportCommand: ParsableCommand {
         print("wrote \(out): \(net.stateEntries(prefix: "").count) tensors (\(spec.name)); "
               + "load in PyTorch with safetensors.torch.load_file + model.load_state_dict")
     }
+}
+
+/// Writes an evaluation result file atomically; a failure is one line naming the path and the cause
+/// with a hint (SystemIOError), never Foundation's raw error.
+func writeResult(_ data: Data, to path: String) throws {
+    do { try ResultFile.write(data, toPath: path) } catch { throw ValidationError("\(error)") }
 }

@@ -1,6 +1,7 @@
 // TrainCommand.swift: `memloss train`: parses flags (over an optional --config JSON, over the demo
 // defaults) into a TrainConfig and runs the Trainer, rendering progress on a terminal or as plain
-// lines. No defaults live here: an absent flag leaves the config's value.
+// lines. No defaults live here: an absent flag leaves the config's value. With --resume it collects
+// which flags were given; TrainConfig.resumeChanges (ResumeOverrides.swift) decides what may change.
 
 import ArgumentParser
 import Attacks
@@ -16,9 +17,15 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "JSON file with TrainConfig keys; flags given here override its values.")
     var config: String?
-    @Option(help: "Run directory to write (default: runs/<method>-<model>-<time>).")
+    @Option(help: "Run directory to write (default: runs/<method>-<model>-<time>); an existing run there is refused unless --overwrite.")
     var out: String?
-    @Option(help: "Continue the run in this directory from its last checkpoint, with its own config.")
+    @Flag(help: "With --out: remove the run already in that directory (config.json, metrics.jsonl, checkpoints/, eval/, report.md, charts, bank/) first.")
+    var overwrite = false
+    @Option(help: ArgumentHelp(
+        "Continue the run in this directory from its last checkpoint, with its stored config.json.",
+        discussion: "Only --epochs (at least the epochs completed; the LR schedule then uses the new total), "
+            + "--test-attacks, --test-samples, --log-every and --print-config may differ from the stored config; "
+            + "any other flag (or --config key, or --out) with another value than the stored one is refused, naming it."))
     var resume: String?
     @Flag(help: "Print the resolved configuration as JSON (stdout) and its training and validation attacks (stderr), and exit.")
     var printConfig = false
@@ -55,7 +62,7 @@ struct TrainCommand: ParsableCommand {
     var gamma: Float?
     @Option(help: "HAT: standard-trained checkpoint of the same architecture.")
     var helperCheckpoint: String?
-    @Option(help: "Epochs.")
+    @Option(help: "Epochs (with --resume: may grow; cosine and one-cycle schedules then stretch to the new total).")
     var epochs: Int?
     @Option(help: "Batch size.")
     var batchSize: Int?
@@ -114,21 +121,38 @@ struct TrainCommand: ParsableCommand {
             + "the interval does not change the results (resume is exact), so it may differ on --resume."))
     var checkpointEvery: String?
 
+    /// Rejects non-finite and out-of-range numbers when the flags are parsed, naming the flag (the
+    /// ranges are `NumericSetting`'s, which `TrainConfig.validate` applies to config files too).
+    func validate() throws {
+        let numbers: [(String, NumericSetting, Double?)] = [
+            ("--lr", .learningRate, lr.map(Double.init)), ("--momentum", .momentum, momentum.map(Double.init)),
+            ("--weight-decay", .weightDecay, weightDecay.map(Double.init)), ("--beta", .beta, beta.map(Double.init)),
+            ("--gamma", .gamma, gamma.map(Double.init)), ("--mem-beta", .beta, memBeta.map(Double.init)),
+            ("--width", .width, width),
+        ]
+        for case let (flag, setting, value?) in numbers where !setting.accepts(value) {
+            throw ValidationError("\(flag) \(value): expected \(setting.expected)")
+        }
+        if overwrite && resume != nil {
+            throw ValidationError("--overwrite replaces a run and --resume continues one; give only one of them")
+        }
+    }
+
     func run() throws {
         do {
             try runTraining()
         } catch let e as ValidationError {
             throw e
         } catch {
-            FileHandle.standardError.write(Data("memloss train: \(error)\n".utf8))
+            let text = ResultFile.describeFoundationError(error) ?? "\(error)"
+            FileHandle.standardError.write(Data("memloss train: \(text)\n".utf8))
             throw ExitCode(1)
         }
     }
 
     private func runTraining() throws {
         if let resume {
-            let trainer = try Trainer(config: .demo, runDirectory: URL(fileURLWithPath: resume), resume: true)
-            try execute(trainer)
+            try resumeTraining(resume)
             return
         }
         var cfg = TrainConfig.demo
@@ -142,8 +166,72 @@ struct TrainCommand: ParsableCommand {
         }
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         let dir = out ?? "runs/\(cfg.method.name)-\(cfg.model)-\(stamp)"
+        try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite)
         let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir))
         try execute(trainer)
+    }
+
+    /// `--resume DIR`: the stored config with the given flags laid over it must differ only where
+    /// `ResumeOverrides` allows; every conflict is named (flag, field, stored and given value).
+    private func resumeTraining(_ resume: String) throws {
+        let directory = URL(fileURLWithPath: resume)
+        let stored = try TrainConfig.stored(inRun: directory)
+        var requested = stored
+        if let config { requested = try TrainConfig.load(file: config, over: stored) }
+        try applyFlags(&requested)
+        var conflicts: [ResumeConflict] = []
+        if let out, URL(fileURLWithPath: out).standardizedFileURL.path != directory.standardizedFileURL.path {
+            conflicts.append(ResumeConflict(source: "--out", field: "run directory", stored: resume, given: out))
+        }
+        var overrides = ResumeOverrides.none
+        switch TrainConfig.resumeChanges(stored: stored, requested: requested, explicit: givenFields()) {
+        case .success(let o): overrides = o
+        case .failure(let list): conflicts += list.conflicts
+        }
+        if !conflicts.isEmpty { throw ResumeConflictError.conflicts(runDirectory: resume, conflicts) }
+        var resolved = stored
+        overrides.apply(to: &resolved)
+        try resolved.validate()
+        if printConfig {
+            try printJSON(resolved)
+            FileHandle.standardError.write(Data((resolved.attackSummary + "\n").utf8))
+            return
+        }
+        try execute(try Trainer(config: resolved, runDirectory: directory, resume: true, resumeOverrides: overrides))
+    }
+
+    /// The given flags (and `--config`), each with the TrainConfig fields it sets (JSON paths), for
+    /// naming resume conflicts.
+    private func givenFields() -> [String: [String]] {
+        let attack = ["method.attack", "validationAttack", "epsilonText"]
+        let table: [(String, Bool, [String])] = [
+            ("--config", config != nil, [""]), ("--data", data != nil, ["data"]), ("--model", model != nil, ["model"]),
+            ("--width", width != nil, ["width"]), ("--method", method != nil, ["method", "memLoss"] + attack),
+            ("--epsilon", epsilon != nil, attack), ("--step-size", stepSize != nil, ["method.attack.stepSize"]),
+            ("--attack-steps", attackSteps != nil, ["method.attack.steps"]),
+            ("--val-step-size", valStepSize != nil, ["validationAttack.stepSize"]),
+            ("--val-steps", valSteps != nil, ["validationAttack.steps"]), ("--beta", beta != nil, ["method.beta"]),
+            ("--gamma", gamma != nil, ["method.gamma"]), ("--helper-checkpoint", helperCheckpoint != nil, ["helperCheckpoint"]),
+            ("--epochs", epochs != nil, ["epochs"]), ("--batch-size", batchSize != nil, ["batchSize"]),
+            ("--lr", lr != nil, ["optimizer.learningRate"]), ("--momentum", momentum != nil, ["optimizer.momentum"]),
+            ("--weight-decay", weightDecay != nil, ["optimizer.weightDecay"]),
+            ("--nesterov", nesterov != nil, ["optimizer.nesterov"]), ("--schedule", schedule != nil, ["schedule"]),
+            ("--seed", seed != nil, ["seed"]), ("--validation-size", validationSize != nil, ["validationSize"]),
+            ("--eval-every", evalEvery != nil, ["evalEvery"]),
+            ("--validation-samples", validationSamples != nil, ["validationSamples"]),
+            ("--test-attacks", testAttacks != nil, ["testAttacks"]), ("--test-samples", testSamples != nil, ["testSamples"]),
+            ("--augment", augment != nil, ["augment"]), ("--log-every", logEvery != nil, ["logEvery"]),
+            ("--train-samples", trainSamples != nil, ["trainSamples"]),
+            (memloss == false ? "--no-memloss" : "--memloss", memloss != nil, ["memLoss"]),
+            ("--mem-beta", memBeta != nil, ["memLoss.beta"]), ("--mem-weight", memWeight != nil, ["memLoss.weighting"]),
+            ("--mem-k", memK != nil, ["memLoss.window"]), ("--mem-stride", memStride != nil, ["memLoss.stride"]),
+            ("--mem-reduce", memReduce != nil, ["memLoss.reduce"]), ("--mem-select", memSelect != nil, ["memLoss.select"]),
+            ("--mem-codec", memCodec != nil, ["memLoss.codec"]), ("--mem-store", memStore != nil, ["memLoss.store"]),
+            ("--mem-dir", memDir != nil, ["memLoss.directory"]),
+        ]
+        var out: [String: [String]] = [:]
+        for (flag, given, fields) in table where given { out[flag] = fields }
+        return out
     }
 
     private func execute(_ trainer: Trainer) throws {
@@ -248,21 +336,21 @@ struct TrainCommand: ParsableCommand {
             s.method = method
         }
         if let epsilon {
-            guard let e = parseEpsilon(epsilon), e >= 0, e <= 1 else {
+            guard let e = parseEpsilon(epsilon), NumericSetting.epsilon.accepts(Double(e)) else {
                 throw ValidationError("--epsilon '\(epsilon)': expected a number in [0, 1] or a fraction like 8/255")
             }
             s.epsilon = e
             s.epsilonText = epsilon
         }
         if let stepSize {
-            guard let a = parseEpsilon(stepSize), a > 0 else {
-                throw ValidationError("--step-size '\(stepSize)': expected a positive number or fraction")
+            guard let a = parseEpsilon(stepSize), a > 0, a.isFinite else {
+                throw ValidationError("--step-size '\(stepSize)': expected a finite positive number or fraction")
             }
             s.stepSize = a
         }
         if let valStepSize {
-            guard let a = parseEpsilon(valStepSize), a > 0 else {
-                throw ValidationError("--val-step-size '\(valStepSize)': expected a positive number or fraction")
+            guard let a = parseEpsilon(valStepSize), a > 0, a.isFinite else {
+                throw ValidationError("--val-step-size '\(valStepSize)': expected a finite positive number or fraction")
             }
             s.validationStepSize = a
         }
