@@ -19,8 +19,8 @@ public struct ResumeOverrides: Sendable, Equatable {
     public var testAttacks: [String]?
     public var testSamples: Int?
     public var logEvery: Int?
-    // checkpointEvery: the lead's `--checkpoint-every` (issue 14 item 2) belongs here once it is in
-    // TrainConfig; add it to `ResumeOverrides.allowedFields` and to `apply(to:)` (it changes no result).
+    // `--checkpoint-every` is not a TrainConfig field but a runtime option of the Trainer
+    // (`Trainer.checkpointEvery`): it changes no result, so a resume may always give another one.
 
     public init(epochs: Int? = nil, testAttacks: [String]? = nil, testSamples: Int? = nil, logEvery: Int? = nil) {
         self.epochs = epochs; self.testAttacks = testAttacks; self.testSamples = testSamples; self.logEvery = logEvery
