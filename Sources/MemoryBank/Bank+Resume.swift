@@ -162,6 +162,14 @@ extension Bank {
                                               + "describes (\(recovered.end - dataOffset) bytes, CRC \(String(hex32: recovered.checksum.value)); "
                                               + "mark: \(mark.recordBytes) bytes, CRC \(String(hex32: mark.recordsChecksum)))")
             }
+            if recovered.count < mark.recordCount && markEnd < source.limit
+                && Bank.validRecordLength(file: source.file, config: config, generation: g, at: recovered.end, limit: source.limit)
+                    .map({ recovered.end + $0 > markEnd }) == true {
+                // In the mark's file the mark's end is a record boundary: an intact record across it is another run's.
+                throw .resumeMarkMismatch(file: source.file.path, generation: g,
+                                          reason: "an intact record at offset \(recovered.end) runs past the mark's end \(markEnd): "
+                                              + "these records are not the ones the mark describes")
+            }
             if recovered.count < mark.recordCount {
                 if let reason = recovered.stopReason { notes.append(reason) }
                 if source.limit < markEnd {
@@ -307,6 +315,17 @@ extension Bank {
         return offset + length <= min(limit, file.count) ? length : nil
     }
 
+    /// The padded length of a valid record (every check of a decode) at `offset` before `limit`, or nil.
+    private static func validRecordLength(file: MappedFile, config: BankConfig, generation: Int, at offset: Int, limit: Int) -> Int? {
+        guard let length = plausibleRecordLength(file: file, config: config, at: offset, limit: limit) else { return nil }
+        let id = Int(file.uint32LE(at: offset))
+        let headerBytes = Int(file.uint16LE(at: offset + 6)), stored = Int(file.uint32LE(at: offset + 40))
+        var delta = [Float](repeating: 0, count: config.elementCount)
+        let decoded = try? RecordDecoder(config: config).decode(record: file.bytes(at: offset, count: headerBytes + stored), id: id,
+                                                                 into: &delta, file: file.path, generation: generation)
+        return decoded == nil ? nil : length
+    }
+
     /// The sample IDs of the lost records after a damaged one (spec §3.2): the damaged record's own
     /// sampleID field when in range, then every valid record found at an 8-byte boundary before
     /// `limit`; at most `count`, none already kept.
@@ -318,19 +337,10 @@ extension Bank {
             if id < config.sampleCount && kept[id] == 0 && seen.insert(id).inserted && names.count < count { names.append(id) }
         }
         if start + 4 <= min(limit, file.count) { name(Int(file.uint32LE(at: start))) }
-        let decoder = RecordDecoder(config: config)
-        var delta = [Float](repeating: 0, count: config.elementCount)
         var offset = start + RecordHeader.alignment
         while offset < limit && names.count < count {
-            guard let length = plausibleRecordLength(file: file, config: config, at: offset, limit: limit) else {
-                offset += RecordHeader.alignment
-                continue
-            }
-            let id = Int(file.uint32LE(at: offset))
-            let headerBytes = Int(file.uint16LE(at: offset + 6)), stored = Int(file.uint32LE(at: offset + 40))
-            if (try? decoder.decode(record: file.bytes(at: offset, count: headerBytes + stored), id: id, into: &delta,
-                                    file: file.path, generation: generation)) != nil {
-                name(id)
+            if let length = validRecordLength(file: file, config: config, generation: generation, at: offset, limit: limit) {
+                name(Int(file.uint32LE(at: offset)))
                 offset += length
             } else {
                 offset += RecordHeader.alignment
