@@ -347,6 +347,47 @@ final class OpenGenerationResumeTests: XCTestCase {
         }
     }
 
+    /// Seeded mutants of the open segment (bit flips, length fields, cuts, splices): resuming from
+    /// the mark either keeps a valid prefix (then the rest of the epoch seals into a bank `verify`
+    /// finds intact) or refuses the mark; it never traps. MEMLOSS_FUZZ_ITERATIONS runs more.
+    func test_mutatedTemporarySegment_resumesToAnIntactBank_orRefusesTheMark() throws {
+        let base = TempDirectory("bank-resume-mutants")
+        let (bank, mark) = try S.begin(at: base.url)
+        S.crash(bank)
+        let m = try XCTUnwrap(mark)
+        let original = try BankFixtures.readBytes(S.temporaryURL(base.url))
+        var outcomes = (kept: 0, damaged: 0, refused: 0)
+        var failures: [String] = []
+        Fuzz.run(name: "resume .tmp", corpus: [("gen-2.mbs.tmp", original)], iterations: Fuzz.iterations(default: 60)) { mutant in
+            let dir = TempDirectory("bank-resume-mutant")
+            do {
+                try FileManager.default.removeItem(at: dir.url)
+                try FileManager.default.copyItem(at: base.url, to: dir.url)
+                try BankFixtures.writeBytes(mutant, S.temporaryURL(dir.url))
+                let resumed: Bank
+                do {
+                    resumed = try Bank.open(at: dir.url, options: S.options(), resuming: m)
+                } catch MemoryBankError.resumeMarkMismatch {
+                    outcomes.refused += 1
+                    return
+                }
+                let report = try XCTUnwrap(resumed.resumeReport)
+                if report.isIntact { outcomes.kept += 1 } else { outcomes.damaged += 1 }
+                if report.keptRecords + report.lostRecords != S.checkpointAfter { failures.append("counts \(report)") }
+                try S.append(resumed, S.order[S.checkpointAfter...])
+                try resumed.sealGeneration()
+                resumed.close()
+                let v = BankReader.verify(at: dir.url)
+                if !v.isIntact { failures.append("\(v.problems)") }
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        XCTAssertEqual(failures, [])
+        XCTAssertGreaterThan(outcomes.kept, 0, "\(outcomes)")
+        XCTAssertGreaterThan(outcomes.damaged, 0, "\(outcomes)")
+    }
+
     func test_openOrCreate_withAMark_checksTheConfigurationFirst_andCreatesAMissingBank() throws {
         let dir = TempDirectory("bank-resume-ooc")
         let (bank, mark) = try S.begin(at: dir.url)

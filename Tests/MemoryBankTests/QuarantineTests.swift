@@ -123,6 +123,36 @@ final class QuarantineTests: XCTestCase {
         }
     }
 
+    /// Seeded mutants of a past segment: the writer and the reader always open, the prefetcher never
+    /// fails in the skip policy, and whatever is quarantined is also a `verify` problem.
+    /// MEMLOSS_FUZZ_ITERATIONS runs more.
+    func test_mutatedPastSegment_neverStopsTheWriterOrTheReaders() throws {
+        let original = try BankFixtures.readBytes(damagedSegment)
+        var quarantinedCount = 0
+        var failures: [String] = []
+        Fuzz.run(name: "quarantine gen-4.mbs", corpus: [("gen-4.mbs", original)], iterations: Fuzz.iterations(default: 60)) { mutant in
+            do {
+                try BankFixtures.writeBytes(mutant, damagedSegment)
+                let reader = try BankReader.open(at: dir.url)
+                let prefetcher = BankPrefetcher(reader: reader, epoch: 6, batches: [ids])
+                while try prefetcher.next() != nil {}
+                XCTAssertEqual(prefetcher.statistics.entriesDecoded + prefetcher.statistics.entriesCorrupt
+                                   + prefetcher.statistics.entriesAbsent, 2 * ids.count)
+                let bank = try Bank.open(at: dir.url, options: BankFixtures.options())
+                XCTAssertEqual(bank.quarantined, reader.quarantined)
+                bank.close()
+                if !reader.quarantined.isEmpty {
+                    quarantinedCount += 1
+                    if BankReader.verify(at: dir.url).isIntact { failures.append("quarantined but intact: \(reader.quarantined)") }
+                }
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        XCTAssertEqual(failures, [])
+        XCTAssertGreaterThan(quarantinedCount, 0)
+    }
+
     func test_damagedManifest_staysFatal() throws {
         let url = dir.url.appendingPathComponent(BankLayout.manifestName)
         try BankFixtures.flipByte(at: 30, in: url)
