@@ -43,7 +43,7 @@ public struct OpenGenerationResumeReport: Sendable, Equatable {
         /// checkpoint): its first `recordCount` records were copied into a new open segment.
         case sealedSegment
         /// Neither file was usable: the generation restarts empty.
-        case none
+        case noSegment
     }
 
     public var generation: Int
@@ -215,7 +215,7 @@ extension Bank {
         FaultPoint.hit("bank.resume.afterTruncate")
 
         let kept = recovered.count
-        return OpenGenerationResumeReport(generation: g, source: source?.kind ?? .none, keptRecords: kept,
+        return OpenGenerationResumeReport(generation: g, source: source?.kind ?? .noSegment, keptRecords: kept,
                                           lostRecords: mark.recordCount - kept, lostSampleIDs: named,
                                           damage: kept == mark.recordCount ? nil : notes.joined(separator: "; "),
                                           droppedGenerations: dropped)

@@ -277,7 +277,7 @@ final class OpenGenerationResumeTests: XCTestCase {
         try FileManager.default.removeItem(at: S.temporaryURL(dir.url))
         let resumed = try Bank.open(at: dir.url, options: S.options(), resuming: try XCTUnwrap(mark))
         let report = try XCTUnwrap(resumed.resumeReport)
-        XCTAssertEqual(report.source, .none)
+        XCTAssertEqual(report.source, .noSegment)
         XCTAssertEqual(report.keptRecords, 0)
         XCTAssertEqual(report.lostRecords, S.checkpointAfter)
         XCTAssertTrue(report.damage?.contains("no segment file") ?? false)
@@ -295,7 +295,7 @@ final class OpenGenerationResumeTests: XCTestCase {
         try BankFixtures.flipByte(at: 40, in: BankFixtures.segmentURL(dir.url, S.generation))  // header
         let resumed = try Bank.open(at: dir.url, options: S.options(), resuming: try XCTUnwrap(mark))
         let report = try XCTUnwrap(resumed.resumeReport)
-        XCTAssertEqual(report.source, .none)
+        XCTAssertEqual(report.source, .noSegment)
         XCTAssertEqual(report.lostRecords, S.checkpointAfter)
         XCTAssertTrue(report.damage?.contains("sealed segment unusable") ?? false, report.damage ?? "")
         XCTAssertEqual(resumed.generations, [1])
@@ -406,7 +406,7 @@ final class OpenGenerationResumeTests: XCTestCase {
 
         let fresh = TempDirectory("bank-resume-ooc-fresh")
         let created = try Bank.openOrCreate(at: fresh.url, config: S.config, options: S.options(), resuming: m)
-        XCTAssertEqual(created.resumeReport?.source, OpenGenerationResumeReport.Source.none)
+        XCTAssertEqual(created.resumeReport?.source, .noSegment)
         XCTAssertEqual(created.resumeReport?.lostRecords, S.checkpointAfter)
         XCTAssertEqual(created.openGeneration, S.generation)
     }
