@@ -1,7 +1,8 @@
 // Bank.swift: the writer side of a memory bank directory (docs/format/membank-v1.md §3): create or open,
 // generations (begin → append… → seal), the background encoder thread fed by a bounded queue, the
-// atomic manifest replacement, retention of the window's generations, orphan cleanup, and resume
-// (discard newer generations). Reading is BankReader's; records are SegmentBuilder/RecordCodec's.
+// atomic manifest replacement, retention of the window's generations, orphan cleanup, quarantine of
+// damaged past generations (§3.3), and resume (discard newer generations; reopen a checkpointed open
+// generation: Bank+Resume.swift, §3.2). Reading is BankReader's; records are SegmentBuilder/RecordCodec's.
 
 import Foundation
 import SystemIO
@@ -24,7 +25,10 @@ import Tensors
 ///   the next `append` and by `sealGeneration`, which then abandons the generation.
 /// - Entries are append-only within a generation: one per sample ID.
 /// - A generation becomes visible to readers only in `sealGeneration`; an unsealed one (crash,
-///   `abandonGeneration`, `close`) is never read and is deleted by the next `open`.
+///   `abandonGeneration`, `close`) is never read and is deleted by the next `open`, unless that open
+///   resumes it from a mark of `checkpointOpenGeneration()` (`open(at:options:resuming:)`).
+/// - A listed generation whose segment is missing or whose header or index is damaged does not stop
+///   `open`: it is quarantined (`quarantined`), never read, and deleted by retention as usual.
 /// - Methods are serialized by an internal lock; call them from one thread for predictable order.
 public final class Bank: @unchecked Sendable {
     public struct Options: Sendable {
@@ -69,16 +73,20 @@ public final class Bank: @unchecked Sendable {
     public let options: Options
     var crashPoint: CrashPoint?
 
-    private let mutex = NSLock()
+    let mutex = NSLock()
     private var lock: WriterLock?
-    private var manifest: Manifest
-    private var current: SegmentBuilder?
+    var manifest: Manifest
+    var current: SegmentBuilder?
     /// Sample IDs appended to the open generation (duplicate detection on the caller's thread).
-    private var appended: [UInt64]
-    private let queue: BoundedQueue<EntryJob>
+    var appended: [UInt64]
+    let queue: BoundedQueue<EntryJob>
     private let exited = ExitSignal()
-    private var closed = false
+    var closed = false
     private var totals = Statistics()
+    /// Listed generations found damaged at open (filtered by the current manifest on access).
+    private var damaged: [QuarantinedGeneration] = []
+    /// What `open(at:options:resuming:)` recovered; nil when it did not resume.
+    public private(set) var resumeReport: OpenGenerationResumeReport?
 
     // MARK: - Opening
 
@@ -101,35 +109,62 @@ public final class Bank: @unchecked Sendable {
         return bank
     }
 
-    /// Opens an existing bank for writing: takes the lock, reads the manifest, deletes unsealed
+    /// Opens an existing bank for writing: takes the lock, reads the manifest, checks every listed
+    /// segment (header, createdBy and index checksums, layout: a damaged or missing one is quarantined,
+    /// spec §3.3), resumes the open generation of `mark` if given (spec §3.2), then deletes unsealed
     /// (`*.tmp`) and unlisted segments (spec §3 crash table).
-    /// - Throws: `notABank`, `bankLocked`, manifest errors, `segmentMissing` / `truncated` for a listed
-    ///   segment that is gone or has another size.
-    public static func open(at directory: URL, options: Options = Options()) throws(MemoryBankError) -> Bank {
+    /// - Parameter mark: from `checkpointOpenGeneration()` of the run being resumed. Then generation
+    ///   `mark.generation` is open on return with the records written up to the mark (those that
+    ///   survived: `resumeReport`), every sealed generation ≥ it is dropped, and the caller appends the
+    ///   rest of the epoch and seals as usual. Do not call `discardGenerations(after:)` afterwards.
+    /// - Throws: `notABank`, `bankLocked`, manifest errors (a damaged manifest stays fatal), `io`;
+    ///   `resumeMarkMismatch` for a mark of another bank, configuration, run or generation.
+    public static func open(at directory: URL, options: Options = Options(),
+                            resuming mark: OpenGenerationMark? = nil) throws(MemoryBankError) -> Bank {
+        try openExisting(at: directory, options: options, requiring: nil, resuming: mark)
+    }
+
+    /// Opens the bank in `directory` if there is one (its configuration must match `config` except
+    /// `createdBy`), otherwise creates it; `mark` as in `open` (a new bank resumes it empty: every
+    /// record of the mark is reported lost).
+    /// - Throws: `configMismatch` naming the first differing field (nothing is changed then), or any
+    ///   error of `open`/`create`.
+    public static func openOrCreate(at directory: URL, config: BankConfig, options: Options = Options(),
+                                    resuming mark: OpenGenerationMark? = nil) throws(MemoryBankError) -> Bank {
+        let manifestPath = directory.appendingPathComponent(BankLayout.manifestName).path
+        guard MappedFile.size(ofFileAt: manifestPath) != nil else {
+            let bank = try create(at: directory, config: config, options: options)
+            guard let mark else { return bank }
+            do {
+                bank.resumeReport = try bank.resume(mark)
+            } catch {
+                bank.closeQuietly()
+                throw error
+            }
+            return bank
+        }
+        return try openExisting(at: directory, options: options, requiring: config, resuming: mark)
+    }
+
+    private static func openExisting(at directory: URL, options: Options, requiring config: BankConfig?,
+                                     resuming mark: OpenGenerationMark?) throws(MemoryBankError) -> Bank {
         let manifestPath = directory.appendingPathComponent(BankLayout.manifestName).path
         if MappedFile.size(ofFileAt: manifestPath) == nil { throw .notABank(path: directory.path) }
         let lock = try WriterLock(directory: directory.path)
         let manifest = try BankReader.readManifest(at: manifestPath)
-        for g in manifest.generations {
-            let path = directory.appendingPathComponent(BankLayout.segmentName(g.generation)).path
-            guard let size = MappedFile.size(ofFileAt: path) else { throw .segmentMissing(file: path, generation: g.generation) }
-            if size != g.segmentBytes { throw .truncated(file: path, expectedBytes: g.segmentBytes, actualBytes: size) }
+        if let config, let (field, found, expected) = manifest.config.firstStructuralDifference(from: config) {
+            lock.release()
+            throw .configMismatch(file: manifestPath, field: field, found: found, expected: expected)
         }
         let bank = Bank(directory: directory, manifest: manifest, lock: lock, options: options)
-        try bank.cleanOrphans()
-        return bank
-    }
-
-    /// Opens the bank in `directory` if there is one (its configuration must match `config` except
-    /// `createdBy`), otherwise creates it.
-    /// - Throws: `configMismatch` naming the first differing field, or any error of `open`/`create`.
-    public static func openOrCreate(at directory: URL, config: BankConfig, options: Options = Options()) throws(MemoryBankError) -> Bank {
-        let manifestPath = directory.appendingPathComponent(BankLayout.manifestName).path
-        guard MappedFile.size(ofFileAt: manifestPath) != nil else { return try create(at: directory, config: config, options: options) }
-        let bank = try open(at: directory, options: options)
-        if let (field, found, expected) = bank.config.firstStructuralDifference(from: config) {
-            bank.closeQuietly()
-            throw .configMismatch(file: manifestPath, field: field, found: found, expected: expected)
+        do {
+            if let mark { bank.resumeReport = try bank.resume(mark) }
+            bank.damaged = BankReader.checkSegments(directory: directory, manifest: bank.manifest).damaged
+            try bank.cleanOrphans()
+            if mark != nil { FaultPoint.hit("bank.resume.afterCleanup") }
+        } catch {
+            bank.closeKeepingFiles()
+            throw error
         }
         return bank
     }
@@ -166,6 +201,16 @@ public final class Bank: @unchecked Sendable {
         mutex.lock()
         defer { mutex.unlock() }
         return manifest.generations.map(\.generation)
+    }
+
+    /// Listed generations that are not read because their segment is missing or its header or index
+    /// is damaged (spec §3.3), found at open; each names the file and the reason. They stay on disk
+    /// until retention or `discardGenerations(after:)` deletes them.
+    public var quarantined: [QuarantinedGeneration] {
+        mutex.lock()
+        defer { mutex.unlock() }
+        let live = Set(manifest.generations.map(\.generation))
+        return damaged.filter { live.contains($0.generation) }
     }
 
     /// The generation being written, if any.
@@ -271,8 +316,10 @@ public final class Bank: @unchecked Sendable {
             throw error
         }
         manifest = next
+        FaultPoint.hit("bank.seal.afterManifest")
         if crashPoint == .afterManifest { return try simulateCrash(nil) }
         try deleteSegments(dropped)
+        FaultPoint.hit("bank.seal.afterRetention")
         totals.generationsSealed += 1
         return builder.statistics
     }
@@ -327,6 +374,17 @@ public final class Bank: @unchecked Sendable {
         stopThread()
     }
 
+    /// Stops like `close` but leaves the open generation's temporary file in place (a failed open
+    /// after a resume must not delete the records it was resuming).
+    private func closeKeepingFiles() {
+        mutex.lock()
+        defer { mutex.unlock() }
+        if closed { return }
+        current?.abandonWithoutCleanup()
+        current = nil
+        stopThread()
+    }
+
     private func stopThread() {
         closed = true
         queue.close()
@@ -346,7 +404,7 @@ public final class Bank: @unchecked Sendable {
 
     // MARK: - Files
 
-    private func writeManifest(_ m: Manifest) throws(MemoryBankError) {
+    func writeManifest(_ m: Manifest) throws(MemoryBankError) {
         let url = directory.appendingPathComponent(BankLayout.manifestName)
         do {
             try AtomicFile.replace(m.encode(), at: url)
@@ -361,7 +419,8 @@ public final class Bank: @unchecked Sendable {
         if options.sync { try BankFiles.syncDirectory(directory.path) }
     }
 
-    /// Deletes `*.tmp` files and final-named segments the manifest does not list (spec §3).
+    /// Deletes `*.tmp` files and final-named segments the manifest does not list (spec §3), except the
+    /// temporary file of a resumed open generation.
     private func cleanOrphans() throws(MemoryBankError) {
         let names: [String]
         do {
@@ -370,8 +429,9 @@ public final class Bank: @unchecked Sendable {
             throw .io(path: directory.path, operation: "list directory", reason: "\(error)")
         }
         let live = Set(manifest.generations.map(\.generation))
+        let resumed = current.map { BankLayout.segmentName($0.generation) + BankLayout.temporarySuffix }
         var removed = false
-        for name in names {
+        for name in names where name != resumed {
             let isTemporary = name.hasSuffix(BankLayout.temporarySuffix)
                 && (name.hasPrefix("gen-") || name.hasPrefix(BankLayout.manifestName))
             let isOrphan = BankLayout.generation(ofSegmentName: name).map { !live.contains($0) } ?? false

@@ -1,6 +1,7 @@
 // BankPrefetcher+Unsafe.swift: fills one MemoryBatch slot on the producer thread: for every sample of
 // the batch and every window slot, decode the entry straight into its place in the δ tensor
-// [B, K, C, H, W], or zero it when absent or damaged. Ring mechanics are in SystemIO/PrefetchRing.swift.
+// [B, K, C, H, W], or zero it when absent or damaged (a damaged record, or every entry of a quarantined
+// generation: docs/format/membank-v1.md §3.3). Ring mechanics are in SystemIO/PrefetchRing.swift.
 
 import SystemIO
 import Tensors
@@ -10,6 +11,8 @@ final class BatchFiller: @unchecked Sendable {
     let reader: BankReader
     let generations: [Int?]
     let segments: [BankSegment?]
+    /// Per window slot: the quarantine of its generation, if the reader left it out.
+    let quarantines: [QuarantinedGeneration?]
     let policy: BankPrefetcher.CorruptEntryPolicy
     let decoder: RecordDecoder
     let residentBudget: Int
@@ -23,6 +26,7 @@ final class BatchFiller: @unchecked Sendable {
         self.residentBudget = residentBudget
         self.generations = generations
         segments = generations.map { g in g.flatMap { reader.segment($0) } }
+        quarantines = generations.map { g in g.flatMap { reader.quarantine(of: $0) } }
         self.policy = policy
         decoder = reader.makeDecoder()
     }
@@ -38,7 +42,7 @@ final class BatchFiller: @unchecked Sendable {
         }
         batch.index = index
         batch.ids = ids
-        batch.generations = generations.map { g in g.flatMap { reader.segment($0) == nil ? nil : $0 } }
+        batch.generations = generations.map { g in g.flatMap { reader.segment($0) == nil && reader.quarantine(of: $0) == nil ? nil : $0 } }
         batch.problems.removeAll(keepingCapacity: true)
         // Move the arrays out so the tensor's mutable access below overlaps nothing else of `batch`.
         var present: [Bool] = [], views: [ViewParameters] = [], metadata: [EntryMetadata] = [], problems: [MemoryBankError] = []
@@ -64,7 +68,15 @@ final class BatchFiller: @unchecked Sendable {
                     let out = base + entry * n
                     var info: EntryInfo?
                     var damaged = false
-                    if i < ids.count, let segment = segments[slot] {
+                    if i < ids.count, let q = quarantines[slot] {
+                        // The whole generation is unreadable: every entry of the slot is skipped as damaged.
+                        let error = MemoryBankError.corruptRecord(file: q.file, generation: q.generation, sampleID: id,
+                                                                  reason: "generation quarantined: \(q.reason)")
+                        if policy != .skip { throw error }
+                        problems.append(error)
+                        counts.corrupt += 1
+                        damaged = true
+                    } else if i < ids.count, let segment = segments[slot] {
                         do throws(MemoryBankError) {
                             info = try segment.decode(id: id, into: out, decoder: decoder)
                         } catch {

@@ -23,6 +23,7 @@ public struct MemoryBatch: Sendable {
     /// C·H·W.
     public let elementCount: Int
     /// The generation slot k reads, nil when it does not exist (then every entry of the slot is absent).
+    /// A quarantined generation keeps its number: every entry of its slot is skipped as damaged.
     public var generations: [Int?]
     /// δ as decoded, `[capacity, K, C, H, W]`; absent entries and rows past `count` are zero. Empty
     /// (shape `[0]`) once the prefetcher's `makeImages` hook turned this buffer into `images`.

@@ -53,6 +53,9 @@ public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable
     case writerClosed
     /// Test hook: the writer stopped at this point of `sealGeneration` as if the process died.
     case simulatedCrash(point: String)
+    /// `Bank.open(…, resuming:)` with an open-generation mark that does not describe this bank's
+    /// generation (another bank, configuration, run or generation; or a malformed mark).
+    case resumeMarkMismatch(file: String, generation: Int, reason: String)
 
     /// The file the error is about, when there is one.
     public var file: String? {
@@ -60,7 +63,8 @@ public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable
         case .notABank(let p), .alreadyExists(let p), .bankLocked(let p): return p
         case .badMagic(let f, _, _), .unsupportedMajor(let f, _, _, _), .truncated(let f, _, _),
              .checksumMismatch(let f, _, _, _), .invalidField(let f, _, _, _), .configMismatch(let f, _, _, _),
-             .segmentMissing(let f, _), .corruptRecord(let f, _, _, _), .unsupportedRecord(let f, _, _, _):
+             .segmentMissing(let f, _), .corruptRecord(let f, _, _, _), .unsupportedRecord(let f, _, _, _),
+             .resumeMarkMismatch(let f, _, _):
             return f
         case .io(let p, _, _): return p
         default: return nil
@@ -157,6 +161,10 @@ public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable
             return ("the bank writer is closed", "open the bank again with Bank.open(at:)")
         case .simulatedCrash(let point):
             return ("simulated crash at \(point)", "test hook only; reopen the bank")
+        case .resumeMarkMismatch(let f, let g, let reason):
+            return ("\(f) (generation \(g)): the open-generation mark does not match: \(reason)",
+                    "the checkpoint belongs to another bank or run; resume with that run's bank directory, "
+                    + "or restart the epoch without a mark")
         }
     }
 }

@@ -1,7 +1,9 @@
 // SegmentBuilder.swift: writes one generation's segment file (docs/format/membank-v1.md §3, §5): the
 // unsealed header and createdBy at creation, records appended sequentially through a write buffer (on
 // the writer thread), then — on the caller's thread, once the queue is idle — the index, the sealed
-// header, fsync and the rename to the final name. The manifest is Bank's business.
+// header, fsync and the rename to the final name; a mid-epoch checkpoint of the open segment (the
+// records so far, durable, with a mark) and the reopening of a recovered prefix (spec §3.2). The
+// manifest is Bank's business; recovering the prefix is Bank+Resume.swift.
 
 import Foundation
 import SystemIO
@@ -29,6 +31,10 @@ final class SegmentBuilder: @unchecked Sendable {
     private(set) var statistics = GenerationStatistics()
     /// The first failure on the writer thread; later appends are skipped.
     private let failure = FailureBox()
+    /// Records in the records region so far, and the CRC32C of that region's bytes (the
+    /// checkpoint mark's validation data; updated by the writer thread as records are encoded).
+    private var recordCount = 0
+    private var recordsChecksum = CRC32C()
 
     init(directory: String, config: BankConfig, generation: Int, flushThreshold: Int) throws(MemoryBankError) {
         self.generation = generation
@@ -45,13 +51,76 @@ final class SegmentBuilder: @unchecked Sendable {
         header = SegmentHeader(config: config, generation: generation)
         encoder = RecordEncoder(config: config)
         index = [UInt64](repeating: 0, count: config.sampleCount)
+        let prefix = SegmentBuilder.unsealedPrefix(config: config, generation: generation)
+        position = prefix.count
+        do { try file.append(prefix) } catch { throw .io(error) }
+        pending = ByteWriter(capacity: flushThreshold + 64 * 1024)
+    }
+
+    /// Where a resumed generation's validated records are (Bank+Resume.swift found them).
+    enum RecoveredSource {
+        /// In the temporary segment itself: it is cut after the last valid record and reopened.
+        case inPlace
+        /// In another file (the sealed segment of the generation): its bytes
+        /// `[dataOffset, recovered.end)` are copied into a new temporary segment.
+        case copy(MappedFile)
+    }
+
+    /// Reopens generation `generation` for appending after the records `recovered` describes (the
+    /// state an uninterrupted writer had after them: index, statistics, record count, checksum).
+    /// The file's first `dataOffset` bytes are rewritten as a fresh builder writes them.
+    init(directory: String, config: BankConfig, generation: Int, flushThreshold: Int,
+         recovered: RecoveredRecords, source: RecoveredSource) throws(MemoryBankError) {
+        self.generation = generation
+        self.config = config
+        let name = BankLayout.segmentName(generation)
+        finalPath = directory + "/" + name
+        temporaryPath = finalPath + BankLayout.temporarySuffix
+        self.flushThreshold = flushThreshold
+        header = SegmentHeader(config: config, generation: generation)
+        encoder = RecordEncoder(config: config)
+        let prefix = SegmentBuilder.unsealedPrefix(config: config, generation: generation)
+        precondition(recovered.end >= prefix.count && recovered.index.count == config.sampleCount,
+                     "SegmentBuilder: recovered records outside the records region")
+        do {
+            switch source {
+            case .inPlace:
+                file = try AtomicFileWriter(continuing: finalPath, temporaryPath: temporaryPath, length: recovered.end,
+                                            removesTemporaryOnDeinit: false)
+                try file.write(prefix, at: 0)
+            case .copy(let mapped):
+                file = try AtomicFileWriter(path: finalPath, temporaryPath: temporaryPath, removesTemporaryOnDeinit: false)
+                try file.append(prefix)
+                var offset = prefix.count
+                while offset < recovered.end {
+                    let n = min(SegmentBuilder.copyChunkBytes, recovered.end - offset)
+                    try file.append(mapped.bytes(at: offset, count: n))
+                    offset += n
+                }
+            }
+        } catch {
+            throw .io(error)
+        }
+        index = recovered.index
+        position = recovered.end
+        statistics = recovered.statistics
+        recordCount = recovered.count
+        recordsChecksum = recovered.checksum
+        pending = ByteWriter(capacity: flushThreshold + 64 * 1024)
+    }
+
+    /// Bytes copied per write when a recovered prefix is copied into a new temporary segment.
+    static let copyChunkBytes = 1 << 20
+
+    /// The bytes before the records region of an unsealed segment: the header with `sealed = 0`,
+    /// createdBy, zero padding to `dataOffset` (spec §3 step 1).
+    static func unsealedPrefix(config: BankConfig, generation: Int) -> [UInt8] {
+        let header = SegmentHeader(config: config, generation: generation)
         var w = ByteWriter(capacity: Int(header.dataOffset))
         w.write(header.encode())
         w.write(Array(config.createdBy.utf8))
         w.pad(toMultipleOf: SegmentHeader.regionAlignment)
-        position = w.count
-        do { try file.append(w.bytes) } catch { throw .io(error) }
-        pending = ByteWriter(capacity: flushThreshold + 64 * 1024)
+        return w.bytes
     }
 
     var error: MemoryBankError? { failure.value }
@@ -70,6 +139,8 @@ final class SegmentBuilder: @unchecked Sendable {
         let before = pending.count
         let stats = encoder.appendRecord(id: job.id, delta: job.delta, view: job.view, metadata: job.metadata, to: &pending)
         position += pending.count - before
+        recordsChecksum.update(pending.bytes[before...])
+        recordCount += 1
         index[job.id] = UInt64(offset)
         statistics.add(stats)
         if pending.count >= flushThreshold {
@@ -89,6 +160,25 @@ final class SegmentBuilder: @unchecked Sendable {
     }
 
     // MARK: - Caller thread (queue idle)
+
+    /// Writes every buffered record, fsyncs the temporary file when `sync`, and describes the records
+    /// written so far (spec §3.2). Appending continues afterwards. Cost: one write + one fsync.
+    func checkpoint(sync: Bool) throws(MemoryBankError) -> OpenGenerationMark {
+        if let e = failure.value { throw e }
+        try flush()
+        if sync {
+            do { try file.sync() } catch { throw .io(error) }
+        }
+        return OpenGenerationMark(generation: generation, recordCount: recordCount,
+                                  recordBytes: position - Int(header.dataOffset), recordsChecksum: recordsChecksum.value,
+                                  headerChecksum: header.encodedChecksum)
+    }
+
+    /// fsyncs the temporary file (a resumed prefix made durable before its source is deleted).
+    func syncTemporary() throws(MemoryBankError) {
+        try flush()
+        do { try file.sync() } catch { throw .io(error) }
+    }
 
     /// Writes the index and the sealed header, fsyncs and renames to the final name (spec §3 steps
     /// 3). Returns the manifest entry of the sealed segment.
@@ -115,10 +205,15 @@ final class SegmentBuilder: @unchecked Sendable {
         let headerBytes = header.encode()
         do {
             try file.write(headerBytes, at: 0)
-            try file.commit(sync: sync)
+            if sync { try file.sync() }
+            FaultPoint.hit("bank.seal.afterSegmentSync")
+            try file.commit(sync: false)
+            if sync { try FileSystem.syncDirectory(FileSystem.directory(of: finalPath)) }
         } catch {
+            file.discard()
             throw .io(error)
         }
+        FaultPoint.hit("bank.seal.afterRename")
         statistics.fileBytes = indexOffset + 8 * index.count
         statistics.records = Int(records)
         var tail = ByteReader(headerBytes, offset: SegmentHeader.encodedByteCount - 4)

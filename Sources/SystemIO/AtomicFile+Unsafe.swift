@@ -56,6 +56,32 @@ public final class AtomicFileWriter {
         if fd < 0 { throw .posix("create temporary file", tmp) }
     }
 
+    /// Reopens an existing temporary file left by an earlier writer (a resumed bank segment): cuts it
+    /// to `length` bytes and appends from there (`bytesWritten` = `length`). Nothing is created.
+    /// - Throws: operations "reopen temporary file", "truncate temporary file", "seek temporary file".
+    public init(continuing path: String, temporaryPath: String, length: Int,
+                removesTemporaryOnDeinit: Bool = true) throws(SystemIOError) {
+        self.path = path
+        self.temporaryPath = temporaryPath
+        self.removesTemporaryOnDeinit = removesTemporaryOnDeinit
+        failureLimit = Int.max
+        fd = open(temporaryPath, O_WRONLY | O_CLOEXEC)
+        if fd < 0 { throw .posix("reopen temporary file", temporaryPath) }
+        if ftruncate(fd, off_t(length)) != 0 {
+            let e = SystemIOError.posix("truncate temporary file", temporaryPath)
+            _ = closeDescriptor(fd)
+            fd = -1
+            throw e
+        }
+        if lseek(fd, off_t(length), SEEK_SET) < 0 {
+            let e = SystemIOError.posix("seek temporary file", temporaryPath)
+            _ = closeDescriptor(fd)
+            fd = -1
+            throw e
+        }
+        bytesWritten = length
+    }
+
     deinit {
         if fd >= 0 {
             _ = closeDescriptor(fd)
@@ -94,6 +120,13 @@ public final class AtomicFileWriter {
             return 0
         }
         if code != 0 { throw .posix("pwrite temporary file", temporaryPath, code: code) }
+    }
+
+    /// fsyncs the temporary file and keeps it open for more appends (a durable intermediate state).
+    /// - Throws: operation "fsync temporary file".
+    public func sync() throws(SystemIOError) {
+        precondition(fd >= 0, "AtomicFileWriter: sync after commit or discard")
+        if fsync(fd) != 0 { throw .posix("fsync temporary file", temporaryPath) }
     }
 
     /// Flushes the file (`sync`), closes it, renames it to `path`, and fsyncs the directory so the

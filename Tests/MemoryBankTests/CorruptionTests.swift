@@ -1,7 +1,8 @@
 // CorruptionTests.swift: flipped bytes in each region of a segment (header, createdBy, index, record
 // header, payload), the manifest, a truncated segment, a deleted segment and an unknown major version
 // are each detected with the right error case, naming the file (and generation and sample for
-// records); `verify` lists them all; the prefetcher skips a damaged entry and reports it.
+// records; segment-level damage through `damaged: .reject`, the writer quarantines it: §3.3);
+// `verify` lists them all; the prefetcher skips a damaged entry and reports it.
 
 import SystemIO
 import Foundation
@@ -25,7 +26,7 @@ final class CorruptionTests: XCTestCase {
 
     func test_flippedHeaderByte_isAHeaderChecksumMismatch() throws {
         try BankFixtures.flipByte(at: 50, in: segment)
-        assertBankError(try BankReader.open(at: dir.url)) {
+        assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) {
             if case .checksumMismatch(let f, "header", _, _) = $0 { return f == self.segment.path }
             return false
         }
@@ -33,13 +34,13 @@ final class CorruptionTests: XCTestCase {
 
     func test_flippedCreatedByByte_isACreatedByChecksumMismatch() throws {
         try BankFixtures.flipByte(at: 130, in: segment)
-        assertBankError(try BankReader.open(at: dir.url)) { if case .checksumMismatch(_, "createdBy", _, _) = $0 { return true }; return false }
+        assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) { if case .checksumMismatch(_, "createdBy", _, _) = $0 { return true }; return false }
     }
 
     func test_flippedIndexByte_isAnIndexChecksumMismatch() throws {
         let size = try BankFixtures.readBytes(segment).count
         try BankFixtures.flipByte(at: size - 3, in: segment)
-        assertBankError(try BankReader.open(at: dir.url)) { if case .checksumMismatch(_, "index", _, _) = $0 { return true }; return false }
+        assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) { if case .checksumMismatch(_, "index", _, _) = $0 { return true }; return false }
     }
 
     func test_flippedRecordBytes_areCorruptRecords_namingFileGenerationAndSample() throws {
@@ -99,25 +100,25 @@ final class CorruptionTests: XCTestCase {
     func test_truncatedSegment_isRejectedWithBothSizes() throws {
         let b = try BankFixtures.readBytes(segment)
         try BankFixtures.writeBytes(Array(b[0..<(b.count - 40)]), segment)
-        assertBankError(try BankReader.open(at: dir.url)) {
+        assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) {
             if case .truncated(self.segment.path, b.count, b.count - 40) = $0 { return true }
             return false
         }
-        assertBankError(try Bank.open(at: dir.url)) { if case .truncated = $0 { return true }; return false }
+        XCTAssertEqual(try Bank.open(at: dir.url).quarantined.map(\.generation), [5])  // quarantined, not fatal (§3.3)
         XCTAssertFalse(BankReader.verify(at: dir.url).isIntact)
     }
 
     func test_missingSegment_isReported() throws {
         try FileManager.default.removeItem(at: segment)
-        assertBankError(try BankReader.open(at: dir.url)) { $0 == .segmentMissing(file: self.segment.path, generation: 5) }
-        assertBankError(try Bank.open(at: dir.url)) { $0 == .segmentMissing(file: self.segment.path, generation: 5) }
+        assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) { $0 == .segmentMissing(file: self.segment.path, generation: 5) }
+        XCTAssertEqual(try Bank.open(at: dir.url).quarantined.first?.error, .segmentMissing(file: self.segment.path, generation: 5))
     }
 
     func test_unknownMajorVersion_isRejected_unknownMinorIsAccepted() throws {
         try BankFixtures.patchSegmentHeader(dir: dir.url, generation: 5) { $0[10] = 7 }  // minor 7
         XCTAssertNotNil(try BankReader.open(at: dir.url).entry(id: 0, generation: 5))
         try BankFixtures.patchSegmentHeader(dir: dir.url, generation: 5) { $0[8] = 2 }  // major 2
-        let e = assertBankError(try BankReader.open(at: dir.url)) {
+        let e = assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) {
             if case .unsupportedMajor(self.segment.path, 2, 7, 1) = $0 { return true }
             return false
         }
@@ -126,7 +127,7 @@ final class CorruptionTests: XCTestCase {
 
     func test_segmentFromAnotherConfiguration_isAConfigMismatch() throws {
         try BankFixtures.patchSegmentHeader(dir: dir.url, generation: 5) { $0[21] = 2 }  // norm L2
-        assertBankError(try BankReader.open(at: dir.url)) {
+        assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) {
             if case .configMismatch(_, "norm", _, _) = $0 { return true }
             return false
         }
