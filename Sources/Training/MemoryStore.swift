@@ -302,22 +302,40 @@ public final class DiskMemoryStore: MemoryStore {
     /// - Parameters:
     ///   - keepThrough: resume: keep sealed generations ≤ this (the last epoch the checkpoint
     ///     finished, 0-based) and discard newer ones; nil for a fresh run, which discards all.
+    ///   - resuming: a mid-epoch resume: the open generation's mark from the checkpoint; the bank
+    ///     reopens that generation with its records up to the mark (and drops newer generations),
+    ///     so `keepThrough` is not used.
     public init(config: MemoryStoreConfig, directory: URL, dataset: Dataset, epsilon: Float, norm: PerturbationNorm,
-                createdBy: String, keepThrough: Int?, options: Bank.Options = Bank.Options()) throws {
+                createdBy: String, keepThrough: Int?, resuming mark: OpenGenerationMark? = nil,
+                options: Bank.Options = Bank.Options()) throws {
         self.config = config
         self.dataset = dataset
         shape = dataset.shape.dimensions
         let bankConfig = BankConfig(sampleCount: dataset.count, shape: shape, epsilon: epsilon, norm: norm, codec: config.codec,
                                     window: config.window, stride: config.stride, createdBy: createdBy)
         do {
-            bank = try Bank.openOrCreate(at: directory, config: bankConfig, options: options)
-            try bank.discardGenerations(after: keepThrough ?? -1)
+            bank = try Bank.openOrCreate(at: directory, config: bankConfig, options: options, resuming: mark)
+            if mark == nil { try bank.discardGenerations(after: keepThrough ?? -1) }
         } catch {
             throw MemoryStoreError.bank(error, directory: directory.path)
         }
     }
 
     deinit { close() }
+
+    /// What opening the bank found, for the run's log: quarantined past generations (their
+    /// samples' memory is skipped and counted) and, on a mid-epoch resume, records lost after the
+    /// checkpoint's mark.
+    public var openNotes: [String] {
+        var notes = bank.quarantined.map {
+            "bank generation \($0.generation) is quarantined (\($0.reason)): its samples' memory is skipped and counted as corrupt"
+        }
+        if let r = bank.resumeReport, !r.isIntact {
+            notes.append("bank generation \(r.generation) resumed with \(r.keptRecords) of its checkpointed records; "
+                         + "\(r.lostRecords) lost (\(r.damage ?? "damaged")): those samples have no entry in it")
+        }
+        return notes
+    }
 
     /// With `resuming`, the bank's open generation was restored when the store was opened (its
     /// records up to the checkpoint kept); reading continues at batch `resuming.batch`.

@@ -227,11 +227,18 @@ public final class Trainer {
             bankDirectory = dir
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
-            let createdBy = (try? enc.encode(config)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            var createdBy = (try? enc.encode(config)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            if openGeneration?.bank != nil, let existing = try? BankReader.open(at: dir) {
+                // The open segment's header carries the run's original config text (the mark is tied
+                // to it); a resume that extended --epochs keeps it.
+                createdBy = existing.config.createdBy
+            }
             do {
-                return try DiskMemoryStore(config: mc.store, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
-                                           norm: attack.norm, createdBy: createdBy,
-                                           keepThrough: resumeEpoch.map { $0 - 1 })
+                let store = try DiskMemoryStore(config: mc.store, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
+                                                norm: attack.norm, createdBy: createdBy,
+                                                keepThrough: resumeEpoch.map { $0 - 1 }, resuming: openGeneration?.bank)
+                notes += store.openNotes
+                return store
             } catch { throw TrainingError.memory("\(error)") }
         }
     }

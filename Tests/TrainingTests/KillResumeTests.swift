@@ -202,4 +202,9 @@ final class KillResumeTests: XCTestCase {
         let dir = TempDirectory("kill-plain")
         try killAndResume(config: try configFile(in: dir, memLoss: false), dir: dir, memLoss: false)
     }
+
+    func test_killAtEveryCommitStep_andBankSealStep_resumesExactly_withTheBank() throws {
+        let dir = TempDirectory("kill-bank")
+        try killAndResume(config: try configFile(in: dir, memLoss: true), dir: dir, memLoss: true)
+    }
 }
