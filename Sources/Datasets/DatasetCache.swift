@@ -17,10 +17,12 @@ enum DatasetCache {
 
     /// `<directory>/<base>-<FNV-1a of the absolute path, hex>-<size>-<mtime>.<suffix>`, where base is
     /// the source's file name without extension: a copy is reused only while the source keeps its
-    /// path, size and modification time (whole seconds).
+    /// path, size and modification time (in microseconds, so a file rewritten with the same size
+    /// within one second does not reuse the copy of its old content).
     static func path(for source: MappedFile, suffix: String) -> String {
         let attributes = try? FileManager.default.attributesOfItem(atPath: source.path)
-        let mtime = Int((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)
+        let seconds = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let mtime = seconds.isFinite && abs(seconds) < 1e12 ? Int((seconds * 1e6).rounded()) : 0
         let base = ((source.path as NSString).lastPathComponent as NSString).deletingPathExtension
         var pathHash: UInt64 = 0xCBF2_9CE4_8422_2325  // FNV-1a 64 offset basis
         for b in URL(fileURLWithPath: source.path).standardizedFileURL.path.utf8 {
