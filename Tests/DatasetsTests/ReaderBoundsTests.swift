@@ -231,8 +231,25 @@ final class ReaderBoundsTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
         // A pid that cannot be running (above Linux's pid_max limit of 2^22).
         let stale = target + ".partial-99999999"
-        FileManager.default.createFile(atPath: stale, contents: Data([1]))
+        _ = FileManager.default.createFile(atPath: stale, contents: Data([1]))
         try DatasetCache.write(target) { out in try out.append([4]) }
         XCTAssertEqual(cacheContents(), ["copy.u8"])
+    }
+}
+
+extension ReaderBoundsTests {
+    /// The `regress-*` MAT mutants the fuzz target found (before the fix each left its inflated copy in
+    /// the cache while being refused) are refused, naming the file, with nothing left in the cache.
+    func test_fuzzRegressionMutants_ofMatFiles_areRefused_andLeaveNoCacheFile() throws {
+        let dir = Fuzz.corpusDirectory(target: "DatasetsTests", name: "mat")
+        let mutants = try Fuzz.loadCorpus(dir).filter { $0.name.hasPrefix("regress-") }
+        XCTAssertGreaterThanOrEqual(mutants.count, 2)
+        let tmp = TempDirectory("bounds")
+        for m in mutants {
+            let url = tmp.path(m.name)
+            Fixtures.write(m.bytes, to: url)
+            assertDatasetError(try Dataset.openSVHN(file: url.path), path: url.path) { _ in true }
+            XCTAssertEqual(cacheContents(), [], m.name)
+        }
     }
 }

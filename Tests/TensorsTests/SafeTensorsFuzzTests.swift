@@ -35,7 +35,7 @@ final class SafeTensorsFuzzTests: XCTestCase {
     func test_fuzz_safetensorsReader_neverTraps() throws {
         let corpus = try Fuzz.loadCorpus(Self.corpusDirectory)
         XCTAssertGreaterThanOrEqual(corpus.count, 3, "corpus missing: run test_committedCorpus_equalsTheGenerator with MEMLOSS_WRITE_CORPUS=1")
-        for input in corpus where !input.name.hasPrefix("crash-") {
+        for input in corpus where !input.name.hasPrefix("regress-") {
             XCTAssertTrue(Self.exercise(input.bytes), "corpus file \(input.name) must decode")
         }
         var accepted = 0
@@ -76,7 +76,7 @@ final class SafeTensorsFuzzTests: XCTestCase {
                 ("weights.safetensors", weights.encoded())]
     }
 
-    /// The committed corpus holds exactly the generator's files (plus `crash-*` regression mutants).
+    /// The committed corpus holds exactly the generator's files (plus `regress-*` mutants that once failed).
     /// MEMLOSS_WRITE_CORPUS=1 rewrites them instead.
     func test_committedCorpus_equalsTheGenerator() throws {
         let dir = Self.corpusDirectory
@@ -84,7 +84,7 @@ final class SafeTensorsFuzzTests: XCTestCase {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             for f in Self.corpusFiles() { try Data(f.bytes).write(to: dir.appendingPathComponent(f.name)) }
         }
-        let committed = try Fuzz.loadCorpus(dir).filter { !$0.name.hasPrefix("crash-") }
+        let committed = try Fuzz.loadCorpus(dir).filter { !$0.name.hasPrefix("regress-") }
         XCTAssertEqual(committed.map(\.name), Self.corpusFiles().map(\.name))
         for (c, g) in zip(committed, Self.corpusFiles()) { XCTAssertEqual(c.bytes, g.bytes, c.name) }
     }
