@@ -12,7 +12,7 @@ final class SafeTensorsFuzzTests: XCTestCase {
     static let corpusDirectory = Fuzz.corpusDirectory(target: "TensorsTests", name: "safetensors")
 
     /// Mutants per corpus file in the default suite (docs/fuzzing.md "Targets").
-    static let defaultIterations = 1500
+    static let defaultIterations = 5000
 
     /// Decodes one input and touches every value the reader returns.
     static func exercise(_ bytes: [UInt8]) -> Bool {
