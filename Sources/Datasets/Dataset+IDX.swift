@@ -1,6 +1,7 @@
 // Dataset+IDX.swift: the MNIST IDX reader (LeCun's format: big-endian header, magic 0x00000803 for
 // uint8 images N×H×W, 0x00000801 for uint8 labels N, then raw bytes). Uncompressed only: `.gz` files
-// get a clear error. Also the directory layout of MNIST (train-* and t10k-* files).
+// get a clear error. Also the directory layout of MNIST (train-* and t10k-* files). The header is checked
+// in one place (`idxHeader`): magic, rank, dimensions (overflow, zero-sized images) against the file size.
 
 import Foundation
 import SystemIO
@@ -80,7 +81,11 @@ extension Dataset {
             payload = p
             overflow = overflow || o
         }
-        let expectedSize = overflow ? Int.max : headerBytes + payload
+        let expectedSize = overflow || payload > Int.max - headerBytes ? Int.max : headerBytes + payload
+        if rank == 3 && (dims[1] == 0 || dims[2] == 0) {
+            throw DatasetError.inconsistentSize(path: f.path, field: "image size", found: "\(dims[1])×\(dims[2])",
+                                                expected: "at least 1 row and 1 column")
+        }
         if f.count < expectedSize {
             throw DatasetError.truncated(path: f.path, what: "the data of dimensions \(dims.map(String.init).joined(separator: "×"))",
                                          expectedBytes: expectedSize, actualBytes: f.count)

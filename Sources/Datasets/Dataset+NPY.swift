@@ -1,7 +1,9 @@
 // Dataset+NPY.swift: NumPy `.npy` reader: uint8 images N×H×W, N×H×W×C or N×C×H×W (C order) mapped in
 // place, or float32/float64 images in [0, 1] quantized once to a uint8 cache copy that is mapped
 // instead; with an integer labels `.npy` (N or N×1). Parses the format's header (magic "\x93NUMPY",
-// version 1.0/2.0/3.0, a Python dict literal with descr, fortran_order, shape). No `.npz`, no pickles.
+// version 1.0/2.0/3.0, a Python dict literal with descr, fortran_order, shape, parsed whole up to its
+// closing brace and padding) and checks shape × dtype against the file length before any use.
+// No `.npz`, no pickles.
 
 import Foundation
 import SystemIO
@@ -53,51 +55,134 @@ struct NPYHeader {
             throw DatasetError.unsupported(path: f.path, feature: ".npy format version \(major).\(f.byte(at: 7))",
                                            hint: "save the array with numpy.save (format 1.0–3.0)")
         }
-        guard f.count >= start + headerLength else {
-            throw DatasetError.truncated(path: f.path, what: "the .npy header", expectedBytes: start + headerLength, actualBytes: f.count)
+        guard f.byte(at: 7) == 0 else {
+            throw DatasetError.unsupported(path: f.path, feature: ".npy format version \(major).\(f.byte(at: 7))",
+                                           hint: "save the array with numpy.save (format 1.0–3.0)")
         }
-        let text = String(decoding: f.bytes(at: start, upTo: headerLength), as: UTF8.self)
-        func bad(_ what: String) -> DatasetError {
-            .wrongFormat(path: f.path, expected: "a .npy header dict with 'descr', 'fortran_order' and 'shape'",
-                         found: "\(what) in header \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+        guard headerLength <= f.count - start else {
+            throw DatasetError.truncated(path: f.path, what: "the .npy header (length field \(headerLength))",
+                                         expectedBytes: start + headerLength, actualBytes: f.count)
         }
-        guard let descrValue = value(of: "descr", in: text) else { throw bad("no 'descr'") }
-        guard let quote = descrValue.first, quote == "'" || quote == "\"" else {
-            throw DatasetError.unsupported(path: f.path, feature: "structured dtype \(descrValue.prefix(40))",
-                                           hint: "save a plain array (e.g. images.astype(numpy.uint8))")
-        }
-        let afterQuote = descrValue.dropFirst()
-        guard let end = afterQuote.firstIndex(of: quote) else { throw bad("unterminated 'descr'") }
-        let descr = String(afterQuote[..<end])
-
-        guard let fortranValue = value(of: "fortran_order", in: text) else { throw bad("no 'fortran_order'") }
-        let fortran: Bool
-        if fortranValue.hasPrefix("True") { fortran = true } else if fortranValue.hasPrefix("False") { fortran = false } else {
-            throw bad("'fortran_order' neither True nor False")
-        }
-        guard let shapeValue = value(of: "shape", in: text), shapeValue.first == "(",
-              let close = shapeValue.firstIndex(of: ")") else { throw bad("no 'shape' tuple") }
-        var shape: [Int] = []
-        for part in shapeValue[shapeValue.index(after: shapeValue.startIndex)..<close].split(separator: ",") {
-            let token = part.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "L", with: "")
-            if token.isEmpty { continue }
-            guard let d = Int(token), d >= 0 else { throw bad("shape entry '\(token)'") }
-            shape.append(d)
-        }
-        return NPYHeader(descr: descr, fortranOrder: fortran, shape: shape, dataOffset: start + headerLength)
+        let dict = try parseDict(f.bytes(at: start, count: headerLength), path: f.path)
+        return NPYHeader(descr: dict.descr, fortranOrder: dict.fortranOrder, shape: dict.shape, dataOffset: start + headerLength)
     }
 
-    /// The text after `'key':` (leading spaces removed), or nil.
-    private static func value(of key: String, in text: String) -> Substring? {
-        for q in ["'", "\""] {
-            if let r = text.range(of: q + key + q) {
-                var rest = text[r.upperBound...].drop { $0 == " " }
-                guard rest.first == ":" else { return nil }
-                rest = rest.dropFirst().drop { $0 == " " }
-                return rest
+    /// Parses the header dict, the whole of `text`, in the grammar numpy writes: `{`, the three
+    /// keys 'descr' (a quoted string), 'fortran_order' (True/False) and 'shape' (a tuple of
+    /// non-negative integers, Python 2's `L` suffix allowed), each exactly once, an optional trailing
+    /// comma, `}`, then only padding (spaces and the final newline).
+    /// - Throws: `wrongFormat` naming the offending text and its byte offset in the header;
+    ///   `unsupported` for a structured dtype (a list as 'descr').
+    static func parseDict(_ text: [UInt8], path: String) throws -> (descr: String, fortranOrder: Bool, shape: [Int]) {
+        var i = 0
+        let shown = String(decoding: text.prefix(160), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        func bad(_ what: String) -> DatasetError {
+            .wrongFormat(path: path,
+                         expected: "a .npy header dict {'descr': '<dtype>', 'fortran_order': True|False, 'shape': (d0, d1, …)}",
+                         found: "\(what) at header byte \(i) in \(shown)")
+        }
+        func skipSpace() { while i < text.count, text[i] == 0x20 || text[i] == 0x09 || text[i] == 0x0A || text[i] == 0x0D { i += 1 } }
+        func peek() -> UInt8? { i < text.count ? text[i] : nil }
+        func current() -> String {
+            guard let b = peek() else { return "end of header" }
+            return b >= 0x20 && b < 0x7F ? "'\(Character(Unicode.Scalar(b)))'" : "byte 0x\(String(b, radix: 16))"
+        }
+        func expect(_ c: Character) throws {
+            guard peek() == c.asciiValue else { throw bad("expected '\(c)', found \(current())") }
+            i += 1
+        }
+        func quoted() throws -> String {
+            guard let q = peek(), q == 0x27 || q == 0x22 else { throw bad("expected a quoted string, found \(current())") }
+            i += 1
+            let start = i
+            while i < text.count, text[i] != q {
+                guard text[i] != 0x5C, text[i] >= 0x20 else { throw bad("an escape or control byte in a string") }
+                i += 1
+            }
+            guard i < text.count else { throw bad("unterminated string") }
+            let s = String(decoding: text[start..<i], as: UTF8.self)
+            i += 1
+            return s
+        }
+        func integer() throws -> Int {
+            var v = 0, digits = 0
+            while let b = peek(), b >= 0x30 && b <= 0x39 {
+                let (m, o1) = v.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(Int(b - 0x30))
+                guard !o1, !o2 else { throw bad("a shape entry larger than \(Int.max)") }
+                v = a
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { throw bad("expected a non-negative integer in 'shape', found \(current())") }
+            if peek() == UInt8(ascii: "L") { i += 1 }
+            return v
+        }
+        func shapeTuple() throws -> [Int] {
+            try expect("(")
+            var dims: [Int] = []
+            skipSpace()
+            while peek() != UInt8(ascii: ")") {
+                dims.append(try integer())
+                skipSpace()
+                if peek() == UInt8(ascii: ",") {
+                    i += 1
+                    skipSpace()
+                } else if peek() != UInt8(ascii: ")") {
+                    throw bad("expected ',' or ')' in 'shape', found \(current())")
+                }
+            }
+            i += 1
+            return dims
+        }
+
+        var descr: String?, fortran: Bool?, shape: [Int]?
+        skipSpace()
+        try expect("{")
+        skipSpace()
+        while peek() != UInt8(ascii: "}") {
+            guard peek() != nil else { throw bad("unterminated dict: expected '}', found end of header") }
+            let keyOffset = i
+            let key = try quoted()
+            skipSpace()
+            try expect(":")
+            skipSpace()
+            switch key {
+            case "descr" where descr == nil:
+                if peek() == UInt8(ascii: "[") {
+                    throw DatasetError.unsupported(path: path, feature: "structured dtype in \(shown)",
+                                                   hint: "save a plain array (e.g. images.astype(numpy.uint8))")
+                }
+                descr = try quoted()
+            case "fortran_order" where fortran == nil:
+                if text[i...].starts(with: "True".utf8) { fortran = true; i += 4 }
+                else if text[i...].starts(with: "False".utf8) { fortran = false; i += 5 }
+                else { throw bad("'fortran_order' neither True nor False") }
+            case "shape" where shape == nil:
+                shape = try shapeTuple()
+            case "descr", "fortran_order", "shape":
+                i = keyOffset
+                throw bad("key '\(key)' given twice")
+            default:
+                i = keyOffset
+                throw bad("unexpected key '\(key)' (expected only 'descr', 'fortran_order', 'shape')")
+            }
+            skipSpace()
+            if peek() == UInt8(ascii: ",") {
+                i += 1
+                skipSpace()
+            } else if peek() != UInt8(ascii: "}") {
+                throw bad(peek() == nil ? "unterminated dict: expected '}', found end of header"
+                                        : "expected ',' or '}' after a value, found \(current())")
             }
         }
-        return nil
+        i += 1
+        skipSpace()
+        guard i == text.count else { throw bad("\(current()) after the closing '}'") }
+        guard let descr else { throw bad("no 'descr' key") }
+        guard let fortran else { throw bad("no 'fortran_order' key") }
+        guard let shape else { throw bad("no 'shape' key") }
+        return (descr, fortran, shape)
     }
 
     /// Element type and byte order of `descr`, or nil if not a plain number type.
@@ -124,22 +209,30 @@ struct NPYHeader {
         }
     }
 
-    /// Element count (product of shape), or nil on overflow.
+    /// Element count (product of shape), or nil when the product of the non-zero dimensions
+    /// overflows (so no partial product of the shape, e.g. a stride, can overflow either).
     var elementCount: Int? {
-        var n = 1
+        var n = 1, nonZero = 1
         for d in shape {
-            let (p, o) = n.multipliedReportingOverflow(by: d)
+            let (p, o) = nonZero.multipliedReportingOverflow(by: max(d, 1))
             if o { return nil }
-            n = p
+            nonZero = p
+            n *= d
         }
         return n
     }
 
     /// Checks that the data region has exactly `elementCount × width` bytes.
+    /// - Throws: `inconsistentSize` for a shape whose byte count overflows, `truncated` / `inconsistentSize`
+    ///   for a data region of another size.
     func checkDataSize(_ f: MappedFile, width: Int) throws {
-        let needed = (elementCount ?? Int.max / 2) * width
-        let have = f.count - dataOffset
         let dims = shape.map(String.init).joined(separator: "×")
+        guard let elements = elementCount, case let (needed, false) = elements.multipliedReportingOverflow(by: width),
+              needed <= Int.max - dataOffset else {
+            throw DatasetError.inconsistentSize(path: f.path, field: "shape", found: "(\(shape.map(String.init).joined(separator: ", ")))",
+                                                expected: "dimensions whose byte count (× \(width) for '\(descr)') fits in 2^63")
+        }
+        let have = f.count - dataOffset
         if have < needed {
             throw DatasetError.truncated(path: f.path, what: "array data of shape \(dims) (\(descr))",
                                          expectedBytes: dataOffset + needed, actualBytes: f.count)
@@ -208,6 +301,11 @@ extension Dataset {
                                                 expected: "3 (N×H×W) or 4 (N×H×W×C or N×C×H×W)")
         }
 
+        guard shape.pixelCount > 0 else {
+            throw DatasetError.inconsistentSize(path: images, field: "image size", found: "\(shape) (shape \(s))",
+                                                expected: "at least 1 channel, row and column")
+        }
+
         let lf = try MappedFile.openUncompressed(labels, expected: "a .npy integer label array")
         let lh = try NPYHeader.read(lf)
         guard let labelType = lh.numberType, labelType.type.isInteger else {
@@ -249,19 +347,11 @@ extension Dataset {
             let copy = try MappedFile(path: target, expected: expected)
             if copy.count == count { return copy }  // else rewritten below (a copy of another size is stale)
         }
-        try DatasetCache.createDirectory()
-        let bad = try writingDatasetFile(target) { () throws -> (index: Int, value: Double)? in
-            let out = try AtomicFileWriter.datasetFile(target)
-            guard let bad = try quantizeUnitFloats(f, offset: header.dataOffset, count: count, width: width, into: out) else {
-                try out.commit(sync: false)
-                return nil
+        try DatasetCache.write(target) { out in
+            if let bad = try quantizeUnitFloats(f, offset: header.dataOffset, count: count, width: width, into: out) {
+                throw DatasetError.pixelOutOfRange(path: f.path, index: bad.index, sample: bad.index / max(pixelsPerSample, 1),
+                                                   found: "\(bad.value)", expected: "[0, 1] (a float image array, '\(header.descr)')")
             }
-            out.discard()
-            return bad
-        }
-        if let bad {
-            throw DatasetError.pixelOutOfRange(path: f.path, index: bad.index, sample: bad.index / max(pixelsPerSample, 1),
-                                               found: "\(bad.value)", expected: "[0, 1] (a float image array, '\(header.descr)')")
         }
         return try MappedFile(path: target, expected: expected)
     }

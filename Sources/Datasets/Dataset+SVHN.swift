@@ -1,7 +1,8 @@
 // Dataset+SVHN.swift: the SVHN cropped-digits reader (`train_32x32.mat`, `test_32x32.mat`): MATLAB v5
 // variables X (uint8, 32×32×3×N, column-major: row y fastest, then column x, channel, sample) mapped in
 // place, and y (N×1, any numeric storage; 1…10 with 10 meaning digit 0). miCOMPRESSED files are
-// inflated once into a cache file (MATInflate.swift) and that file is mapped.
+// inflated once into a cache file (MATInflate, Inflater.swift) and that file is mapped; a copy
+// that then fails to open is removed again.
 
 import Foundation
 import SystemIO
@@ -10,11 +11,30 @@ extension Dataset {
     /// Opens an SVHN `.mat` file (cropped digits format) with variables `X` and `y`.
     public static func openSVHN(file path: String, name: String? = nil) throws -> Dataset {
         let original = try MappedFile.openUncompressed(path, expected: "an SVHN .mat file (MATLAB v5 with X and y)")
-        var mat = try MATFile(original)
-        if mat.compressedElements > 0 && (mat.variables["X"] == nil || mat.variables["y"] == nil) {
-            let inflated = try MATInflate.cachedUncompressedCopy(of: original)
-            mat = try MATFile(try MappedFile(path: inflated, expected: "an inflated copy of \(path)"))
+        let mat = try MATFile(original)
+        guard mat.compressedElements > 0 && (mat.variables["X"] == nil || mat.variables["y"] == nil) else {
+            return try svhnDataset(mat, path: path, name: name)
         }
+        let inflated = try MATInflate.cachedUncompressedCopy(of: original)
+        do {
+            let copy: MATFile
+            do {
+                copy = try MATFile(try MappedFile(path: inflated, expected: "an inflated copy of \(path)"))
+            } catch let e as DatasetError {
+                let problem = e.description.split(separator: "\n").first.map(String.init) ?? "\(e)"
+                throw DatasetError.wrongFormat(path: path, expected: "well-formed MATLAB v5 elements inside its miCOMPRESSED elements",
+                                               found: "after inflating: \(problem)")
+            }
+            return try svhnDataset(copy, path: path, name: name)
+        } catch {
+            // A copy that does not open is useless (and may be large): never leave it in the cache.
+            try? FileManager.default.removeItem(atPath: inflated)
+            throw error
+        }
+    }
+
+    /// The SVHN dataset in a parsed MAT-file (the original or its inflated copy); errors name `path`.
+    private static func svhnDataset(_ mat: MATFile, path: String, name: String?) throws -> Dataset {
         let f = mat.file
         guard let x = mat.variables["X"] else {
             throw DatasetError.wrongFormat(path: path, expected: "a variable 'X' (uint8 32×32×3×N)",
@@ -34,7 +54,11 @@ extension Dataset {
         }
         let h = x.dimensions[0], w = x.dimensions[1], c = x.dimensions[2]
         let n = x.dimensions.count == 4 ? x.dimensions[3] : 1
-        guard x.dataBytes == h * w * c * n else {
+        guard h > 0, w > 0, c > 0 else {
+            throw DatasetError.inconsistentSize(path: path, field: "X image size", found: "\(x.dimensions)",
+                                                expected: "at least 1 row, column and channel (32×32×3×N officially)")
+        }
+        guard x.dataBytes == h * w * c * n else {  // MATFile checked that the product fits
             throw DatasetError.inconsistentSize(path: path, field: "X data size", found: "\(x.dataBytes) bytes",
                                                 expected: "\(h * w * c * n) bytes for \(h)×\(w)×\(c)×\(n)")
         }
@@ -49,7 +73,7 @@ extension Dataset {
         }
         let raw = f.numbers(at: y.dataOffset, count: n, type: type)
         for (i, v) in raw.enumerated() where !(v >= 1 && v <= 10 && v == v.rounded()) {
-            throw DatasetError.labelOutOfRange(path: path, index: i, found: v == v.rounded() ? "\(Int(v))" : "\(v)",
+            throw DatasetError.labelOutOfRange(path: path, index: i, found: v == v.rounded() && abs(v) < 1e15 ? "\(Int64(v))" : "\(v)",
                                                expected: "1...10 (10 = digit 0)")
         }
         let labels = try checkedLabels(raw, path: path, classCount: 10, expected: "1...10 (10 = digit 0)") { $0 % 10 }

@@ -12,6 +12,24 @@ struct InflateError: Error, CustomStringConvertible {
     var description: String { reason }
 }
 
+/// How many bytes a caller lets one zlib stream inflate to: a fixed cap, optionally tightened once
+/// the first `prefixBytes` of output are known (a container's own size field inside the compressed
+/// data, e.g. a MAT-file's miMATRIX tag). The inflater throws as soon as its output would pass the
+/// limit, before handing those bytes to its sink, so memory and disk use stay bounded by it.
+struct InflateLimit {
+    /// Output above this many bytes is refused.
+    var maximumBytes: Int
+    /// How many leading output bytes `fromPrefix` needs (0: no prefix rule; at most a few KiB).
+    var prefixBytes: Int = 0
+    /// Given the first `prefixBytes` output bytes, the total the stream must not exceed (it may also
+    /// throw, e.g. when the declared size is itself implausible). A stream ending before it has
+    /// produced `prefixBytes` bytes never calls it.
+    var fromPrefix: (([UInt8]) throws -> Int)? = nil
+
+    /// No limit beyond what `Int` can count.
+    static let unlimited = InflateLimit(maximumBytes: .max)
+}
+
 /// Canonical Huffman decoding table: a 9-bit direct lookup plus a canonical walk for longer codes.
 private struct Huffman {
     static let fastBits = 9
@@ -66,6 +84,12 @@ struct Inflater {
     private var bitCount = 0
     private var window: [UInt8] = []
     private let sink: ([UInt8], Int) throws -> Void
+    /// The current output cap (`InflateLimit.maximumBytes`, tightened by its prefix rule).
+    private var limit: Int
+    /// The prefix rule, until it has been applied.
+    private var pendingPrefix: (bytes: Int, rule: ([UInt8]) throws -> Int)?
+    /// Output size at which `checkOutput` must look again: the limit, or the prefix length first.
+    private var nextCheck: Int
     private var adlerA: UInt32 = 1
     private var adlerB: UInt32 = 0
     private(set) var totalOut = 0
@@ -75,15 +99,28 @@ struct Inflater {
     private static let historyBytes = 1 << 15
 
     /// - Parameter sink: receives (buffer, count): the first `count` bytes of `buffer` are output.
-    init(input: UnsafeRawBufferPointer, sink: @escaping ([UInt8], Int) throws -> Void) {
+    init(input: UnsafeRawBufferPointer, limit: InflateLimit, sink: @escaping ([UInt8], Int) throws -> Void) {
         self.input = input
         self.sink = sink
+        let cap = max(0, limit.maximumBytes)
+        self.limit = cap
+        if let rule = limit.fromPrefix, limit.prefixBytes > 0 {
+            pendingPrefix = (limit.prefixBytes, rule)
+            nextCheck = min(limit.prefixBytes, Inflater.above(cap))
+        } else {
+            pendingPrefix = nil
+            nextCheck = Inflater.above(cap)
+        }
         window.reserveCapacity(Inflater.flushThreshold + 1024)
     }
 
-    /// Inflates a zlib stream (2-byte header, DEFLATE blocks, Adler-32) and returns the bytes consumed.
-    static func inflateZlib(_ input: UnsafeRawBufferPointer, sink: @escaping ([UInt8], Int) throws -> Void) throws -> (consumed: Int, produced: Int) {
-        var z = Inflater(input: input, sink: sink)
+    /// Inflates a zlib stream (2-byte header, DEFLATE blocks, Adler-32) and returns the bytes consumed
+    /// and produced.
+    /// - Parameter limit: output cap; the stream is refused (`InflateError`) as soon as it would
+    ///   pass it, and `sink` never receives more than the limit allows.
+    static func inflateZlib(_ input: UnsafeRawBufferPointer, limit: InflateLimit = .unlimited,
+                            sink: @escaping ([UInt8], Int) throws -> Void) throws -> (consumed: Int, produced: Int) {
+        var z = Inflater(input: input, limit: limit, sink: sink)
         guard input.count >= 2 else { throw InflateError(reason: "zlib header missing") }
         let cmf = Int(input[0]), flg = Int(input[1])
         guard cmf & 0x0F == 8, (cmf << 8 | flg) % 31 == 0 else { throw InflateError(reason: "bad zlib header \(cmf) \(flg)") }
@@ -154,7 +191,35 @@ struct Inflater {
         window.append(byte)
     }
 
+    /// The first output size past `limit` (saturating, so an unlimited stream is never re-checked).
+    private static func above(_ limit: Int) -> Int { limit == .max ? .max : limit + 1 }
+
+    /// Output so far (flushed plus pending).
+    private var produced: Int { totalOut + window.count }
+
+    /// Applies the limit once `produced` reaches `nextCheck`; cheap otherwise. Called after every
+    /// symbol (≤ 258 bytes) and before every flush, so the sink never sees bytes past the limit.
+    @inline(__always)
+    private mutating func checkOutput() throws {
+        if produced >= nextCheck { try applyLimit() }
+    }
+
+    private mutating func applyLimit() throws {
+        if let prefix = pendingPrefix, produced >= prefix.bytes {
+            pendingPrefix = nil
+            // The prefix is still in the window: every flush checks first, and the first flush comes
+            // at 4 MiB of output (`prefixBytes` is documented to be far smaller).
+            guard totalOut == 0 else { throw InflateError(reason: "size prefix of \(prefix.bytes) bytes is longer than the window") }
+            limit = min(limit, max(0, try prefix.rule(Array(window[0..<prefix.bytes]))))
+        }
+        if produced > limit {
+            throw InflateError(reason: "the output exceeds its limit of \(limit) bytes")
+        }
+        nextCheck = pendingPrefix.map { min($0.bytes, Inflater.above(limit)) } ?? Inflater.above(limit)
+    }
+
     private mutating func flush(all: Bool) throws {
+        try checkOutput()
         let keep = all ? 0 : Inflater.historyBytes
         let n = window.count - keep
         guard n > 0 else { return }
@@ -218,6 +283,7 @@ struct Inflater {
         let len = try bits(16), nlen = try bits(16)
         guard len == (~nlen & 0xFFFF) else { throw InflateError(reason: "stored block length check failed") }
         for _ in 0..<len { emit(UInt8(try bits(8))) }
+        try checkOutput()
     }
 
     private mutating func dynamicTables() throws -> (Huffman, Huffman) {
@@ -259,6 +325,7 @@ struct Inflater {
             let sym = try decode(lit)
             if sym < 256 {
                 emit(UInt8(sym))
+                try checkOutput()
                 continue
             }
             if sym == 256 { return }
@@ -271,6 +338,7 @@ struct Inflater {
             guard distance <= window.count else { throw InflateError(reason: "distance \(distance) beyond the output") }
             let start = window.count - distance
             for k in 0..<length { window.append(window[start + k]) }
+            try checkOutput()
             if window.count >= Inflater.flushThreshold + 1024 { try flush(all: false) }
         }
     }
@@ -280,42 +348,96 @@ struct Inflater {
 
 /// Turns a MAT-file with miCOMPRESSED elements into an equivalent uncompressed v5 file, once.
 enum MATInflate {
+    /// Largest uncompressed copy written, in bytes, whatever the file declares (16 GiB: SVHN's largest
+    /// file, `extra_32x32.mat`, is 1.6 GB uncompressed).
+    static let maximumInflatedBytes = 16 << 30
+    /// DEFLATE's largest possible expansion: 258 output bytes per 2-bit length/distance pair gives
+    /// 1032:1, so an element declaring more than `compressed × 1032` (plus the zlib framing) is
+    /// refused before inflating.
+    static let maximumDeflateRatio = 1032
+
     /// Path of an uncompressed copy of `f` (inflating it now unless a copy for the same path, size and
     /// modification time exists, `DatasetCache.path(for:suffix:)`). RAM stays bounded: elements stream
-    /// through a 4 MiB window.
-    static func cachedUncompressedCopy(of f: MappedFile) throws -> String {
+    /// through a 4 MiB window. Each element must inflate to exactly the miMATRIX its first 8 inflated
+    /// bytes declare; inflation stops as soon as it would pass that size, `maximumDeflateRatio`
+    /// times the compressed size, or `maximumBytes` in total.
+    /// - Precondition: `MATFile(f)` accepted `f` (its top-level elements lie inside the file).
+    /// - Throws: `DatasetError.wrongFormat` / `.inconsistentSize` naming `f`, the element's offset and
+    ///   the sizes; `.cannotWrite` for the cache. No cache file or temporary is left on any error.
+    static func cachedUncompressedCopy(of f: MappedFile, maximumBytes: Int = maximumInflatedBytes) throws -> String {
         let target = DatasetCache.path(for: f, suffix: "inflated.mat")
         if FileManager.default.fileExists(atPath: target) { return target }
-        try DatasetCache.createDirectory()
-        try writingDatasetFile(target) {
-            let out = try AtomicFileWriter.datasetFile(target)
+        try DatasetCache.write(target) { out in
             try out.append(f.bytes(at: 0, upTo: 128))
             var pos = 128
             while pos + 8 <= f.count {
                 let (type, bytes, dataOffset, _) = MATFile.tag(f, at: pos)
                 let end = min(f.count, dataOffset + bytes)
                 if type == MATFile.miCOMPRESSED {
-                    do {
-                        let produced = try f.withBytes(at: dataOffset, length: end - dataOffset) { raw in
-                            try Inflater.inflateZlib(raw) { buffer, n in try out.append(buffer, count: n) }.produced
-                        }
-                        let pad = MATFile.padded(produced) - produced
-                        if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
-                    } catch let e as InflateError {
-                        throw DatasetError.wrongFormat(path: f.path, expected: "valid zlib data in the miCOMPRESSED element at offset \(pos)",
-                                                       found: e.reason)
-                    }
+                    let produced = try inflateElement(f, at: pos, compressed: dataOffset..<end,
+                                                      budget: maximumBytes - out.bytesWritten, into: out)
+                    let pad = MATFile.padded(produced) - produced
+                    if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
                     pos = end
                 } else {
                     let next = min(f.count, dataOffset + MATFile.padded(bytes))
+                    guard next - pos <= maximumBytes - out.bytesWritten else { throw tooLarge(f, maximumBytes) }
                     try out.append(f.bytes(at: pos, upTo: next - pos))
                     let pad = MATFile.padded(next - pos) - (next - pos)
                     if pad > 0 { try out.append([UInt8](repeating: 0, count: pad)) }
                     pos = next
                 }
             }
-            try out.commit(sync: false)
         }
         return target
+    }
+
+    /// Inflates the miCOMPRESSED element at `pos` (zlib data in `compressed`) into `out`; returns the
+    /// bytes produced, which equal its inner tag's 8 bytes plus the size that tag declares.
+    private static func inflateElement(_ f: MappedFile, at pos: Int, compressed: Range<Int>, budget: Int,
+                                       into out: AtomicFileWriter) throws -> Int {
+        let element = "the miCOMPRESSED element at offset \(pos) (\(compressed.count) compressed bytes)"
+        var declared = 0
+        let ratioBound = compressed.count * maximumDeflateRatio + 64
+        let limit = InflateLimit(maximumBytes: budget, prefixBytes: 8) { tag in
+            let type = Int(tag[0]) | Int(tag[1]) << 8 | Int(tag[2]) << 16 | Int(tag[3]) << 24
+            let bytes = Int(tag[4]) | Int(tag[5]) << 8 | Int(tag[6]) << 16 | Int(tag[7]) << 24
+            guard type == MATFile.miMATRIX else {
+                throw DatasetError.wrongFormat(path: f.path, expected: "a miMATRIX element (type 14) inside \(element)",
+                                               found: "an element of type \(type & 0xFFFF) (tag word \(type))")
+            }
+            declared = 8 + bytes
+            guard declared <= ratioBound else {
+                throw DatasetError.inconsistentSize(
+                    path: f.path, field: "inflated size of \(element)", found: "\(declared) bytes declared by its miMATRIX tag",
+                    expected: "at most \(ratioBound) bytes (DEFLATE expands at most \(maximumDeflateRatio):1)")
+            }
+            guard declared <= budget else { throw tooLarge(f, budget) }
+            return declared
+        }
+        let produced: Int
+        do {
+            produced = try f.withBytes(at: compressed.lowerBound, length: compressed.count) { raw in
+                try Inflater.inflateZlib(raw, limit: limit) { buffer, n in try out.append(buffer, count: n) }.produced
+            }
+        } catch let e as InflateError {
+            if declared > 0 && e.reason.hasPrefix("the output exceeds") {
+                throw DatasetError.inconsistentSize(path: f.path, field: "inflated size of \(element)",
+                                                    found: "more than \(declared) bytes",
+                                                    expected: "\(declared) bytes (its miMATRIX tag + the \(declared - 8) bytes it declares)")
+            }
+            throw DatasetError.wrongFormat(path: f.path, expected: "valid zlib data in \(element)", found: e.reason)
+        }
+        guard produced >= 8, produced == declared else {
+            throw DatasetError.inconsistentSize(path: f.path, field: "inflated size of \(element)", found: "\(produced) bytes",
+                                                expected: produced < 8 ? "at least an 8-byte miMATRIX tag"
+                                                                       : "\(declared) bytes (its miMATRIX tag + the size it declares)")
+        }
+        return produced
+    }
+
+    private static func tooLarge(_ f: MappedFile, _ limit: Int) -> DatasetError {
+        .unsupported(path: f.path, feature: "an uncompressed size above the \(limit)-byte limit for inflated MAT-file copies",
+                     hint: "re-save the file without compression (scipy.io.savemat(..., do_compression=False)) and point the spec at it")
     }
 }

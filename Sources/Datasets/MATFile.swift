@@ -2,6 +2,8 @@
 // file: the 128-byte header and the top-level miMATRIX elements (numeric arrays: class, dimensions,
 // name, and where the real part's bytes are). It copies nothing: callers map arrays in place.
 // miCOMPRESSED (zlib) elements are listed but not inflated here; v7.3 (HDF5) files are rejected.
+// Every tag, size and dimension array is checked against the file length and its enclosing element
+// here, so callers may index the arrays it returns without further checks.
 // Reference: MathWorks, "MAT-File Format" (matfile_format.pdf), chapter 1.
 
 import Foundation
@@ -21,6 +23,7 @@ struct MATVariable {
     let dataOffset: Int
     let dataBytes: Int
 
+    /// Product of `dimensions` (the parser checked that it fits in `Int`).
     var elementCount: Int { dimensions.reduce(1, *) }
 }
 
@@ -86,7 +89,7 @@ struct MATFile {
         while pos + 8 <= f.count {
             let (type, bytes, dataOffset, small) = MATFile.tag(f, at: pos)
             guard !small else { throw MATFile.corrupt(f, "a small data element at top level (offset \(pos))") }
-            let end = dataOffset + bytes
+            let end = dataOffset + bytes  // ≤ count + 2^32: no overflow
             guard end <= f.count else {
                 throw DatasetError.truncated(path: f.path, what: "the data element at offset \(pos) (type \(type), \(bytes) bytes)",
                                              expectedBytes: end, actualBytes: f.count)
@@ -101,6 +104,9 @@ struct MATFile {
         self.variables = variables
         compressedElements = compressed
     }
+
+    /// Most dimensions a variable may have (MATLAB allows any; real datasets have ≤ 4).
+    static let maximumDimensions = 32
 
     static func padded(_ n: Int) -> Int { (n + 7) & ~7 }
 
@@ -124,6 +130,7 @@ struct MATFile {
         func next() throws -> (type: Int, bytes: Int, offset: Int) {
             guard pos + 8 <= end else { throw corrupt(f, "a miMATRIX element ending early (offset \(pos))") }
             let (type, bytes, offset, small) = tag(f, at: pos)
+            guard !small || bytes <= 4 else { throw corrupt(f, "a small data element of \(bytes) bytes at offset \(pos) (at most 4)") }
             guard offset + bytes <= end else {
                 throw DatasetError.truncated(path: f.path, what: "a miMATRIX subelement at offset \(pos)",
                                              expectedBytes: offset + bytes, actualBytes: min(end, f.count))
@@ -138,11 +145,33 @@ struct MATFile {
         let isComplex = (word >> 8) & 0x08 != 0
         guard (6...15).contains(arrayClass) else { return nil }  // cell, struct, char, sparse, …
         let dimsElement = try next()
-        guard dimsElement.type == miINT32, dimsElement.bytes % 4 == 0 else { throw corrupt(f, "dimensions of type \(dimsElement.type)") }
+        guard dimsElement.type == miINT32, dimsElement.bytes % 4 == 0,
+              (2...maximumDimensions).contains(dimsElement.bytes / 4) else {
+            throw corrupt(f, "a dimensions array of type \(dimsElement.type), \(dimsElement.bytes) bytes at offset \(dimsElement.offset) "
+                          + "(expected miINT32 with 2…\(maximumDimensions) entries)")
+        }
         let dims = (0..<(dimsElement.bytes / 4)).map { Int(Int32(bitPattern: f.uint32LE(at: dimsElement.offset + 4 * $0))) }
+        var elements = 1, nonZero = 1
+        for d in dims {
+            let (p, o) = nonZero.multipliedReportingOverflow(by: max(d, 1))
+            guard d >= 0, !o else {
+                throw corrupt(f, "dimensions \(dims) at offset \(dimsElement.offset) (expected non-negative sizes whose product fits in 2^63)")
+            }
+            nonZero = p
+            elements *= d
+        }
         let nameElement = try next()
         let name = String(decoding: f.bytes(at: nameElement.offset, upTo: nameElement.bytes), as: UTF8.self)
         let real = try next()
+        guard let storage = storedNumber(real.type) else {
+            throw corrupt(f, "the real part of '\(name)' at offset \(real.offset) has storage type \(real.type) (expected a numeric type 1…13)")
+        }
+        // elements × width may overflow: compare by division first.
+        guard elements <= Int.max / storage.byteWidth, real.bytes == elements * storage.byteWidth else {
+            throw DatasetError.inconsistentSize(path: f.path, field: "data size of '\(name)' (offset \(real.offset))",
+                                                found: "\(real.bytes) bytes",
+                                                expected: "\(dims.map(String.init).joined(separator: "×")) × \(storage.byteWidth)-byte elements")
+        }
         return MATVariable(arrayClass: arrayClass, isComplex: isComplex, dimensions: dims, name: name,
                            dataType: real.type, dataOffset: real.offset, dataBytes: real.bytes)
     }

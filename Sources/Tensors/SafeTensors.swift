@@ -209,7 +209,8 @@ public struct SafeTensorsFile: Sendable, Equatable {
     ///
     /// Checks, in order: the 8-byte length prefix; header length ≤ `maximumHeaderBytes` and within
     /// the file; UTF-8 and JSON syntax; `__metadata__` maps strings to strings; each entry has a
-    /// known `dtype`, a `shape` of non-negative integers and `data_offsets` `[begin, end]` with
+    /// known `dtype`, a `shape` of non-negative integers whose non-zero product fits in `Int`, and
+    /// `data_offsets` `[begin, end]` with
     /// begin ≤ end ≤ data length and end − begin = elements × dtype size; unique names; entries
     /// tile the data section exactly (no gap, no overlap, no trailing bytes).
     public static func decode(_ bytes: [UInt8], source: String) throws(SafeTensorsError) -> SafeTensorsFile {
@@ -338,15 +339,22 @@ private struct SafeTensorsEntryHeader {
         }
         var shape: [Int] = []
         var elements = 1
+        // The product of the non-zero dimensions must fit too, so no stride or partial product of a
+        // zero-size tensor's shape can overflow later (Tensors is built with -Ounchecked: it would wrap).
+        var nonZero = 1
         var overflow = false
         for d in dims {
             guard let n = d.nonNegativeInt else {
                 throw invalid("shape", "an array of non-negative integers", "element \(d.kindDescription)")
             }
             shape.append(n)
-            let (p, o) = elements.multipliedReportingOverflow(by: n)
-            elements = p
+            let (p, o) = nonZero.multipliedReportingOverflow(by: max(n, 1))
+            nonZero = p
             overflow = overflow || o
+            elements = overflow ? 0 : elements * n
+        }
+        if overflow {
+            throw invalid("shape", "dimensions whose product fits in 2^63", "[\(shape.map(String.init).joined(separator: ", "))]")
         }
 
         let offsetsValue = try field("data_offsets")
@@ -361,7 +369,7 @@ private struct SafeTensorsEntryHeader {
             throw .offsetsOutsideData(file: source, entry: name, begin: begin, end: end, dataLength: dataLength)
         }
         let (expectedBytes, o2) = elements.multipliedReportingOverflow(by: dtype.byteSize)
-        guard !overflow, !o2, end - begin == expectedBytes else {
+        guard !o2, end - begin == expectedBytes else {
             throw .offsetsDoNotMatchShape(file: source, entry: name, begin: begin, end: end, shape: shape, dtype: dtype)
         }
         return SafeTensorsEntryHeader(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
