@@ -21,7 +21,10 @@ let cpuFlags: [String] = targetCPU.map { ["-target-cpu", $0] } ?? []
 
 /// Hot numeric code: unchecked, CPU-targeted, no exclusivity checks. Applies in debug builds too,
 /// so debug tests still run fast kernels. Never `-wmo` here (breaks debug builds, systems.md §3.6).
-let kernelSettings: [SwiftSetting] = [
+/// MEMLOSS_CHECKED=1 keeps bounds, overflow and exclusivity checks on (the long fuzz runs of
+/// docs/fuzzing.md: an out-of-bounds read then traps instead of reading silently).
+let checkedBuild = ProcessInfo.processInfo.environment["MEMLOSS_CHECKED"] == "1"
+let kernelSettings: [SwiftSetting] = checkedBuild ? (cpuFlags.isEmpty ? [] : [.unsafeFlags(cpuFlags)]) : [
     .unsafeFlags(["-Ounchecked"] + cpuFlags),
     .unsafeFlags(["-enforce-exclusivity=unchecked"]),
 ]
