@@ -87,6 +87,8 @@ public final class Trainer {
     public var checkpointEvery: CheckpointInterval = .defaultInterval
     /// Notes for the run's log (what recovery did: fallbacks, quarantined bank generations).
     public private(set) var notes: [String] = []
+    /// The bank's part of `notes`, also written to metrics.jsonl as `bank_problem` lines.
+    private var bankNotes: [String] = []
     /// The MemLoss memory (nil when the term is off): the on-disk bank (resumable: its sealed
     /// generations up to the checkpoint's epoch are kept) or the in-RAM reference (not saved: a
     /// resumed run starts with an empty memory).
@@ -238,6 +240,7 @@ public final class Trainer {
                                                 norm: attack.norm, createdBy: createdBy,
                                                 keepThrough: resumeEpoch.map { $0 - 1 }, resuming: openGeneration?.bank)
                 notes += store.openNotes
+                bankNotes = store.openNotes
                 return store
             } catch { throw TrainingError.memory("\(error)") }
         }
@@ -253,6 +256,9 @@ public final class Trainer {
             log = try MetricsLog(url: run.metrics, truncatingTo: commit.metricsBytes)
         } else {
             log = try MetricsLog(url: run.metrics, keepEpochsThrough: legacyResume ? startEpoch : 0)
+        }
+        for note in bankNotes {
+            try log.append(.bankProblem(BankProblemRecord(epoch: startEpoch + 1, step: globalStep, problem: note)))
         }
         let start = SystemStats.now
         let perEpoch = stepsPerEpoch

@@ -123,6 +123,28 @@ final class TrainerTests: XCTestCase {
         XCTAssert(problem.contains("gen-0000000000.mbs") && problem.contains("\(victim)"), problem)
     }
 
+    func test_damagedSegmentHeaderOfAPastGeneration_isQuarantinedNamedAndCounted_andTheRunContinues() throws {
+        let tmp = TempDirectory("trainer-quarantine")
+        let dir = tmp.path("run")
+        var first = Self.tinyConfig(epochs: 2)
+        first.epochs = 1
+        try Trainer(config: first, runDirectory: dir).train()
+        let segment = dir.appendingPathComponent("bank/gen-0000000000.mbs")
+        var bytes = try Data(contentsOf: segment)
+        bytes[20] ^= 0xFF  // inside the segment header, under its checksum
+        try bytes.write(to: segment)
+        try JSONEncoder().encode(Self.tinyConfig(epochs: 2)).write(to: dir.appendingPathComponent("config.json"))
+        let trainer = try Trainer(config: .demo, runDirectory: dir, resume: true)
+        XCTAssertTrue(trainer.notes.contains { $0.contains("generation 0") && $0.contains("quarantined") }, "\(trainer.notes)")
+        try trainer.train()
+        let lines = try MetricsLog.read(dir.appendingPathComponent("metrics.jsonl"))
+        let epoch2 = try XCTUnwrap(lines.epochs.first { $0.epoch == 2 })
+        XCTAssertEqual(epoch2.memory?.entriesCorrupt, 512, "every sample's generation-0 entry is skipped and counted")
+        XCTAssertEqual(epoch2.memEntriesUsed, 0)
+        let problems = lines.compactMap { if case .bankProblem(let r) = $0 { return r.problem } else { return nil } }
+        XCTAssertTrue(problems.contains { $0.contains("quarantined") && $0.contains("gen-0000000000.mbs") }, "\(problems)")
+    }
+
     func test_run_writesConfigMetricsCheckpointsEvalAndReport() throws {
         let tmp = TempDirectory("trainer-files")
         let dir = tmp.path("run")
