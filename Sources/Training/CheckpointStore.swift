@@ -94,7 +94,8 @@ public enum CheckpointStoreError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .write(let p, let r):
-            return "cannot write checkpoint \(p): \(r)\nhint: the previous checkpoint is intact; free disk space or fix the directory's permissions, then --resume"
+            return "cannot write checkpoint \(p): \(r)\n"
+                + "hint: the previous checkpoint (checkpoints/CURRENT) is intact; free disk space or fix the directory's permissions, then --resume"
         case .checkpoint(let e): return e.description
         }
     }
@@ -323,7 +324,8 @@ public final class CheckpointStore {
                     record.hasBest = false
                 }
             } catch let e as CheckpointError {
-                throw CheckpointStoreError.checkpoint(e)
+                let firstLine = e.description.split(separator: "\n").first.map(String.init) ?? e.description
+                throw CheckpointStoreError.write(path: dir.path, reason: firstLine)
             }
             FaultPoint.hit("checkpoint.afterBest")
             var files: [String: FileDigest] = [:]

@@ -49,7 +49,7 @@ public final class MetricsLog {
 
     /// Appends one line.
     public func append(_ line: MetricsLine) throws {
-        handle.write(try MetricsLog.encode(line))
+        try handle.write(contentsOf: try MetricsLog.encode(line))
     }
 
     /// Makes every appended line durable (fsync), as a checkpoint commit needs before it records

@@ -207,4 +207,72 @@ final class KillResumeTests: XCTestCase {
         let dir = TempDirectory("kill-bank")
         try killAndResume(config: try configFile(in: dir, memLoss: true), dir: dir, memLoss: true)
     }
+
+    // MARK: Disk full
+
+    private func mountTmpfs(at dir: URL, bytes: Int, remount: Bool = false) -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/mount")
+        let size = "size=\((bytes + 4095) / 4096 * 4096)"
+        p.arguments = remount ? ["-o", "remount," + size, dir.path] : ["-t", "tmpfs", "-o", size, "tmpfs", dir.path]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
+    private func unmount(_ dir: URL) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/umount")
+        p.arguments = [dir.path]
+        try? p.run()
+        p.waitUntilExit()
+    }
+
+    /// Bytes of the files below `dir`, each inode once (hard links share their blocks).
+    private func bytesUsed(_ dir: URL) -> Int {
+        let files = FileManager.default.enumerator(atPath: dir.path)?.allObjects as? [String] ?? []
+        var seen = Set<Int>()
+        var total = 0
+        for f in files {
+            guard let a = try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent(f).path),
+                  (a[.type] as? FileAttributeType) == .typeRegular,
+                  let inode = (a[.systemFileNumber] as? NSNumber)?.intValue, seen.insert(inode).inserted else { continue }
+            total += (a[.size] as? NSNumber)?.intValue ?? 0
+        }
+        return total
+    }
+
+    /// The disk fills in the middle of the run (a tmpfs too small for a third checkpoint generation):
+    /// the run stops with one line naming the file and the cause, no trap, no temporary left, the
+    /// last commit intact; once there is room again, --resume finishes it exactly.
+    func test_diskFullDuringACommit_stopsCleanly_andResumesExactlyOnceThereIsRoom() throws {
+        let dir = TempDirectory("kill-diskfull")
+        let config = try configFile(in: dir, memLoss: false)
+        let (reference, _) = try straightRun(config: config, dir: dir)
+        let mountPoint = dir.url.appendingPathComponent("disk")
+        try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
+        // Two generations are what a finished run keeps; a commit needs a third for a moment.
+        let size = bytesUsed(reference) * 9 / 8
+        print("disk-full test: reference run \(bytesUsed(reference)) bytes, tmpfs \(size)")
+        guard mountTmpfs(at: mountPoint, bytes: size) else { throw XCTSkip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)") }
+        defer { unmount(mountPoint) }
+        let run = mountPoint.appendingPathComponent("run")
+        let full = try memloss(trainArgs(config: config, out: run))
+        print("disk-full test: the run said: \(full.stderr)")
+        XCTAssertEqual(full.reason, .exit, "no trap: \(full.stderr)")
+        XCTAssertEqual(full.status, 1, full.stderr)
+        XCTAssertTrue(full.stderr.contains("No space left on device"), full.stderr)
+        XCTAssertTrue(full.stderr.contains("hint:"), full.stderr)
+        XCTAssertFalse(full.stderr.contains("NSCocoaErrorDomain") || full.stderr.contains("Fatal error"), full.stderr)
+        XCTAssertLessThanOrEqual(full.stderr.split(separator: "\n").count, 3, full.stderr)
+        let leftovers = (FileManager.default.enumerator(atPath: run.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".tmp") }
+        XCTAssertEqual(leftovers, [], "temporaries left after the disk filled")
+        XCTAssertGreaterThan(committedStep(run), 0, "the disk should fill after the first commit (size \(size))")
+        XCTAssertTrue(mountTmpfs(at: mountPoint, bytes: 64 << 20, remount: true))
+        let resumed = try memloss(["train", "--resume", run.path, "--checkpoint-every", "3"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        if resumed.status == 0 { try assertSameRun(run, as: reference, "after disk full") }
+    }
 }
