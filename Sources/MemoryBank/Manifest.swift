@@ -104,7 +104,7 @@ struct Manifest: Equatable {
         guard let norm = PerturbationNorm(code: normCode) else {
             throw .invalidField(file: file, field: "norm", value: "\(normCode)", allowed: "1 (L∞), 2 (L2)")
         }
-        if shape[3] != 1 { throw .invalidField(file: file, field: "shape[3]", value: "\(shape[3])", allowed: "1") }
+        try SegmentHeader.checkShape(shape, file: file)
         let text = String(decoding: bytes[layout.createdBy], as: UTF8.self)
         let config = BankConfig(sampleCount: Int(clamping: sampleCount), shape: shape[0..<3].map { Int($0) },
                                 epsilon: epsilon, norm: norm, codec: codec, window: Int(window), stride: Int(stride),

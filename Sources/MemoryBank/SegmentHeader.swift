@@ -201,7 +201,7 @@ struct SegmentHeader: Equatable {
         guard let n = PerturbationNorm(code: norm) else {
             throw .invalidField(file: file, field: "norm", value: "\(norm)", allowed: "1 (L∞), 2 (L2)")
         }
-        if shape[3] != 1 { throw .invalidField(file: file, field: "shape[3]", value: "\(shape[3])", allowed: "1") }
+        try SegmentHeader.checkShape(shape, file: file)
         let config = BankConfig(sampleCount: Int(clamping: sampleCount), shape: shape[0..<3].map { Int($0) },
                                 epsilon: epsilon, norm: n, codec: c, window: Int(window), stride: Int(stride),
                                 createdBy: createdBy)
@@ -212,6 +212,22 @@ struct SegmentHeader: Equatable {
                                 allowed: "\(error)".split(separator: "\n").first.map(String.init) ?? "")
         }
         return config
+    }
+
+    /// Checks a stored `shape` (C, H, W, 1) before anything multiplies it: each of C, H, W ≥ 1 and their
+    /// product ≤ `BankConfig.maximumElementCount`, computed without overflow (this module is built
+    /// with -Ounchecked: an overflowing product would wrap silently, and buffers be sized from it).
+    static func checkShape(_ shape: [UInt32], file: String) throws(MemoryBankError) {
+        if shape[3] != 1 { throw .invalidField(file: file, field: "shape[3]", value: "\(shape[3])", allowed: "1") }
+        var product: UInt64 = 1
+        for d in shape[0..<3] {
+            let (p, overflow) = product.multipliedReportingOverflow(by: UInt64(d))
+            if d == 0 || overflow || p > UInt64(BankConfig.maximumElementCount) {
+                throw .invalidField(file: file, field: "shape", value: shape.map(String.init).joined(separator: "×"),
+                                    allowed: "C, H, W ≥ 1 with C·H·W ≤ \(BankConfig.maximumElementCount)")
+            }
+            product = p
+        }
     }
 
     /// The regions of a sealed segment, each checked against `fileSize` (spec §5.1 and §5.4, reader
