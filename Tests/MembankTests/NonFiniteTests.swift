@@ -88,4 +88,10 @@ final class NonFiniteTests: XCTestCase {
         XCTAssertNoThrow(try JSONEncoder().encode(stats), "stats --json must stay encodable")
         XCTAssertTrue(BankStatistics.text(stats).contains("non-finite"), BankStatistics.text(stats))
     }
+
+    /// `info --json` prints createdBy; a non-finite number there used to make JSONEncoder throw.
+    func test_nonFiniteCreatedByNumber_encodesAsAString() throws {
+        let data = try JSONEncoder().encode(JSONValue.array([.number(.infinity), .number(.nan), .number(2)]))
+        XCTAssertEqual(String(decoding: data, as: UTF8.self), "[\"inf\",\"nan\",2]")
+    }
 }
