@@ -1,6 +1,7 @@
 // Manifest.swift: the bank's manifest (docs/format/membank-v1.md §4): the configuration and the list of
 // live generations with their segment sizes and header checksums. Replaced atomically as a whole
-// (Tensors.AtomicFile); this file only encodes and decodes it.
+// (Tensors.AtomicFile); this file only encodes and decodes it, bounding every count and size against
+// the file's length first (`Manifest.layout`, §5.4).
 
 import SystemIO
 import Tensors

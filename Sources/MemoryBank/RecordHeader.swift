@@ -1,6 +1,7 @@
 // RecordHeader.swift: the 48-byte record header that precedes every payload (docs/format/membank-v1.md §6):
-// field layout, encoder, raw decoder. Validation against the segment and the index happens in
-// BankSegment; payload codecs are in RecordCodec*.swift.
+// field layout, encoder, raw decoder, and `RecordLayout`, the record's extent checked against the bytes
+// before the index's end (§5.4). Index offsets are checked in BankSegment; payload codecs are in
+// RecordCodec*.swift.
 
 import Tensors
 

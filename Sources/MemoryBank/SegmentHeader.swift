@@ -1,5 +1,6 @@
 // SegmentHeader.swift: the segment header (docs/format/membank-v1.md §5.1): one struct whose field order is
-// the byte order on disk, its encoder and its validating decoder. Not here: records (RecordHeader.swift), the
+// the byte order on disk, its encoder, its validating decoder, and `SegmentLayout`, the file's regions
+// checked against its length (§5.4), which is all the reader trusts. Not here: records (RecordHeader.swift), the
 // manifest (Manifest.swift), file access (SystemIO.MappedFile, MappedFile+Bank.swift).
 
 import SystemIO
@@ -107,7 +108,7 @@ struct SegmentHeader: Equatable {
     }
 
     /// Decodes and checks the header of `file` (spec §5.1 reader actions, except the comparison with
-    /// the manifest and the file-size checks, which need context: `SegmentHeader.check`).
+    /// the manifest and the region checks, which need context: `layout(fileSize:file:)`).
     /// - Parameters:
     ///   - read: returns `count` bytes at `offset` (the caller guarantees they exist).
     ///   - fileSize: the file's size in bytes.
