@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Tensors", "_TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "_TestSupport"], exclude: ["Fuzz"]),
         .testTarget(name: "MemoryBankTests", dependencies: ["MemoryBank", "SystemIO", "Kernels", "Tensors", "_TestSupport"],
-                    exclude: ["Fixtures"]),
+                    exclude: ["Fixtures", "Fuzz"]),
         .testTarget(name: "AttacksTests",
                     dependencies: ["Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "_TestSupport"]),
         .testTarget(name: "MembankTests",

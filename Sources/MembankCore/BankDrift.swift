@@ -94,6 +94,8 @@ public struct PopulationDrift: Codable, Equatable, Sendable {
     public var negativeCosineShare: Double
     /// The series over every live generation in [from, to].
     public var series: [PopulationDriftPoint]
+    /// Damaged records skipped over all generations read (`membank verify` names them).
+    public var damagedEntries: Int
 }
 
 public enum BankDrift {
@@ -142,7 +144,7 @@ public enum BankDrift {
         let generations = try range(bank, from: from, to: to)
         let lo = generations.first!, hi = generations.last!
         var reference: [Int: FramedDelta] = [:]
-        try bank.forEachEntry(in: lo) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
+        var damaged = try bank.forEachEntry(in: lo) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
             reference[id] = FramedDelta(delta: delta, view: info.view, shape: bank.config.shape)
         }
         var series: [PopulationDriftPoint] = []
@@ -152,7 +154,7 @@ public enum BankDrift {
             var current: [Int: FramedDelta] = [:]
             var cosines: [Double] = [], distances: [Double] = [], previousCosines: [Double] = []
             var samples = 0
-            try bank.forEachEntry(in: g) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
+            damaged += try bank.forEachEntry(in: g) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
                 let d = FramedDelta(delta: delta, view: info.view, shape: bank.config.shape)
                 current[id] = d
                 if let r = reference[id] {
@@ -172,7 +174,7 @@ public enum BankDrift {
         let samples = series.last?.samples ?? 0
         return PopulationDrift(from: lo, to: hi, samples: samples, cosine: Summary(last.cosines), distance: Summary(last.distances),
                                negativeCosineShare: last.cosines.isEmpty ? 0 : Double(last.cosines.filter { $0 < 0 }.count) / Double(last.cosines.count),
-                               series: series)
+                               series: series, damagedEntries: Set(damaged.map { "\($0)" }).count)
     }
 
     // MARK: - Text
@@ -194,6 +196,10 @@ public enum BankDrift {
         out += "  cosine   mean \(opt(p.cosine.mean)), median \(opt(p.cosine.median)), p10 \(opt(p.cosine.p10)), "
             + "p90 \(opt(p.cosine.p90)); cos < 0: \(percent(p.negativeCosineShare))\n"
         out += "  L2 dist  mean \(opt(p.distance.mean)), median \(opt(p.distance.median)), max \(opt(p.distance.max))\n"
+        if p.damagedEntries > 0 {
+            out += "  skipped \(p.damagedEntries) damaged record\(p.damagedEntries == 1 ? "" : "s") "
+                + "(left out of every figure; `membank verify` lists them)\n"
+        }
         out += Table(header: ["generation", "samples", "mean cos ref", "median cos ref", "mean L2 ref", "mean cos prev"],
                      rows: p.series.map {
                          [String($0.generation), group($0.samples), opt($0.cosineToReference.mean), opt($0.cosineToReference.median),

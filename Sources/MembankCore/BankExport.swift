@@ -11,17 +11,19 @@ public struct BankExport: Sendable {
     public var ids: [Int]
     public var deltas: NPYArray
     public var idArray: NPYArray
+    /// Damaged records left out of the arrays (`membank verify` names them).
+    public var damagedEntries: Int
 
     /// Collects every entry of `generation` in ascending ID order (δ dequantised, augmented frame).
     public static func collect(_ bank: InspectedBank, generation: Int?) throws(MembankError) -> BankExport {
         let g = try bank.resolveGeneration(generation)
         var ids: [Int] = [], values: [Float] = []
-        try bank.forEachEntry(in: g) { (id: Int, delta: [Float], _: EntryInfo) throws(MembankError) in
+        let skipped = try bank.forEachEntry(in: g) { (id: Int, delta: [Float], _: EntryInfo) throws(MembankError) in
             ids.append(id)
             values += delta
         }
         return BankExport(generation: g, ids: ids, deltas: NPYArray(float32: values, shape: [ids.count] + bank.config.shape),
-                          idArray: NPYArray(int64: ids.map(Int64.init), shape: [ids.count]))
+                          idArray: NPYArray(int64: ids.map(Int64.init), shape: [ids.count]), damagedEntries: skipped.count)
     }
 
     /// The IDs file next to `deltaPath`: `x.npy` → `x.ids.npy` (`x` → `x.ids.npy`).

@@ -21,6 +21,8 @@ public struct GenerationInfo: Codable, Equatable, Sendable {
     public var lz4Entries: Int
     /// Values the codec clamped at encode time.
     public var clampedValues: Int
+    /// Damaged records skipped (not counted in `entries` or the byte figures).
+    public var damagedEntries: Int
 }
 
 /// Everything `membank info` reports.
@@ -59,15 +61,16 @@ public struct BankInfo: Codable, Equatable, Sendable {
         var generations: [GenerationInfo] = []
         for g in bank.generations {
             var info = GenerationInfo(generation: g, entries: 0, segmentBytes: bank.reader.segment(g)?.fileBytes ?? 0,
-                                      recordBytes: 0, payloadBytes: 0, rawPayloadBytes: 0, lz4Entries: 0, clampedValues: 0)
-            try bank.forEachEntry(in: g) { (_: Int, _: [Float], e: EntryInfo) throws(MembankError) in
+                                      recordBytes: 0, payloadBytes: 0, rawPayloadBytes: 0, lz4Entries: 0, clampedValues: 0,
+                                      damagedEntries: 0)
+            info.damagedEntries = try bank.forEachEntry(in: g) { (_: Int, _: [Float], e: EntryInfo) throws(MembankError) in
                 info.entries += 1
                 info.recordBytes += (recordHeaderBytes + e.storedBytes + 7) & ~7
                 info.payloadBytes += e.storedBytes
                 info.rawPayloadBytes += e.rawBytes
                 info.lz4Entries += e.lz4 ? 1 : 0
                 info.clampedValues += e.clampedCount
-            }
+            }.count
             generations.append(info)
         }
         let manifest = URL(fileURLWithPath: bank.path).appendingPathComponent("manifest.mbm").path
@@ -115,6 +118,7 @@ public struct BankInfo: Codable, Equatable, Sendable {
                                  String(format: "%.1f", Double(g.recordBytes) / n), String(format: "%.1f", Double(g.payloadBytes) / n),
                                  percent(Double(g.lz4Entries) / n), group(g.clampedValues)]
                      }).render()
+        for g in generations { out += InspectedBank.skippedNote(g.damagedEntries, in: g.generation) }
         out += "created by\n"
         out += createdBy.outline().joined(separator: "\n") + "\n"
         return out

@@ -64,6 +64,10 @@ public struct GenerationStats: Codable, Equatable, Sendable {
     public var clampedValues: Int
     /// Ascending by label.
     public var perClass: [ClassStats]
+    /// Damaged records skipped (not in any figure above); `membank verify` names them.
+    public var damagedEntries: Int
+    /// Non-finite `pY` / `margin` values left out of the `pY`, `margin` and per-class summaries.
+    public var nonFiniteMetadata: Int
 }
 
 public enum BankStatistics {
@@ -96,9 +100,10 @@ public enum BankStatistics {
     /// ```
     /// k = ⌊(x + ε) / (2ε) · bins⌋, clamped to 0…bins−1 (so x = ε, and ε < |x| ≤ ε + t, land in an end bin)
     /// ```
+    /// Non-finite `x` (readers reject such δ, but the function is public) gives nil too.
     public static func bin(of x: Float, epsilon: Float, bins: Int, tolerance t: Double) -> Int? {
         let v = Double(x), e = Double(epsilon)
-        if abs(v) > e + t { return nil }
+        if !(abs(v) <= e + t) || !(e > 0) { return nil }  // also NaN: no Double → Int conversion of it
         let k = Int(((v + e) / (2 * e) * Double(bins)).rounded(.down))
         return min(bins - 1, max(0, k))
     }
@@ -113,11 +118,14 @@ public enum BankStatistics {
         let t = tolerance(codec: config.codec, epsilon: eps)
         let perValue = config.norm == .linf
         var counts = [Int](repeating: 0, count: bins)
-        var outside = 0, clamped = 0, saturatedTotal = 0
+        var outside = 0, clamped = 0, saturatedTotal = 0, nonFinite = 0
         var linfs: [Double] = [], l2s: [Double] = [], pYs: [Double] = [], margins: [Double] = []
-        struct ClassAccumulator { var entries = 0, values = 0, saturated = 0, misclassified = 0; var linf = 0.0, l2 = 0.0, pY = 0.0, margin = 0.0 }
+        struct ClassAccumulator {
+            var entries = 0, values = 0, saturated = 0, misclassified = 0, pYCount = 0, marginCount = 0
+            var linf = 0.0, l2 = 0.0, pY = 0.0, margin = 0.0
+        }
         var classes: [Int: ClassAccumulator] = [:]
-        try bank.forEachEntry(in: generation) { (_: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
+        let skipped = try bank.forEachEntry(in: generation) { (_: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
             var saturated = 0
             for x in delta {
                 if let k = bin(of: x, epsilon: eps, bins: bins, tolerance: t) { counts[k] += 1 } else { outside += 1 }
@@ -128,8 +136,9 @@ public enum BankStatistics {
             saturatedTotal += saturated
             linfs.append(linf)
             l2s.append(l2)
-            pYs.append(Double(info.metadata.pY))
-            margins.append(Double(info.metadata.margin))
+            let pY = info.metadata.pY, margin = info.metadata.margin
+            if pY.isFinite { pYs.append(Double(pY)) } else { nonFinite += 1 }
+            if margin.isFinite { margins.append(Double(margin)) } else { nonFinite += 1 }
             clamped += info.clampedCount
             var c = classes[Int(info.metadata.label), default: ClassAccumulator()]
             c.entries += 1
@@ -137,9 +146,9 @@ public enum BankStatistics {
             c.saturated += saturated
             c.linf += linf
             c.l2 += l2
-            c.pY += Double(info.metadata.pY)
-            c.margin += Double(info.metadata.margin)
-            if info.metadata.margin < 0 { c.misclassified += 1 }
+            if pY.isFinite { c.pY += Double(pY); c.pYCount += 1 }
+            if margin.isFinite { c.margin += Double(margin); c.marginCount += 1 }
+            if margin < 0 { c.misclassified += 1 }
             classes[Int(info.metadata.label)] = c
         }
         let entries = linfs.count, values = entries * config.elementCount
@@ -157,14 +166,15 @@ public enum BankStatistics {
             let c = classes[label]!, n = Double(c.entries)
             return ClassStats(label: label, entries: c.entries, meanLinf: c.linf / n, meanL2: c.l2 / n,
                               saturatedShare: Double(c.saturated) / Double(perValue ? c.values : c.entries),
-                              meanPY: c.pY / n, meanMargin: c.margin / n, misclassifiedShare: Double(c.misclassified) / n)
+                              meanPY: c.pY / Double(max(1, c.pYCount)), meanMargin: c.margin / Double(max(1, c.marginCount)),
+                              misclassifiedShare: Double(c.misclassified) / n)
         }
         return GenerationStats(
             generation: generation, entries: entries, values: values, epsilon: e, norm: config.norm.rawValue,
             codec: config.codec.rawValue, histogram: histogram, outsideRange: outside, linf: Summary(linfs), l2: Summary(l2s),
             saturation: saturation, pY: Summary(pYs), margin: Summary(margins),
             misclassifiedShare: entries == 0 ? 0 : Double(margins.filter { $0 < 0 }.count) / Double(entries),
-            clampedValues: clamped, perClass: perClass)
+            clampedValues: clamped, perClass: perClass, damagedEntries: skipped.count, nonFiniteMetadata: nonFinite)
     }
 
     // MARK: - Text
@@ -178,6 +188,10 @@ public enum BankStatistics {
         out += "saturated \(s.saturation.unit)s: \(s.saturation.count) (\(percent(s.saturation.share))); rule \(s.saturation.rule)\n"
         out += "misclassified at generation (margin < 0): \(percent(s.misclassifiedShare)); clamped by the codec: \(s.clampedValues)"
         out += s.outsideRange > 0 ? "; outside [−ε, ε]: \(s.outsideRange)\n" : "\n"
+        out += InspectedBank.skippedNote(s.damagedEntries, in: s.generation)
+        if s.nonFiniteMetadata > 0 {
+            out += "non-finite p_y/margin values: \(s.nonFiniteMetadata) (left out of those summaries; `membank verify` names them)\n"
+        }
         out += "histogram of δ values over [−ε, ε] (\(s.histogram.count) bins)\n"
         let peak = max(1, s.histogram.map(\.count).max() ?? 1)
         for b in s.histogram {

@@ -68,14 +68,32 @@ public struct InspectedBank {
     }
 
     /// Calls `body` with every entry of `generation` in ascending ID order, reusing one δ buffer.
-    /// - Throws: `.bank(corruptRecord…)` at the first damaged record (run `verify` for all of them).
-    public func forEachEntry(in generation: Int, _ body: (Int, [Float], EntryInfo) throws(MembankError) -> Void) throws(MembankError) {
+    /// Damaged records (`MemoryBankError.isRecordLevel`: checksum, structure, non-finite δ) are
+    /// skipped, as the trainer skips them, and returned so the report can say how many.
+    /// - Returns: the skipped records' errors, in ID order.
+    /// - Throws: what `body` throws.
+    @discardableResult
+    public func forEachEntry(in generation: Int,
+                             _ body: (Int, [Float], EntryInfo) throws(MembankError) -> Void) throws(MembankError) -> [MemoryBankError] {
         var delta = [Float](repeating: 0, count: config.elementCount)
+        var skipped: [MemoryBankError] = []
         for id in ids(in: generation) {
             let info: EntryInfo?
-            do { info = try reader.read(id: id, generation: generation, into: &delta) } catch { throw .bank(error) }
+            do {
+                info = try reader.read(id: id, generation: generation, into: &delta)
+            } catch {
+                if error.isRecordLevel { skipped.append(error); continue }
+                throw .bank(error)
+            }
             if let info { try body(id, delta, info) }
         }
+        return skipped
+    }
+
+    /// The report line for records `forEachEntry` skipped ("" when none).
+    public static func skippedNote(_ count: Int, in generation: Int) -> String {
+        count == 0 ? "" : "skipped \(count) damaged record\(count == 1 ? "" : "s") in generation \(generation) "
+            + "(left out of every figure; `membank verify` lists them)\n"
     }
 
     // MARK: - Recorded settings

@@ -92,7 +92,8 @@ public enum JSONValue: Codable, Equatable, Sendable {
             try c.encode(b)
         case .number(let n):
             var c = encoder.singleValueContainer()
-            if n == n.rounded() && abs(n) < 1e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
+            // JSON has no NaN/±∞ (JSONEncoder throws on them): such a createdBy value prints as a string.
+            if !n.isFinite { try c.encode("\(n)") } else if n == n.rounded() && abs(n) < 1e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
         case .string(let s):
             var c = encoder.singleValueContainer()
             try c.encode(s)

@@ -51,7 +51,9 @@ public struct VerifyReport: Codable, Equatable, Sendable {
     static func problem(_ e: MemoryBankError) -> VerifyProblem {
         var generation: Int?
         switch e {
-        case .corruptRecord(_, let g, _, _), .unsupportedRecord(_, let g, _, _), .segmentMissing(_, let g): generation = g
+        case .corruptRecord(_, let g, _, _), .unsupportedRecord(_, let g, _, _), .segmentMissing(_, let g),
+             .nonFiniteMetadata(_, let g, _, _, _):
+            generation = g
         default:
             // Segment-level errors name the file; its name carries the generation (gen-<g>.mbs).
             if let f = e.file { generation = generationOf(file: f) }

@@ -84,8 +84,9 @@ public enum ViewGrid {
     /// Separator colour (white, distinct from δ's mid grey).
     public static let background: UInt8 = 255
 
-    /// `[0, 1]` → byte: `round(255·clamp(v, 0, 1))`.
-    public static func byte(_ v: Float) -> UInt8 { UInt8((min(1, max(0, v)) * 255).rounded()) }
+    /// `[0, 1]` → byte: `round(255·clamp(v, 0, 1))`; NaN → 0 (stated, not left to the operand order of
+    /// `max`: the Float → UInt8 conversion must never see a NaN).
+    public static func byte(_ v: Float) -> UInt8 { v.isNaN ? 0 : UInt8((min(1, max(0, v)) * 255).rounded()) }
 
     /// The grid, one row per triptych, columns clean | amplified δ | x':
     /// ```

@@ -1,6 +1,7 @@
 // BankDump.swift: annotated hexdumps of a segment or manifest, one line per field (the listing of
 // `membank dump --raw` and of the worked example in docs/format/membank-v1.md §10, which a test checks
-// against the golden files). Best effort on damaged files: it stops where the bytes run out.
+// against the golden files). Any bytes are accepted: region bounds come from the validated layouts
+// (SegmentHeader.layout, RecordHeader.layout, Manifest.bestEffortRegions), clamped into the file.
 
 import Foundation
 import Tensors
@@ -8,76 +9,81 @@ import Tensors
 /// Annotated hexdumps. Each line is `OFFSET  HEX BYTES  annotation`, with at most 16 bytes per line;
 /// concatenating the hex of every line gives back the file exactly.
 public enum BankDump {
-    /// Annotated dump of a segment file's bytes.
+    /// Annotated dump of a segment file's bytes: any bytes at all (a damaged, unsealed or foreign file
+    /// too). Region bounds come from `SegmentHeader.layout` when the header passes it, else from
+    /// `SegmentHeader.bestEffortRegions` (clamped into the file); records are listed while their own
+    /// `RecordHeader.layout` fits, the rest of a region as unparsed bytes. Every byte is listed once,
+    /// in order; the work is proportional to the file's size, never to a header field.
     public static func segment(_ bytes: [UInt8]) -> String {
         var out = Listing(bytes: bytes)
         let headerFields = fieldSpans(SegmentHeader.fieldOffsets, total: SegmentHeader.encodedByteCount)
         out.fields(headerFields, base: 0, describe: describeHeaderField)
         guard bytes.count >= SegmentHeader.encodedByteCount else { return out.text }
-        var r = ByteReader(bytes, offset: 72)
-        let textLength = Int(r.readLE(UInt32.self))
-        r.seek(to: 80)
-        let dataOffset = Int(r.readLE(UInt64.self))
-        let indexOffset = Int(r.readLE(UInt64.self))
-        let indexBytes = Int(r.readLE(UInt64.self))
-        let textEnd = min(bytes.count, SegmentHeader.encodedByteCount + textLength)
-        out.chunked(from: SegmentHeader.encodedByteCount, to: textEnd) { s, e in "createdBy " + quoted(bytes[s..<e]) }
-        out.chunked(from: textEnd, to: min(bytes.count, dataOffset)) { _, _ in "padding to dataOffset" }
-        var offset = dataOffset
-        let dataEnd = min(bytes.count, indexOffset == 0 ? bytes.count : indexOffset)
+        let h = SegmentHeader.fields(of: bytes)
+        let regions: (createdBy: Range<Int>, data: Range<Int>, index: Range<Int>?)
+        var note = ""
+        do {
+            let layout = try h.layout(fileSize: bytes.count, file: "")
+            regions = (layout.createdBy, layout.data, layout.index)
+        } catch {
+            regions = h.bestEffortRegions(fileSize: bytes.count)
+            if case .invalidField(_, let field, _, _) = error { note = " (\(field) not valid: regions clamped to the file)" }
+        }
+        out.chunked(from: SegmentHeader.encodedByteCount, to: regions.createdBy.lowerBound) { _, _ in "header extension" }
+        out.chunked(from: regions.createdBy.lowerBound, to: regions.createdBy.upperBound) { s, e in "createdBy " + quoted(bytes[s..<e]) }
+        out.chunked(from: regions.createdBy.upperBound, to: regions.data.lowerBound) { _, _ in "padding to dataOffset" }
+        var offset = regions.data.lowerBound
+        let dataEnd = regions.data.upperBound
         while offset + RecordHeader.encodedByteCount <= dataEnd {
             let h = RecordHeader.decode(Array(bytes[offset..<(offset + RecordHeader.encodedByteCount)]))
+            guard case .success(let r) = h.layout(available: dataEnd - offset) else { break }
             out.fields(fieldSpans(RecordHeader.fieldOffsets, total: RecordHeader.encodedByteCount), base: offset) { name, raw in
                 "record[\(h.sampleID)].\(name)" + describeRecordField(name, raw)
             }
-            let payloadStart = offset + Int(h.headerBytes)
-            let payloadEnd = min(dataEnd, payloadStart + Int(h.storedBytes))
-            out.chunked(from: offset + RecordHeader.encodedByteCount, to: min(payloadStart, dataEnd)) { _, _ in "record header extension" }
-            out.chunked(from: payloadStart, to: payloadEnd) { s, e in
+            out.chunked(from: offset + RecordHeader.encodedByteCount, to: offset + r.headerBytes) { _, _ in "record header extension" }
+            out.chunked(from: offset + r.payload.lowerBound, to: offset + r.payload.upperBound) { s, e in
                 var note = "record[\(h.sampleID)] payload\(h.isLZ4 ? " (LZ4)" : "")"
                 if h.codec == BankCodec.q8.code && !h.isLZ4 && e - s <= 16 {
                     note += ": q8 levels " + bytes[s..<e].map { "\(Int8(bitPattern: $0))" }.joined(separator: " ")
                 }
                 return note
             }
-            let next = min(dataEnd, alignUp(payloadEnd, to: RecordHeader.alignment))
-            out.chunked(from: payloadEnd, to: next) { _, _ in "padding to 8" }
-            if next <= offset { break }
-            offset = next
+            out.chunked(from: offset + r.payload.upperBound, to: offset + r.end) { _, _ in "padding to 8" }
+            offset += r.end  // r.end ≥ 48: always advances
         }
-        out.chunked(from: offset, to: dataEnd) { _, _ in indexOffset == 0 ? "unsealed data" : "padding to indexOffset" }
-        if indexOffset > 0 {
-            var id = 0
-            var p = indexOffset
-            while p + 8 <= min(bytes.count, indexOffset + indexBytes) {
-                var e = ByteReader(bytes, offset: p)
-                let value = e.readLE(UInt64.self)
-                out.line(p, 8, "index[\(id)] = \(value)\(value == 0 ? " (absent)" : "")")
-                p += 8
-                id += 1
-            }
-            out.chunked(from: p, to: bytes.count) { _, _ in "trailing bytes" }
+        out.chunked(from: offset, to: dataEnd) { _, _ in
+            regions.index == nil ? "unsealed or unparsed data\(note)" : "padding to indexOffset"
         }
+        guard let index = regions.index else { return out.text }
+        var p = index.lowerBound
+        while p + 8 <= index.upperBound {
+            var e = ByteReader(bytes, offset: p)
+            let value = e.readLE(UInt64.self)
+            out.line(p, 8, "index[\((p - index.lowerBound) / 8)] = \(value)\(value == 0 ? " (absent)" : "")")
+            p += 8
+        }
+        out.chunked(from: p, to: bytes.count) { _, _ in "trailing bytes" }
         return out.text
     }
 
-    /// Annotated dump of a manifest file's bytes.
+    /// Annotated dump of a manifest file's bytes (any bytes). The generation entries listed are those
+    /// that fit in the file, however large `generationCount` is.
     public static func manifest(_ bytes: [UInt8]) -> String {
         var out = Listing(bytes: bytes)
         out.fields(fieldSpans(Manifest.fieldOffsets, total: Manifest.headerByteCount), base: 0, describe: describeManifestField)
         guard bytes.count >= Manifest.headerByteCount else { return out.text }
-        var r = ByteReader(bytes, offset: 60)
-        let count = Int(r.readLE(UInt32.self))
-        let textLength = Int(r.readLE(UInt32.self))
-        var p = Manifest.headerByteCount
-        for i in 0..<count where p + Manifest.entryByteCount <= bytes.count {
-            let spans = [("generation", 0, 8), ("segmentBytes", 8, 8), ("segmentHeaderChecksum", 16, 4), ("reserved", 20, 4)]
+        let regions = Manifest.bestEffortRegions(bytes)
+        out.chunked(from: Manifest.headerByteCount, to: regions.entries.lowerBound) { _, _ in "header extension" }
+        var p = regions.entries.lowerBound
+        let spans = [("generation", 0, 8), ("segmentBytes", 8, 8), ("segmentHeaderChecksum", 16, 4), ("reserved", 20, 4)]
+        while p + Manifest.entryByteCount <= regions.entries.upperBound {
+            let i = (p - regions.entries.lowerBound) / Manifest.entryByteCount
             out.fields(spans, base: p) { name, raw in "generations[\(i)].\(name)" + describeInteger(name, raw) }
             p += Manifest.entryByteCount
         }
-        let textEnd = min(bytes.count, p + textLength)
+        let checksumAt = max(p, bytes.count - 4)
+        let textEnd = min(checksumAt, max(p, regions.createdBy.upperBound))
         out.chunked(from: p, to: textEnd) { s, e in "createdBy " + quoted(bytes[s..<e]) }
-        let checksumAt = max(textEnd, bytes.count - 4)
         out.chunked(from: textEnd, to: checksumAt) { _, _ in "padding to 4" }
         out.chunked(from: checksumAt, to: bytes.count) { _, _ in "checksum" + describeInteger("checksum", Array(bytes[checksumAt...])) }
         return out.text
@@ -175,7 +181,8 @@ public enum BankDump {
                 let start = base + offset
                 let end = min(bytes.count, start + length)
                 guard start < end else { return }
-                let note = describe(name, Array(bytes[start..<end]))
+                // A field cut by the end of the file is shown, not decoded.
+                let note = end - start < length ? "\(name) (cut by the end of the file)" : describe(name, Array(bytes[start..<end]))
                 var p = start
                 while p < end {
                     line(p, min(16, end - p), p == start ? note : "")

@@ -49,12 +49,14 @@ extension BankReader {
                 continue
             }
             var present = 0
+            // sampleCount was bounded by the segment's layout (its index is inside the file).
             for id in 0..<manifest.config.sampleCount where segment.contains(id: id) {
                 present += 1
                 do {
                     let reader = SingleSegmentDecode(segment: segment, decoder: decoder)
-                    try reader.decode(id: id, into: &delta)
+                    let info = try reader.decode(id: id, into: &delta)
                     report.recordsChecked += 1
+                    if let info { report.problems += nonFiniteMetadata(info.metadata, file: path, generation: g.generation, id: id) }
                 } catch {
                     report.problems.append(error)
                 }
@@ -71,5 +73,12 @@ extension BankReader {
             if orphan || name.hasSuffix(BankLayout.temporarySuffix) { report.ignoredFiles.append(name) }
         }
         return report
+    }
+
+    /// The metadata fields of one entry that are NaN or ±∞, as problems naming the field.
+    static func nonFiniteMetadata(_ m: EntryMetadata, file: String, generation: Int, id: Int) -> [MemoryBankError] {
+        [("pY", m.pY), ("margin", m.margin), ("loss", m.loss)].compactMap { field, value in
+            value.isFinite ? nil : .nonFiniteMetadata(file: file, generation: generation, sampleID: id, field: field, value: value)
+        }
     }
 }

@@ -44,15 +44,16 @@ struct SingleSegmentDecode {
     let segment: BankSegment
     let decoder: RecordDecoder
 
-    func decode(id: Int, into delta: inout [Float]) throws(MemoryBankError) {
-        var failure: MemoryBankError?
+    /// - Returns: the entry's info, nil when absent.
+    func decode(id: Int, into delta: inout [Float]) throws(MemoryBankError) -> EntryInfo? {
+        var result: Result<EntryInfo?, MemoryBankError> = .success(nil)
         delta.withUnsafeMutableBufferPointer { d in
             do throws(MemoryBankError) {
-                _ = try segment.decode(id: id, into: d.baseAddress!, decoder: decoder)
+                result = .success(try segment.decode(id: id, into: d.baseAddress!, decoder: decoder))
             } catch {
-                failure = error
+                result = .failure(error)
             }
         }
-        if let failure { throw failure }
+        return try result.get()
     }
 }

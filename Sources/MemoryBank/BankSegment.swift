@@ -16,8 +16,10 @@ public final class BankSegment: @unchecked Sendable {
     public let fileBytes: Int
     let file: MappedFile
     let header: SegmentHeader
-    let dataOffset: Int
-    let indexOffset: Int
+    /// The regions, checked against the file at open: the only source of offsets used after it.
+    let layout: SegmentLayout
+    var dataOffset: Int { layout.data.lowerBound }
+    var indexOffset: Int { layout.index.lowerBound }
 
     /// Maps and validates `path` as the segment the manifest entry `expected` describes.
     init(path: String, expected: ManifestGeneration, manifestConfig: BankConfig) throws(MemoryBankError) {
@@ -31,11 +33,11 @@ public final class BankSegment: @unchecked Sendable {
         if file.count != expected.segmentBytes {
             throw .truncated(file: path, expectedBytes: expected.segmentBytes, actualBytes: file.count)
         }
-        try header.checkLayout(fileSize: file.count, file: path)
+        let layout = try header.layout(fileSize: file.count, file: path)
         if header.generation != UInt64(expected.generation) {
             throw .configMismatch(file: path, field: "generation", found: "\(header.generation)", expected: "\(expected.generation)")
         }
-        let textOffset = Int(header.createdByOffset), textLength = Int(header.createdByLength)
+        let textOffset = layout.createdBy.lowerBound, textLength = layout.createdBy.count
         let textChecksum = file.checksum(at: textOffset, count: textLength)
         if textChecksum != header.createdByChecksum {
             throw .checksumMismatch(file: path, region: "createdBy", stored: header.createdByChecksum, computed: textChecksum)
@@ -45,7 +47,7 @@ public final class BankSegment: @unchecked Sendable {
         if let (field, found, wanted) = config.firstStructuralDifference(from: manifestConfig) {
             throw .configMismatch(file: path, field: field, found: found + " in the segment", expected: wanted + " in the manifest")
         }
-        let indexChecksum = file.checksum(at: Int(header.indexOffset), count: Int(header.indexBytes))
+        let indexChecksum = file.checksum(at: layout.index.lowerBound, count: layout.index.count)
         if indexChecksum != header.indexChecksum {
             throw .checksumMismatch(file: path, region: "index", stored: header.indexChecksum, computed: indexChecksum)
         }
@@ -54,18 +56,18 @@ public final class BankSegment: @unchecked Sendable {
         file.releaseResidentPages()
         self.file = file
         self.header = header
+        self.layout = layout
         self.path = path
         self.config = config
         generation = expected.generation
-        recordCount = Int(header.recordCount)
+        recordCount = layout.recordCount
         fileBytes = file.count
-        dataOffset = Int(header.dataOffset)
-        indexOffset = Int(header.indexOffset)
     }
 
-    /// The absolute offset of sample `id`'s record, or nil when absent (or `id` out of range).
+    /// The absolute offset of sample `id`'s record, or nil when absent (or `id` out of range). The
+    /// value is as stored: `checkOffset` bounds it before the record is read.
     public func recordOffset(of id: Int) -> Int? {
-        guard id >= 0 && id < config.sampleCount else { return nil }
+        guard id >= 0 && id < layout.sampleCount else { return nil }
         let offset = file.uint64LE(at: indexOffset + 8 * id)
         return offset == 0 ? nil : Int(clamping: offset)
     }

@@ -49,8 +49,9 @@ struct ByteWriter {
 }
 
 /// Reads little-endian values from a byte array; each read advances `offset`.
-/// - Precondition: the caller checked that the bytes it reads exist (`remaining`); reading past the
-///   end traps, because the decoders check sizes before they read.
+/// - Precondition: the caller checked that the bytes it reads exist (`remaining`). MemoryBank is built
+///   with -Ounchecked, so the `precondition`s below vanish and reading past the end is undefined: every
+///   decoder bounds its reads through a validated layout first (docs/format/membank-v1.md §5.4).
 struct ByteReader {
     let bytes: [UInt8]
     private(set) var offset: Int

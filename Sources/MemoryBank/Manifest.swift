@@ -1,6 +1,7 @@
 // Manifest.swift: the bank's manifest (docs/format/membank-v1.md §4): the configuration and the list of
 // live generations with their segment sizes and header checksums. Replaced atomically as a whole
-// (Tensors.AtomicFile); this file only encodes and decodes it.
+// (Tensors.AtomicFile); this file only encodes and decodes it, bounding every count and size against
+// the file's length first (`Manifest.layout`, §5.4).
 
 import SystemIO
 import Tensors
@@ -82,8 +83,8 @@ struct Manifest: Equatable {
         }
         let minimum = headerByteCount + 4
         if bytes.count < minimum { throw .truncated(file: file, expectedBytes: minimum, actualBytes: bytes.count) }
-        var r = ByteReader(bytes, offset: 12)
-        let headerBytes: UInt32 = r.readLE()
+        let layout = try Manifest.layout(bytes, file: file)
+        var r = ByteReader(bytes, offset: 16)
         let sequence: UInt64 = r.readLE()
         let sampleCount: UInt64 = r.readLE()
         let shape: [UInt32] = (0..<4).map { _ in r.readLE() }
@@ -92,22 +93,9 @@ struct Manifest: Equatable {
         let normCode: UInt8 = r.readLE()
         let window: UInt16 = r.readLE()
         let stride: UInt16 = r.readLE()
-        r.skip(2)
-        let count: UInt32 = r.readLE()
-        let textLength: UInt32 = r.readLE()
-        if headerBytes < UInt32(headerByteCount) || headerBytes % 8 != 0 || headerBytes > 1 << 20 {
-            throw .invalidField(file: file, field: "headerBytes", value: "\(headerBytes)", allowed: "≥ 72, a multiple of 8")
-        }
-        if textLength > UInt32(BankConfig.maximumCreatedByBytes) || count > 1 << 24 {
-            throw .invalidField(file: file, field: count > 1 << 24 ? "generationCount" : "createdByLength",
-                                value: "\(count > 1 << 24 ? count : textLength)", allowed: "≤ 2²⁴")
-        }
-        let entriesEnd = Int(headerBytes) + Int(count) * entryByteCount
-        let expected = alignUp(entriesEnd + Int(textLength), to: 4) + 4
-        if bytes.count != expected { throw .truncated(file: file, expectedBytes: expected, actualBytes: bytes.count) }
         var crc = CRC32C()
-        crc.update(bytes[0..<(expected - 4)])
-        var tail = ByteReader(bytes, offset: expected - 4)
+        crc.update(bytes[0..<layout.checksumOffset])
+        var tail = ByteReader(bytes, offset: layout.checksumOffset)
         let stored: UInt32 = tail.readLE()
         if stored != crc.value { throw .checksumMismatch(file: file, region: "manifest", stored: stored, computed: crc.value) }
 
@@ -117,9 +105,8 @@ struct Manifest: Equatable {
         guard let norm = PerturbationNorm(code: normCode) else {
             throw .invalidField(file: file, field: "norm", value: "\(normCode)", allowed: "1 (L∞), 2 (L2)")
         }
-        if shape[3] != 1 { throw .invalidField(file: file, field: "shape[3]", value: "\(shape[3])", allowed: "1") }
-        r.seek(to: entriesEnd)
-        let text = String(decoding: r.readBytes(Int(textLength)), as: UTF8.self)
+        try SegmentHeader.checkShape(shape, file: file)
+        let text = String(decoding: bytes[layout.createdBy], as: UTF8.self)
         let config = BankConfig(sampleCount: Int(clamping: sampleCount), shape: shape[0..<3].map { Int($0) },
                                 epsilon: epsilon, norm: norm, codec: codec, window: Int(window), stride: Int(stride),
                                 createdBy: text)
@@ -129,9 +116,10 @@ struct Manifest: Equatable {
             throw .invalidField(file: file, field: "configuration", value: "\(config.structuralFields())",
                                 allowed: "\(error)".split(separator: "\n").first.map(String.init) ?? "")
         }
-        r.seek(to: Int(headerBytes))
+        r.seek(to: layout.entries.lowerBound)
         var generations: [ManifestGeneration] = []
-        for _ in 0..<Int(count) {
+        generations.reserveCapacity(layout.generationCount)  // bounded: the entries are inside the file
+        for _ in 0..<layout.generationCount {
             let g: UInt64 = r.readLE()
             let size: UInt64 = r.readLE()
             let checksum: UInt32 = r.readLE()
@@ -148,4 +136,56 @@ struct Manifest: Equatable {
         }
         return Manifest(sequence: sequence, config: config, generations: generations)
     }
+
+    /// The regions of a manifest file, checked against its length before anything is read from them
+    /// (spec §4 and §5.4): `headerBytes`, `generationCount` and `createdByLength` bounded, then the exact
+    /// size `alignUp(headerBytes + 24·G + createdByLength, 4) + 4` compared with the file's.
+    /// - Precondition: `bytes.count ≥ 76` (checked by `decode`).
+    static func layout(_ bytes: [UInt8], file: String) throws(MemoryBankError) -> ManifestLayout {
+        var r = ByteReader(bytes, offset: 12)
+        let headerBytes: UInt32 = r.readLE()
+        r.seek(to: 60)
+        let count: UInt32 = r.readLE()
+        let textLength: UInt32 = r.readLE()
+        if headerBytes < UInt32(headerByteCount) || headerBytes % 8 != 0 || headerBytes > 1 << 20 {
+            throw .invalidField(file: file, field: "headerBytes", value: "\(headerBytes)", allowed: "≥ 72, ≤ 2²⁰, a multiple of 8")
+        }
+        // Both bounds keep the size arithmetic far from overflow; the exact size check then puts every
+        // region inside the file before anything is read from it.
+        if count > 1 << 24 {
+            throw .invalidField(file: file, field: "generationCount", value: "\(count)", allowed: "≤ 2²⁴ (file of \(bytes.count) bytes)")
+        }
+        if textLength > UInt32(BankConfig.maximumCreatedByBytes) {
+            throw .invalidField(file: file, field: "createdByLength", value: "\(textLength)",
+                                allowed: "≤ \(BankConfig.maximumCreatedByBytes) (file of \(bytes.count) bytes)")
+        }
+        let entriesEnd = Int(headerBytes) + Int(count) * entryByteCount
+        let expected = alignUp(entriesEnd + Int(textLength), to: 4) + 4
+        if bytes.count != expected { throw .truncated(file: file, expectedBytes: expected, actualBytes: bytes.count) }
+        return ManifestLayout(entries: Int(headerBytes)..<entriesEnd, generationCount: Int(count),
+                              createdBy: entriesEnd..<(entriesEnd + Int(textLength)), checksumOffset: expected - 4)
+    }
+
+    /// For `membank dump`: the entry and createdBy regions of any bytes (≥ 72), clamped into the file
+    /// (entries: as many whole ones as fit before the last 4 bytes).
+    static func bestEffortRegions(_ bytes: [UInt8]) -> (entries: Range<Int>, createdBy: Range<Int>) {
+        var r = ByteReader(bytes, offset: 12)
+        let headerBytes = Int(r.readLE(UInt32.self))
+        r.seek(to: 60)
+        let count = Int(r.readLE(UInt32.self)), textLength = Int(r.readLE(UInt32.self))
+        let limit = max(headerByteCount, bytes.count - 4)
+        let start = min(max(headerByteCount, headerBytes), limit)
+        let entriesEnd = start + min(count, (limit - start) / entryByteCount) * entryByteCount
+        return (start..<entriesEnd, entriesEnd..<(entriesEnd + min(textLength, limit - entriesEnd)))
+    }
+}
+
+/// A manifest's regions after `Manifest.layout` checked them against the file.
+struct ManifestLayout: Equatable {
+    /// `headerBytes..<headerBytes + 24·generationCount`.
+    let entries: Range<Int>
+    let generationCount: Int
+    let createdBy: Range<Int>
+    /// Where the final CRC32C is: the file's last 4 bytes.
+    let checksumOffset: Int
 }

@@ -27,6 +27,9 @@ public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable
     case segmentMissing(file: String, generation: Int)
     /// One record is damaged (checksum, LZ4, structure, payload values).
     case corruptRecord(file: String, generation: Int, sampleID: Int, reason: String)
+    /// A record's metadata field (`pY`, `margin`, `loss`) is NaN or ±∞ (found by `verify`; readers
+    /// return it as stored, the bank never interprets metadata).
+    case nonFiniteMetadata(file: String, generation: Int, sampleID: Int, field: String, value: Float)
     /// One record uses a codec or flag this reader does not know (a newer minor version).
     case unsupportedRecord(file: String, generation: Int, sampleID: Int, reason: String)
     /// A system call failed.
@@ -64,7 +67,7 @@ public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable
         case .badMagic(let f, _, _), .unsupportedMajor(let f, _, _, _), .truncated(let f, _, _),
              .checksumMismatch(let f, _, _, _), .invalidField(let f, _, _, _), .configMismatch(let f, _, _, _),
              .segmentMissing(let f, _), .corruptRecord(let f, _, _, _), .unsupportedRecord(let f, _, _, _),
-             .resumeMarkMismatch(let f, _, _):
+             .resumeMarkMismatch(let f, _, _), .nonFiniteMetadata(let f, _, _, _, _):
             return f
         case .io(let p, _, _): return p
         default: return nil
@@ -75,7 +78,7 @@ public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable
     public var sampleID: Int? {
         switch self {
         case .corruptRecord(_, _, let id, _), .unsupportedRecord(_, _, let id, _), .sampleOutOfRange(let id, _),
-             .nonFiniteDelta(_, let id), .duplicateEntry(_, let id):
+             .nonFiniteDelta(_, let id), .duplicateEntry(_, let id), .nonFiniteMetadata(_, _, let id, _, _):
             return id
         default: return nil
         }
@@ -128,6 +131,9 @@ public enum MemoryBankError: Error, CustomStringConvertible, Equatable, Sendable
         case .corruptRecord(let f, let g, let id, let reason):
             return ("\(f) (generation \(g)), sample \(id): \(reason)",
                     "the trainer skips this sample's memory term and counts it; run `membank verify` for the rest")
+        case .nonFiniteMetadata(let f, let g, let id, let field, let value):
+            return ("\(f) (generation \(g)), sample \(id): metadata field \(field) = \(value), allowed: finite",
+                    "the trainer recorded a diverged value; δ is unaffected, `membank stats` leaves the field out of its summaries")
         case .unsupportedRecord(let f, let g, let id, let reason):
             return ("\(f) (generation \(g)), sample \(id): \(reason)",
                     "written by a newer minor version of the format; upgrade memloss to decode it")

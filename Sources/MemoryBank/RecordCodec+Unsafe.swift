@@ -239,12 +239,12 @@ final class RecordDecoder {
         if available < RecordHeader.encodedByteCount { throw corrupt("record header runs past the data region") }
         let h = RecordHeader.decode(Array(UnsafeRawBufferPointer(start: record, count: RecordHeader.encodedByteCount)))
         if Int(h.sampleID) != id { throw corrupt("record holds sample \(h.sampleID), the index points here for \(id)") }
-        let hb = Int(h.headerBytes)
-        if hb < RecordHeader.encodedByteCount || hb % 8 != 0 {
-            throw corrupt("record headerBytes \(hb), allowed ≥ 48 and a multiple of 8")
+        let layout: RecordLayout
+        switch h.layout(available: available) {
+        case .success(let l): layout = l
+        case .failure(let f): throw corrupt(f.reason)
         }
-        let stored = Int(h.storedBytes), rawCount = Int(h.rawBytes)
-        if hb + stored > available { throw corrupt("payload of \(stored) bytes runs past the data region") }
+        let hb = layout.headerBytes, stored = layout.payload.count, rawCount = layout.rawBytes
         var crc = CRC32C()
         crc.update(raw: UnsafeRawBufferPointer(start: record, count: RecordHeader.checksumOffset))
         // Everything after the checksum field: header extensions of later minor versions, then the payload.
@@ -287,14 +287,17 @@ final class RecordDecoder {
                          storedBytes: stored, rawBytes: rawCount, lz4: h.isLZ4)
     }
 
+    /// `scale` must be finite and ≥ 0 for every codec (spec §6), bitwise ε/L for L∞ quantised codecs,
+    /// and small enough that `L·scale` is finite for L2 ones, so every dequantised value is finite.
     private func checkScale(_ scale: Float, corrupt: (String) -> MemoryBankError) throws(MemoryBankError) {
+        if !(scale.isFinite && scale >= 0) { throw corrupt("scale \(scale), allowed finite and ≥ 0") }
         guard let limit = config.codec.levelLimit else { return }
         switch config.norm {
         case .linf:
             let expected = config.epsilon / Float(limit)
             if scale.bitPattern != expected.bitPattern { throw corrupt("scale \(scale), the L∞ codec needs ε/\(limit) = \(expected)") }
         case .l2:
-            if !(scale.isFinite && scale >= 0) { throw corrupt("scale \(scale), allowed finite and ≥ 0") }
+            if !(scale * Float(limit)).isFinite { throw corrupt("scale \(scale): \(limit)·scale overflows binary32 (allowed finite)") }
         }
     }
 
@@ -305,9 +308,11 @@ final class RecordDecoder {
         switch config.codec {
         case .f32:
             UnsafeMutableRawPointer(output).copyMemory(from: payload, byteCount: 4 * n)
+            return firstNonFinite(output, count: n, corrupt: corrupt)
         case .f16:
             // The payload may sit at any 8-byte boundary of the mapping or in `raw`: 2-byte aligned.
             Quantize.floatFromHalf(output: output, input: payload.assumingMemoryBound(to: UInt16.self), count: n)
+            return firstNonFinite(output, count: n, corrupt: corrupt)
         case .q8:
             let q = payload.assumingMemoryBound(to: Int8.self)
             for i in 0..<n where q[i] == -128 { return corrupt("q8 value −128 at element \(i) (allowed −127…127)") }
@@ -323,6 +328,14 @@ final class RecordDecoder {
                                 corrupt: corrupt, unsupported: unsupported)
         }
         return nil
+    }
+
+    /// δ values are finite (spec §7: the writer refuses NaN/±∞); the first one that is not, if any.
+    private func firstNonFinite(_ values: UnsafeMutablePointer<Float>, count n: Int,
+                                corrupt: (String) -> MemoryBankError) -> MemoryBankError? {
+        if Quantize.allFinite(UnsafePointer(values), count: n) { return nil }
+        let i = (0..<n).first { !values[$0].isFinite } ?? 0
+        return corrupt("δ[\(i)] = \(values[i]): a non-finite value (allowed: finite binary32)")
     }
 
     private func decodeLevels(_ p: UnsafePointer<UInt8>, rawCount: Int, scale: Float, into output: UnsafeMutablePointer<Float>,

@@ -1,6 +1,7 @@
 // RecordHeader.swift: the 48-byte record header that precedes every payload (docs/format/membank-v1.md §6):
-// field layout, encoder, raw decoder. Validation against the segment and the index happens in
-// BankSegment; payload codecs are in RecordCodec*.swift.
+// field layout, encoder, raw decoder, and `RecordLayout`, the record's extent checked against the bytes
+// before the index's end (§5.4). Index offsets are checked in BankSegment; payload codecs are in
+// RecordCodec*.swift.
 
 import Tensors
 
@@ -78,6 +79,37 @@ struct RecordHeader: Equatable {
                             storedBytes: stored, checksum: checksum)
     }
 
+    /// This record's extent checked against the `available` bytes from its start to the end of the
+    /// data region (spec §6 reader actions, §5.4): the one place a record's size fields are bounded.
+    /// - Returns: the layout, or the reason it does not fit (the caller wraps it in `corruptRecord`).
+    func layout(available: Int) -> Result<RecordLayout, RecordLayout.Failure> {
+        let hb = Int(headerBytes), stored = Int(storedBytes)
+        if available < RecordHeader.encodedByteCount {
+            return .failure(.init(reason: "record header of 48 bytes runs past the data region (\(available) bytes left)"))
+        }
+        if hb < RecordHeader.encodedByteCount || hb % 8 != 0 {
+            return .failure(.init(reason: "record headerBytes \(hb), allowed ≥ 48 and a multiple of 8"))
+        }
+        if hb + stored > available {
+            return .failure(.init(reason: "headerBytes \(hb) + storedBytes \(stored) runs past the data region (\(available) bytes left)"))
+        }
+        return .success(RecordLayout(headerBytes: hb, payload: hb..<(hb + stored), rawBytes: Int(rawBytes),
+                                     end: min(available, alignUp(hb + stored, to: RecordHeader.alignment))))
+    }
+
     var metadata: EntryMetadata { EntryMetadata(label: label, pY: pY, margin: margin, loss: loss) }
     var entryView: ViewParameters { ViewParameters(bytes: view) }
+}
+
+/// A record's regions relative to its start, after `RecordHeader.layout(available:)` checked them:
+/// `payload.upperBound ≤ end ≤ available`.
+struct RecordLayout: Equatable {
+    struct Failure: Error, Equatable { let reason: String }
+    let headerBytes: Int
+    /// `headerBytes..<headerBytes + storedBytes`.
+    let payload: Range<Int>
+    /// The payload size after LZ4 decoding, as stored (the codec checks it against its maximum).
+    let rawBytes: Int
+    /// The end of the record's padding to 8 (clamped to the bytes available).
+    let end: Int
 }

@@ -1,5 +1,6 @@
 // SegmentHeader.swift: the segment header (docs/format/membank-v1.md §5.1): one struct whose field order is
-// the byte order on disk, its encoder and its validating decoder. Not here: records (RecordHeader.swift), the
+// the byte order on disk, its encoder, its validating decoder, and `SegmentLayout`, the file's regions
+// checked against its length (§5.4), which is all the reader trusts. Not here: records (RecordHeader.swift), the
 // manifest (Manifest.swift), file access (SystemIO.MappedFile, MappedFile+Bank.swift).
 
 import SystemIO
@@ -107,7 +108,7 @@ struct SegmentHeader: Equatable {
     }
 
     /// Decodes and checks the header of `file` (spec §5.1 reader actions, except the comparison with
-    /// the manifest and the file-size checks, which need context: `SegmentHeader.check`).
+    /// the manifest and the region checks, which need context: `layout(fileSize:file:)`).
     /// - Parameters:
     ///   - read: returns `count` bytes at `offset` (the caller guarantees they exist).
     ///   - fileSize: the file's size in bytes.
@@ -124,9 +125,7 @@ struct SegmentHeader: Equatable {
             if major != currentMajor { throw .unsupportedMajor(file: file, found: major, minor: minor, reader: currentMajor) }
         }
         if fileSize < encodedByteCount { throw .truncated(file: file, expectedBytes: encodedByteCount, actualBytes: fileSize) }
-        var r = ByteReader(read(0, encodedByteCount), offset: 8)
-        let versionMajor: UInt16 = r.readLE()
-        let versionMinor: UInt16 = r.readLE()
+        var r = ByteReader(read(0, encodedByteCount), offset: 12)
         let headerBytes: UInt32 = r.readLE()
         if headerBytes < UInt32(encodedByteCount) || headerBytes % 8 != 0 || headerBytes > 1 << 20 {
             throw .invalidField(file: file, field: "headerBytes", value: "\(headerBytes)",
@@ -142,6 +141,20 @@ struct SegmentHeader: Equatable {
         if stored != crc.value {
             throw .checksumMismatch(file: file, region: "header", stored: stored, computed: crc.value)
         }
+        var h = SegmentHeader.fields(of: r.bytes)
+        h.headerChecksum = stored
+        return h
+    }
+
+    /// Every field of the first 128 bytes of `bytes` as stored, without any check (the decoder above
+    /// and `membank dump`, which lists damaged headers too). `headerChecksum` is the stored value.
+    /// - Precondition: `bytes.count ≥ 128`.
+    static func fields(of bytes: [UInt8]) -> SegmentHeader {
+        precondition(bytes.count >= encodedByteCount, "SegmentHeader.fields: \(bytes.count) bytes")
+        var r = ByteReader(bytes, offset: 8)
+        let versionMajor: UInt16 = r.readLE()
+        let versionMinor: UInt16 = r.readLE()
+        let headerBytes: UInt32 = r.readLE()
         let flags: UInt32 = r.readLE()
         let codec: UInt8 = r.readLE()
         let norm: UInt8 = r.readLE()
@@ -165,7 +178,8 @@ struct SegmentHeader: Equatable {
         h.indexBytes = r.readLE()
         h.recordCount = r.readLE()
         h.indexChecksum = r.readLE()
-        h.headerChecksum = stored
+        r.skip(8)
+        h.headerChecksum = r.readLE()
         return h
     }
 
@@ -188,7 +202,7 @@ struct SegmentHeader: Equatable {
         guard let n = PerturbationNorm(code: norm) else {
             throw .invalidField(file: file, field: "norm", value: "\(norm)", allowed: "1 (L∞), 2 (L2)")
         }
-        if shape[3] != 1 { throw .invalidField(file: file, field: "shape[3]", value: "\(shape[3])", allowed: "1") }
+        try SegmentHeader.checkShape(shape, file: file)
         let config = BankConfig(sampleCount: Int(clamping: sampleCount), shape: shape[0..<3].map { Int($0) },
                                 epsilon: epsilon, norm: n, codec: c, window: Int(window), stride: Int(stride),
                                 createdBy: createdBy)
@@ -201,30 +215,95 @@ struct SegmentHeader: Equatable {
         return config
     }
 
-    /// Checks the region fields of a sealed header against the file size (spec §5.1).
-    func checkLayout(fileSize: Int, file: String) throws(MemoryBankError) {
+    /// Checks a stored `shape` (C, H, W, 1) before anything multiplies it: each of C, H, W ≥ 1 and their
+    /// product ≤ `BankConfig.maximumElementCount`, computed without overflow (this module is built
+    /// with -Ounchecked: an overflowing product would wrap silently, and buffers be sized from it).
+    static func checkShape(_ shape: [UInt32], file: String) throws(MemoryBankError) {
+        if shape[3] != 1 { throw .invalidField(file: file, field: "shape[3]", value: "\(shape[3])", allowed: "1") }
+        var product: UInt64 = 1
+        for d in shape[0..<3] {
+            let (p, overflow) = product.multipliedReportingOverflow(by: UInt64(d))
+            if d == 0 || overflow || p > UInt64(BankConfig.maximumElementCount) {
+                throw .invalidField(file: file, field: "shape", value: shape.map(String.init).joined(separator: "×"),
+                                    allowed: "C, H, W ≥ 1 with C·H·W ≤ \(BankConfig.maximumElementCount)")
+            }
+            product = p
+        }
+    }
+
+    /// The regions of a sealed segment, each checked against `fileSize` (spec §5.1 and §5.4, reader
+    /// validation). All arithmetic is done on the stored 64-bit values before any conversion to `Int`,
+    /// so no field can overflow, and every bound is known before anything is read or allocated.
+    /// - Throws: `invalidField` naming `file`, the field, its value and the bound; `truncated` when the
+    ///   file size differs from `indexOffset + indexBytes`.
+    func layout(fileSize: Int, file: String) throws(MemoryBankError) -> SegmentLayout {
+        func bad(_ field: String, _ value: UInt64, _ allowed: String) -> MemoryBankError {
+            .invalidField(file: file, field: field, value: "\(value)", allowed: allowed)
+        }
+        let size = UInt64(max(0, fileSize))
         if !isSealed {
             throw .invalidField(file: file, field: "flags", value: "\(flags)", allowed: "bit 0 (sealed) set in a final segment")
         }
-        let createdByEnd = Int(headerBytes) + Int(createdByLength)
-        if createdByOffset != UInt64(headerBytes) {
-            throw .invalidField(file: file, field: "createdByOffset", value: "\(createdByOffset)", allowed: "\(headerBytes)")
+        let hb = UInt64(headerBytes)  // ≤ 2²⁰ and ≤ the file size: checked by `decode`
+        if createdByOffset != hb { throw bad("createdByOffset", createdByOffset, "\(hb) (= headerBytes)") }
+        if createdByLength > UInt32(BankConfig.maximumCreatedByBytes) || hb + UInt64(createdByLength) > size {
+            throw bad("createdByLength", UInt64(createdByLength),
+                      "≤ \(BankConfig.maximumCreatedByBytes) and createdByOffset + createdByLength ≤ the file size \(size)")
         }
-        let expectedData = alignUp(createdByEnd, to: SegmentHeader.regionAlignment)
-        if dataOffset != UInt64(expectedData) {
-            throw .invalidField(file: file, field: "dataOffset", value: "\(dataOffset)", allowed: "\(expectedData)")
+        let expectedData = UInt64(alignUp(Int(hb) + Int(createdByLength), to: SegmentHeader.regionAlignment))
+        if dataOffset != expectedData || dataOffset > size {
+            throw bad("dataOffset", dataOffset, "alignUp(createdByOffset + createdByLength, 64) = \(expectedData), ≤ the file size \(size)")
         }
-        if indexBytes != 8 &* sampleCount {
-            throw .invalidField(file: file, field: "indexBytes", value: "\(indexBytes)", allowed: "8 × sampleCount = \(8 &* sampleCount)")
+        if sampleCount < 1 || sampleCount > UInt64(UInt32.max) || sampleCount > (size - dataOffset) / 8 {
+            throw bad("sampleCount", sampleCount, "1…\(UInt32.max), with the 8·sampleCount-byte index inside the file of \(size) bytes")
         }
-        if indexOffset < dataOffset || indexOffset % UInt64(SegmentHeader.regionAlignment) != 0 || indexOffset > 1 << 50 {
-            throw .invalidField(file: file, field: "indexOffset", value: "\(indexOffset)",
-                                allowed: "a multiple of 64, ≥ dataOffset (\(dataOffset))")
+        if indexBytes != 8 * sampleCount {
+            throw bad("indexBytes", indexBytes, "8 × sampleCount = \(8 * sampleCount)")
         }
-        let expectedSize = Int(indexOffset + indexBytes)
-        if fileSize != expectedSize { throw .truncated(file: file, expectedBytes: expectedSize, actualBytes: fileSize) }
-        if recordCount > sampleCount {
-            throw .invalidField(file: file, field: "recordCount", value: "\(recordCount)", allowed: "≤ sampleCount")
+        if indexOffset < dataOffset || indexOffset % UInt64(SegmentHeader.regionAlignment) != 0 || indexOffset > size - indexBytes {
+            throw bad("indexOffset", indexOffset,
+                      "a multiple of 64 in dataOffset (\(dataOffset))…file size − indexBytes (\(size - indexBytes)); file size \(size)")
         }
+        if indexOffset + indexBytes != size {
+            throw .truncated(file: file, expectedBytes: Int(indexOffset + indexBytes), actualBytes: fileSize)
+        }
+        let dataBytes = indexOffset - dataOffset
+        if recordCount > sampleCount || recordCount > dataBytes / UInt64(RecordHeader.encodedByteCount) {
+            throw bad("recordCount", recordCount,
+                      "≤ sampleCount (\(sampleCount)) and ≤ the \(dataBytes / UInt64(RecordHeader.encodedByteCount)) records of 48+ bytes that fit in the data region")
+        }
+        return SegmentLayout(fileSize: fileSize, createdBy: Int(hb)..<(Int(hb) + Int(createdByLength)),
+                             data: Int(dataOffset)..<Int(indexOffset), index: Int(indexOffset)..<fileSize,
+                             sampleCount: Int(sampleCount), recordCount: Int(recordCount))
     }
+
+    /// The regions `membank dump` lists for a header no reader accepts (unsealed, damaged): the same
+    /// fields as `layout`, each clamped into the file instead of checked. `index` is nil unless the
+    /// header is sealed and its index lies inside the file.
+    func bestEffortRegions(fileSize: Int) -> (createdBy: Range<Int>, data: Range<Int>, index: Range<Int>?) {
+        let size = UInt64(max(0, fileSize))
+        func clamp(_ v: UInt64) -> Int { Int(min(v, size)) }
+        let textStart = min(UInt64(SegmentHeader.encodedByteCount), size)
+        let textEnd = max(textStart, min(size, textStart + UInt64(createdByLength)))
+        let dataStart = max(clamp(dataOffset), Int(textEnd))
+        guard isSealed, indexOffset >= UInt64(dataStart), indexOffset <= size, indexBytes <= size - indexOffset else {
+            return (Int(textStart)..<Int(textEnd), dataStart..<fileSize, nil)
+        }
+        let indexEnd = Int(indexOffset + indexBytes / 8 * 8)
+        return (Int(textStart)..<Int(textEnd), dataStart..<Int(indexOffset), Int(indexOffset)..<indexEnd)
+    }
+}
+
+/// A segment's regions after `SegmentHeader.layout` checked them against the file: every range lies
+/// inside `0..<fileSize`, in the order createdBy ≤ data ≤ index, and `index.count == 8·sampleCount`.
+/// The reader trusts these values and reads nothing else from the header's offset fields.
+struct SegmentLayout: Equatable {
+    let fileSize: Int
+    let createdBy: Range<Int>
+    /// `dataOffset..<indexOffset`: where records may lie.
+    let data: Range<Int>
+    /// `indexOffset..<indexOffset + 8·sampleCount` (the end of the file).
+    let index: Range<Int>
+    let sampleCount: Int
+    let recordCount: Int
 }

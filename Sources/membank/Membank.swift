@@ -206,6 +206,7 @@ struct Export: MembankCommand {
         try export.deltas.write(to: npy)
         try export.idArray.write(to: idPath)
         print("generation \(export.generation): \(export.ids.count) entries, δ \(export.deltas.shape) float32 → \(npy), IDs → \(idPath)")
+        print(InspectedBank.skippedNote(export.damagedEntries, in: export.generation), terminator: "")
     }
 }
 
