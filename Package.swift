@@ -69,6 +69,10 @@ let package = Package(
                 dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank"],
                 exclude: ["README.md"], swiftSettings: librarySettings),
 
+        // Studies (`memloss study run|report`): a grid of ordinary training runs and their report. It
+        // drives `memloss train`/`eval` as child processes and reads their run directories.
+        .target(name: "Study", dependencies: ["SystemIO", "Training"], exclude: [], swiftSettings: librarySettings),
+
         // The bank inspection tool: MemoryBank + Datasets (to render clean views) + Tensors only, so it
         // builds without Layers/Models/Attacks/Training (docs/membank.md).
         .target(name: "MembankCore", dependencies: ["MemoryBank", "Datasets", "Tensors"], exclude: ["README.md"],
@@ -83,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "memloss",
             dependencies: [
-                "Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench",
+                "Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench", "Study",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: librarySettings),
@@ -107,6 +111,7 @@ let package = Package(
         .testTarget(name: "MemlossBenchTests",
                     dependencies: ["MemlossBench", "Training", "Models", "Layers", "Kernels", "Datasets", "MemoryBank", "Tensors",
                                    "_TestSupport"]),
+        .testTarget(name: "StudyTests", dependencies: ["Study", "Training", "SystemIO", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank", "_TestSupport"]),
     ],

@@ -18,7 +18,7 @@ final class LayeringTests: XCTestCase {
         "SystemIO": [],
         "Tensors": ["SystemIO"],
         "Kernels": ["Tensors", "CBLAS"],
-        "Layers": ["Tensors", "Kernels"],
+        "Layers": ["SystemIO", "Tensors", "Kernels"],
         "Models": ["Tensors", "Kernels", "Layers"],
         "Datasets": ["SystemIO", "Tensors", "Kernels"],
         "Attacks": ["SystemIO", "Tensors", "Kernels", "Layers"],
@@ -28,7 +28,9 @@ final class LayeringTests: XCTestCase {
         // The inspection tool: the bank, the data set (to render clean views) and tensors only.
         "MembankCore": ["Tensors", "MemoryBank", "Datasets"],
         "membank": ["Tensors", "MemoryBank", "MembankCore"],
-        "memloss": ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench"],
+        // Studies: ordinary training runs (child processes) and their run directories.
+        "Study": ["SystemIO", "Training"],
+        "memloss": ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench", "Study"],
     ]
 
     /// The only files that may use raw-pointer APIs (`Unsafe…`, `unsafeBitCast`, …), as paths below
