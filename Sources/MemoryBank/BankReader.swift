@@ -94,6 +94,11 @@ public final class BankReader: @unchecked Sendable {
 
     /// Reads and decodes a manifest file.
     static func readManifest(at path: String) throws(MemoryBankError) -> Manifest {
+        // Refuse before reading a file larger than any manifest can be (the layout's bounds).
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+        if size > Manifest.maximumFileBytes {
+            throw .invalidField(file: path, field: "file size", value: "\(size)", allowed: "≤ \(Manifest.maximumFileBytes) bytes")
+        }
         let bytes: [UInt8]
         do {
             bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))

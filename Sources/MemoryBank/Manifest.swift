@@ -166,6 +166,10 @@ struct Manifest: Equatable {
                               createdBy: entriesEnd..<(entriesEnd + Int(textLength)), checksumOffset: expected - 4)
     }
 
+    /// The largest file `layout` can accept (header ≤ 2²⁰, ≤ 2²⁴ entries, the longest createdBy,
+    /// padding and checksum): readers refuse larger files before reading them.
+    static let maximumFileBytes = (1 << 20) + (1 << 24) * entryByteCount + BankConfig.maximumCreatedByBytes + 8
+
     /// For `membank dump`: the entry and createdBy regions of any bytes (≥ 72), clamped into the file
     /// (entries: as many whole ones as fit before the last 4 bytes).
     static func bestEffortRegions(_ bytes: [UInt8]) -> (entries: Range<Int>, createdBy: Range<Int>) {

@@ -59,6 +59,20 @@ final class ReaderValidationTests: XCTestCase {
         assertBankError(try BankReader.open(at: dir.url, damaged: .reject)) { if case .invalidField = $0 { return true }; return false }
     }
 
+    /// A manifest larger than any valid one is refused from its size, before it is read into memory
+    /// (a sparse file: the test allocates nothing).
+    func test_manifestLargerThanAnyValidOne_isRefusedBeforeReading() throws {
+        _ = try makeBank()
+        let url = dir.url.appendingPathComponent(BankLayout.manifestName)
+        let h = try FileHandle(forWritingTo: url)
+        try h.truncate(atOffset: UInt64(Manifest.maximumFileBytes + 1))
+        try h.close()
+        assertBankError(try BankReader.open(at: dir.url)) {
+            if case .invalidField(_, let field, _, _) = $0 { return field == "file size" }
+            return false
+        }
+    }
+
     func test_layoutErrorsNameTheFieldTheValueAndTheBound() throws {
         _ = try makeBank()
         let b = try BankFixtures.readBytes(segment)
