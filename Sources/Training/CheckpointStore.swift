@@ -41,6 +41,9 @@ public struct EpochProgress: Codable, Sendable, Equatable {
     /// Seconds of the epoch spent before the checkpoint (wall time is not part of exactness).
     public var elapsedSeconds: Double
     public var dataWaitSeconds: Double
+    /// Mid-epoch commits of the epoch so far and their seconds.
+    public var checkpoints: Int
+    public var checkpointSeconds: Double
 }
 
 /// Where a run stands at a commit, besides its tensors (`commit.json` of a generation).

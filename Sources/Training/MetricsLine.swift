@@ -67,6 +67,10 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     public var valAttack: String?
     /// The epoch of the `best` checkpoint so far (0 before any validation).
     public var bestEpoch: Int
+    /// Mid-epoch checkpoint commits during the epoch (`--checkpoint-every`) and the seconds they
+    /// took (the epoch-end commit follows this line and is not counted). Absent in older files.
+    public var checkpoints: Int?
+    public var checkpointSeconds: Double?
 
     public init(epoch: Int, step: Int, learningRate: Double, trainLoss: Double, trainTerms: [String: Double],
                 trainCleanAccuracy: Double, trainAdversarialAccuracy: Double?, imagesPerSecond: Double, epochSeconds: Double,
@@ -89,7 +93,7 @@ public struct EpochRecord: Codable, Sendable, Equatable {
         case wallSeconds = "wall_seconds", peakRSSBytes = "peak_rss_bytes", memEntriesUsed = "mem_entries_used"
         case memSamplesWithMemory = "mem_samples_with_memory", memory
         case valCleanAccuracy = "val_clean_accuracy", valRobustAccuracy = "val_robust_accuracy", valAttack = "val_attack"
-        case bestEpoch = "best_epoch"
+        case bestEpoch = "best_epoch", checkpoints, checkpointSeconds = "checkpoint_seconds"
     }
 }
 

@@ -311,6 +311,8 @@ public final class Trainer {
         let dataWaitBefore = progress?.dataWaitSeconds ?? 0
         do { try memory?.beginEpoch(epoch, plan: plan, resuming: memoryCheckpoint) } catch { throw TrainingError.memory("\(error)") }
         var metrics = progress?.metrics ?? EpochMetrics()
+        var checkpoints = progress?.checkpoints ?? 0
+        var checkpointSeconds = progress?.checkpointSeconds ?? 0
         var lr: Float = config.optimizer.learningRate
         while let batch = try prefetcher.next() {
             let t0 = SystemStats.now
@@ -345,9 +347,13 @@ public final class Trainer {
             let done = metrics.steps
             if done < plan.batchCount,
                checkpointEvery.isDue(steps: globalStep - lastCheckpoint.step, seconds: SystemStats.now - lastCheckpoint.time) {
-                let p = EpochProgress(metrics: metrics, elapsedSeconds: SystemStats.now - epochStart,
-                                      dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds)
+                let started = SystemStats.now
+                checkpoints += 1
+                let p = EpochProgress(metrics: metrics, elapsedSeconds: started - epochStart,
+                                      dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds,
+                                      checkpoints: checkpoints, checkpointSeconds: checkpointSeconds)
                 try commitMidEpoch(epoch, epochStep: done, progress: p, log: log)
+                checkpointSeconds += SystemStats.now - started
                 lastCheckpoint = (SystemStats.now, globalStep)
             }
             FaultPoint.hit("train.afterStep")
@@ -356,10 +362,12 @@ public final class Trainer {
         let epochSeconds = SystemStats.now - epochStart
         var memoryReport: MemoryEpochReport?
         do { memoryReport = try memory?.endEpoch() } catch { throw TrainingError.memory("\(error)") }
-        let record = metrics.record(epoch: epoch + 1, step: globalStep, learningRate: lr, epochSeconds: epochSeconds,
+        var record = metrics.record(epoch: epoch + 1, step: globalStep, learningRate: lr, epochSeconds: epochSeconds,
                                     dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds,
                                     wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes,
                                     memory: memoryReport)
+        record.checkpoints = checkpoints
+        record.checkpointSeconds = checkpointSeconds
         try endEpoch(epoch, record: record, log: log, events: events)
     }
 
