@@ -63,6 +63,19 @@ public struct MemoryStoreConfig: Codable, Sendable, Hashable {
         recordOnly = try c.decodeIfPresent(Bool.self, forKey: .recordOnly) ?? d.recordOnly
     }
 
+    /// `keep` and `recordOnly` are written only when not the default, so configurations that do not
+    /// use them keep the JSON (config.json, the bank's createdBy) they always had.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(window, forKey: .window)
+        try c.encode(stride, forKey: .stride)
+        try c.encode(codec, forKey: .codec)
+        try c.encode(kind, forKey: .kind)
+        try c.encodeIfPresent(directory, forKey: .directory)
+        if keep != .window { try c.encode(keep, forKey: .keep) }
+        if recordOnly { try c.encode(recordOnly, forKey: .recordOnly) }
+    }
+
     /// The generations epoch `epoch` (0-based; generation g = the epoch that made it) reads,
     /// slot k = 0…K−1: `epoch − (k+1)·stride` (negative ones do not exist).
     public func generationsRead(atEpoch epoch: Int) -> [Int] {

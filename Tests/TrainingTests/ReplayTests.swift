@@ -173,6 +173,21 @@ final class ReplayTests: XCTestCase {
         }
     }
 
+    func test_keepAndRecordOnly_roundTripInJSON_andDefaultsLeaveTheOldKeys() throws {
+        let set = MemLossConfig(store: MemoryStoreConfig(keep: .all, recordOnly: true))
+        let data = try JSONEncoder().encode(set)
+        XCTAssertEqual(try JSONDecoder().decode(MemLossConfig.self, from: data), set)
+        let flat = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        XCTAssertEqual(flat["keep"] as? String, "all")
+        XCTAssertEqual(flat["recordOnly"] as? Bool, true)
+        let plain = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(MemLossConfig())) as? [String: Any])
+        XCTAssertNil(plain["keep"])
+        XCTAssertNil(plain["recordOnly"])
+        var ram = TrainerTests.tinyConfig(epochs: 1)
+        ram.memLoss = MemLossConfig(store: MemoryStoreConfig(kind: .ram, recordOnly: true))
+        XCTAssertThrowsError(try ram.validate()) { XCTAssert("\($0)".contains("memLoss.store"), "\($0)") }
+    }
+
     // MARK: - Errors and damage
 
     /// A bank shaped like the demo's training split holding `ids` in generation 0 (δ = 0, true labels).
