@@ -40,11 +40,15 @@ public final class Bank: @unchecked Sendable {
         /// fsync the segment and the directory when sealing (crash safety). Turn off only in
         /// throughput benchmarks and tests that do not test durability.
         public var sync: Bool
+        /// Which sealed generations `sealGeneration` keeps (spec §3.1): the window (default) or all.
+        public var retention: BankRetention
 
-        public init(queueCapacity: Int = 512, writeBufferBytes: Int = 1 << 20, sync: Bool = true) {
+        public init(queueCapacity: Int = 512, writeBufferBytes: Int = 1 << 20, sync: Bool = true,
+                    retention: BankRetention = .window) {
             self.queueCapacity = queueCapacity
             self.writeBufferBytes = writeBufferBytes
             self.sync = sync
+            self.retention = retention
         }
     }
 
@@ -280,8 +284,8 @@ public final class Bank: @unchecked Sendable {
     }
 
     /// Seals the open generation: waits for the encoder thread, writes the index and the sealed header,
-    /// fsyncs, renames, replaces the manifest atomically, then deletes the generations outside
-    /// `config.retainedRange(afterSealing:)` (spec §3, §3.1).
+    /// fsyncs, renames, replaces the manifest atomically, then deletes the generations
+    /// `options.retention` does not keep (`config.retains(_:afterSealing:retention:)`, spec §3, §3.1).
     /// - Returns: the generation's statistics.
     /// - Throws: the background thread's first failure or an I/O error; the generation is then
     ///   abandoned (its temporary file deleted) and the bank stays usable.
@@ -304,11 +308,12 @@ public final class Bank: @unchecked Sendable {
         current = nil
         if crashPoint == .afterSegmentRename { return try simulateCrash(nil) }
 
-        let retained = config.retainedRange(afterSealing: builder.generation)
+        let sealed = builder.generation, retention = options.retention, config = self.config
+        let kept = { (g: ManifestGeneration) in config.retains(g.generation, afterSealing: sealed, retention: retention) }
         var next = manifest
         next.sequence += 1
-        next.generations = (manifest.generations + [entry]).filter { retained.contains($0.generation) }
-        let dropped = manifest.generations.filter { !retained.contains($0.generation) }.map(\.generation)
+        next.generations = (manifest.generations + [entry]).filter(kept)
+        let dropped = manifest.generations.filter { !kept($0) }.map(\.generation)
         do {
             try writeManifest(next)
         } catch {

@@ -1,6 +1,7 @@
 // BankConfig.swift: what a bank stores and how (shape, ε, norm, codec, window K, stride s), the
 // per-entry metadata and view bytes, the directory's file names, and the window arithmetic: which
-// generations epoch e reads and which the writer keeps (docs/format/membank-v1.md §3). No I/O here.
+// generations epoch e reads and which the writer keeps under its retention policy (docs/format/membank-v1.md
+// §3, §3.1). No I/O here.
 
 import Tensors
 
@@ -148,6 +149,16 @@ public struct BankConfig: Codable, Hashable, Sendable {
         (generation - window * stride)...generation
     }
 
+    /// Whether the writer keeps generation `h` after sealing `generation` under `retention`:
+    /// `.window` keeps `retainedRange(afterSealing:)`, `.all` keeps every generation `≤ generation`
+    /// (nothing is deleted; spec §3.1).
+    public func retains(_ h: Int, afterSealing generation: Int, retention: BankRetention) -> Bool {
+        switch retention {
+        case .window: return retainedRange(afterSealing: generation).contains(h)
+        case .all: return h <= generation
+        }
+    }
+
     /// The configuration fields that must agree between a manifest, its segments and a reopened
     /// bank (all but `createdBy`), as (name, value) pairs for error messages.
     func structuralFields() -> [(String, String)] {
@@ -163,6 +174,17 @@ public struct BankConfig: Codable, Hashable, Sendable {
         if epsilon.bitPattern != other.epsilon.bitPattern { return ("epsilon", "\(epsilon)", "\(other.epsilon)") }
         return nil
     }
+}
+
+/// Which sealed generations the writer keeps (spec §3.1). A runtime policy of the writer, not
+/// stored in the bank: readers never depend on which generations were deleted. The trainer keeps
+/// it in its configuration (`memLoss.keep`), so a resumed run applies the same policy.
+public enum BankRetention: String, Codable, CaseIterable, Sendable {
+    /// The window's `K·s + 1` newest generations, `[g − K·s, g]` after sealing `g` (the default).
+    case window
+    /// Every generation: nothing is deleted (replay and analysis of a whole run; the bank grows by
+    /// one generation per epoch).
+    case all
 }
 
 /// What the trainer knew about an entry when it made it (stored as given, never interpreted).

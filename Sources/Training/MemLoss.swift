@@ -181,6 +181,9 @@ public struct MemLossConfig: Codable, Sendable, Hashable {
         if case .hardest(let f) = term.select, !(f > 0 && f <= 1) {
             return ("memLoss.select", "\(term.select)", "hardest:F with 0 < F ≤ 1")
         }
+        if store.recordOnly && store.kind == .ram {
+            return ("memLoss.store", "ram", "disk with recordOnly (a RAM memory that is never read keeps nothing after the run)")
+        }
         return nil
     }
 }

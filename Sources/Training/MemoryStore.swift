@@ -33,14 +33,22 @@ public struct MemoryStoreConfig: Codable, Sendable, Hashable {
     public var kind: MemoryStoreKind
     /// Bank directory (nil: `bank/` inside the run directory).
     public var directory: String?
+    /// Which generations are kept after each epoch (`--mem-keep`): the window's `K·s + 1` newest
+    /// (default: what reading needs) or all of them, for replay (docs/membank.md, *Replay*).
+    public var keep: BankRetention
+    /// Record the adversarial examples without reading the memory (`--record-memory`): the MemLoss
+    /// term is off and nothing is prefetched, so the run's weights are the base method's bit for
+    /// bit, and its bank can be replayed. Default false.
+    public var recordOnly: Bool
 
     public init(window: Int = 1, stride: Int = 1, codec: BankCodec = .q8, kind: MemoryStoreKind = .disk,
-                directory: String? = nil) {
+                directory: String? = nil, keep: BankRetention = .window, recordOnly: Bool = false) {
         self.window = window; self.stride = stride; self.codec = codec; self.kind = kind; self.directory = directory
+        self.keep = keep; self.recordOnly = recordOnly
     }
 
     /// `kind` is written `store`, as in `TrainConfig.memLoss`'s flat JSON.
-    enum CodingKeys: String, CodingKey { case window, stride, codec, kind = "store", directory }
+    enum CodingKeys: String, CodingKey { case window, stride, codec, kind = "store", directory, keep, recordOnly }
 
     /// Keys absent from a config file keep their defaults.
     public init(from decoder: Decoder) throws {
@@ -51,6 +59,21 @@ public struct MemoryStoreConfig: Codable, Sendable, Hashable {
         codec = try c.decodeIfPresent(BankCodec.self, forKey: .codec) ?? d.codec
         kind = try c.decodeIfPresent(MemoryStoreKind.self, forKey: .kind) ?? d.kind
         directory = try c.decodeIfPresent(String.self, forKey: .directory)
+        keep = try c.decodeIfPresent(BankRetention.self, forKey: .keep) ?? d.keep
+        recordOnly = try c.decodeIfPresent(Bool.self, forKey: .recordOnly) ?? d.recordOnly
+    }
+
+    /// `keep` and `recordOnly` are written only when not the default, so configurations that do not
+    /// use them keep the JSON (config.json, the bank's createdBy) they always had.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(window, forKey: .window)
+        try c.encode(stride, forKey: .stride)
+        try c.encode(codec, forKey: .codec)
+        try c.encode(kind, forKey: .kind)
+        try c.encodeIfPresent(directory, forKey: .directory)
+        if keep != .window { try c.encode(keep, forKey: .keep) }
+        if recordOnly { try c.encode(recordOnly, forKey: .recordOnly) }
     }
 
     /// The generations epoch `epoch` (0-based; generation g = the epoch that made it) reads,
@@ -264,9 +287,11 @@ public final class RAMMemoryStore: MemoryStore {
     public func endEpoch() throws -> MemoryEpochReport {
         if let current { generations[epoch] = current }
         current = nil
-        // The same retention as the bank (spec §3.1): what epochs ≥ this one read.
-        let keep = (epoch - config.window * config.stride)...epoch
-        for g in generations.keys where !keep.contains(g) { generations[g] = nil }
+        // The same retention as the bank (spec §3.1): what epochs ≥ this one read, or everything.
+        if config.keep == .window {
+            let kept = (epoch - config.window * config.stride)...epoch
+            for g in generations.keys where !kept.contains(g) { generations[g] = nil }
+        }
         report.generations = liveGenerations
         report.generationBytes = elementCount * 4 * report.entriesWritten
         report.totalBytes = generations.count * sampleCount * elementCount * 4
@@ -279,7 +304,9 @@ public final class RAMMemoryStore: MemoryStore {
 // MARK: - Disk (the bank)
 
 /// The MemoryBank as MemLoss's memory: δ written by the bank's background writer, read by a
-/// `BankPrefetcher` along the epoch's order, and rebuilt into x′ on the prefetch thread.
+/// `BankPrefetcher` along the epoch's order, and rebuilt into x′ on the prefetch thread. With
+/// `config.recordOnly` it only writes (no reader, no prefetcher); `config.keep` is the bank's
+/// retention (`Bank.Options.retention`).
 public final class DiskMemoryStore: MemoryStore {
     public let config: MemoryStoreConfig
     public let bank: Bank
@@ -311,6 +338,8 @@ public final class DiskMemoryStore: MemoryStore {
         self.config = config
         self.dataset = dataset
         shape = dataset.shape.dimensions
+        var options = options
+        options.retention = config.keep
         let bankConfig = BankConfig(sampleCount: dataset.count, shape: shape, epsilon: epsilon, norm: norm, codec: config.codec,
                                     window: config.window, stride: config.stride, createdBy: createdBy)
         do {
@@ -349,6 +378,7 @@ public final class DiskMemoryStore: MemoryStore {
         let reader: BankReader
         do throws(MemoryBankError) {
             if bank.openGeneration != epoch { try bank.beginGeneration(epoch) }
+            if config.recordOnly { return }  // writes only: no reader, no prefetcher
             reader = try bank.reader()
         } catch {
             throw MemoryStoreError.bank(error, directory: bank.directory.path)

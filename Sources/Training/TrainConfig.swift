@@ -48,7 +48,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// Use only the first N samples of the training split (0 = all): quick runs and tests.
     public var trainSamples: Int
     /// The MemLoss term (nil = off): window, weighting, selection and where the memory lives
-    /// (the on-disk bank by default, `bank/` in the run directory).
+    /// (the on-disk bank by default, `bank/` in the run directory). With `memLoss.recordOnly` the
+    /// bank is written but never read: no term (`--record-memory`).
     public var memLoss: MemLossConfig? = nil
 
     /// The default run (`memloss train` with no arguments): TRADES + MemLoss (K = 1, β′ = 2,
@@ -106,8 +107,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if let m = memLoss {
             if let p = m.problem { throw .invalid(field: p.field, value: p.value, expected: p.expected) }
             if method.attack == nil {
-                throw .invalid(field: "memLoss", value: "on", expected: "a method that makes adversarial examples "
-                               + "(pgd-at, trades, mart, hat), not \(method.name)")
+                throw .invalid(field: m.store.recordOnly ? "memLoss.recordOnly" : "memLoss", value: m.store.recordOnly ? "true" : "on",
+                               expected: "a method that makes adversarial examples (pgd-at, trades, mart, hat), not \(method.name)")
             }
         }
         for a in testAttacks {

@@ -1,6 +1,6 @@
 // TrainingStep.swift: the one training step every loop runs (the trainer, `bench scale`, `bench
 // memory`): zero the gradients → fetch the batch's memory examples and select the entries the term
-// uses → run the method (attack + losses + backward, with the MemLoss term as an auxiliary when
+// uses (skipped for a record-only store: no term) → run the method (attack + losses + backward, with the MemLoss term as an auxiliary when
 // entries were selected) → record the adversarial examples into the memory store → non-finite guard
 // → optimizer step. Returns a typed `StepOutcome` with per-phase times; it never logs or prints.
 
@@ -106,7 +106,7 @@ public struct TrainingStep {
         func lap() -> Double { let now = SystemStats.now; defer { t = now }; return now - t }
 
         var examples: MemoryExamples?
-        if let memory {
+        if let memory, !memory.config.recordOnly {  // a record-only store is never read
             do { examples = try memory.next(ids: batch.ids) } catch { throw TrainingError.memory("\(error)") }
         }
         seconds.memoryFetch = lap()

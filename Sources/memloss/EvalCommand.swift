@@ -1,7 +1,8 @@
 // EvalCommand.swift: `memloss eval`: clean and robust accuracy of a checkpoint under named
 // attacks, with the per-sample worst case; JSON or a table. `--attack autoattack` runs the
 // AutoAttack cascade with PGD-20 and the sanity checks (Training/AutoAttackReport.swift) and
-// writes JSON and Markdown. The model and data come from the checkpoint's metadata unless given
+// writes JSON and Markdown. `--replay BANK` evaluates the bank's stored generations instead
+// (Training/Replay.swift). The model and data come from the checkpoint's metadata unless given
 // (Training.RestoredModel holds the fallback order); `memloss export` rebuilds the model the same way.
 
 import ArgumentParser
@@ -19,8 +20,14 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "A .safetensors checkpoint written by memloss.")
     var checkpoint: String
-    @Option(help: "Comma-separated attacks: natural, fgsm, pgd20, pgdN, cw, cwN; or autoattack (alone).")
-    var attack: String = "pgd20"
+    @Option(name: .customLong("attack"),
+            help: "Comma-separated attacks: natural, fgsm, pgd20, pgdN, cw, cwN; or autoattack (alone). Default: pgd20.")
+    var attackList: String?
+    @Option(help: ArgumentHelp(
+        "Replay a memory bank: accuracy on the x′ of every stored generation, and forgetting events (docs/membank.md, Replay).",
+        discussion: "The x′ are rebuilt from the training data the bank was made on (its createdBy's data; --data overrides). "
+            + "Replaces the attack evaluation: --attack and --n do not apply."))
+    var replay: String?
     @Option(help: "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square) or fast (APGD-CE, APGD-T).")
     var version: AutoAttack.Preset = .standard
     @Option(help: "AutoAttack threat model: linf or l2.")
@@ -37,7 +44,7 @@ struct EvalCommand: ParsableCommand {
     var n: Int = 0
     @Option(help: "ε (fraction or decimal); default: the one recorded in the checkpoint.")
     var epsilon: String?
-    @Option(help: "Data source; default: the one recorded in the checkpoint (its test split).")
+    @Option(help: "Data source; default: the one recorded in the checkpoint (its test split); with --replay, the bank's (its training split).")
     var data: String?
     @Option(help: "Model name; default: the one recorded in the checkpoint.")
     var model: String?
@@ -52,7 +59,14 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Also write the JSON result to this file.")
     var output: String?
 
+    /// The attacks asked for (pgd20 unless --attack is given).
+    var attack: String { attackList ?? "pgd20" }
+
     func run() throws {
+        if let replay {
+            try runReplay(bank: replay)
+            return
+        }
         let url = URL(fileURLWithPath: checkpoint)
         let meta: [String: String]
         do { meta = try RestoredModel.metadata(of: url) } catch { throw ValidationError("\(error)") }
@@ -139,6 +153,34 @@ extension EvalCommand {
         let markdownPath = markdown ?? output.map { URL(fileURLWithPath: $0).deletingPathExtension().path + ".md" }
         if let markdownPath { try writeResult(Data(r.markdown().utf8), to: markdownPath) }
         print(json ? String(decoding: data, as: UTF8.self) : r.markdown())
+    }
+}
+
+extension EvalCommand {
+    /// `--replay BANK`: Training.Replay over every live generation; a table, or JSON.
+    func runReplay(bank path: String) throws {
+        if attackList != nil { throw ValidationError("--replay evaluates the bank's stored examples; drop --attack") }
+        if n != 0 { throw ValidationError("--replay evaluates every entry of the bank; drop --n") }
+        let url = URL(fileURLWithPath: checkpoint)
+        let report: ReplayReport
+        do {
+            let meta = try RestoredModel.metadata(of: url)
+            let reader = try Replay.openBank(at: URL(fileURLWithPath: path))
+            guard let dataSpec = data ?? Replay.dataSource(ofBank: reader) ?? meta[CheckpointMetadataKey.data] else {
+                throw ReplayError.noDataSource(bank: path)
+            }
+            let dataset = try Replay.openData(dataSpec)
+            let restored = try RestoredModel.load(checkpoint: url, metadata: meta,
+                                                  overrides: ModelOverrides(model: model, width: width, classes: classes),
+                                                  datasetClassCount: dataset.classCount)
+            try Replay.checkModel(name: restored.spec.name, inputShape: restored.spec.inputShape, bank: reader)
+            report = try Replay.run(model: restored.model, bank: reader, dataset: dataset, dataSpec: dataSpec)
+        } catch { throw ValidationError("\(error)") }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(report)
+        if let output { try writeResult(data, to: output) }
+        print(json ? String(decoding: data, as: UTF8.self) : "checkpoint \(checkpoint)\n" + report.table())
     }
 }
 

@@ -115,6 +115,14 @@ struct TrainCommand: ParsableCommand {
     var memStore: String?
     @Option(help: "Bank directory (default: RUN/bank) (implies --memloss).")
     var memDir: String?
+    @Option(help: "Bank generations kept: window (the K·s+1 the window needs) | all (every epoch's, for `memloss eval --replay`) (implies --memloss).")
+    var memKeep: String?
+    @Flag(help: ArgumentHelp(
+        "Write the run's adversarial examples to a bank without the MemLoss term (no memory is read).",
+        discussion: "For the base method (with --no-memloss or alone) and any method with an attack: the weights equal the "
+            + "run without a bank bit for bit; combine with --mem-keep all to replay every generation. Takes the bank "
+            + "options (--mem-keep, --mem-codec, --mem-dir, --mem-k, --mem-stride), not the term's."))
+    var recordMemory = false
     @Option(help: ArgumentHelp(
         "Mid-epoch checkpoint interval: N (steps), 30s, 10m, 2h, or off (default: 10m).",
         discussion: "Every epoch end commits a checkpoint too. A killed run resumed with --resume repeats at most this much work; "
@@ -227,7 +235,8 @@ struct TrainCommand: ParsableCommand {
             ("--mem-k", memK != nil, ["memLoss.window"]), ("--mem-stride", memStride != nil, ["memLoss.stride"]),
             ("--mem-reduce", memReduce != nil, ["memLoss.reduce"]), ("--mem-select", memSelect != nil, ["memLoss.select"]),
             ("--mem-codec", memCodec != nil, ["memLoss.codec"]), ("--mem-store", memStore != nil, ["memLoss.store"]),
-            ("--mem-dir", memDir != nil, ["memLoss.directory"]),
+            ("--mem-dir", memDir != nil, ["memLoss.directory"]), ("--mem-keep", memKeep != nil, ["memLoss.keep"]),
+            ("--record-memory", recordMemory, ["memLoss"]),
         ]
         var out: [String: [String]] = [:]
         for (flag, given, fields) in table where given { out[flag] = fields }
@@ -275,13 +284,23 @@ struct TrainCommand: ParsableCommand {
         if let augment { cfg.augment = augment }
         if let logEvery { cfg.logEvery = logEvery }
         if let trainSamples { cfg.trainSamples = trainSamples }
-        let memOptions: [Any?] = [memBeta, memWeight, memK, memStride, memReduce, memSelect, memCodec, memStore, memDir]
-        let anyMemOption = memOptions.contains { $0 != nil }
-        if memloss == false {
-            if anyMemOption { throw ValidationError("--no-memloss cannot be combined with --mem-* options") }
+        let termOptions: [(String, Any?)] = [("--mem-beta", memBeta), ("--mem-weight", memWeight), ("--mem-reduce", memReduce),
+                                              ("--mem-select", memSelect)]
+        let storeOptions: [Any?] = [memK, memStride, memCodec, memStore, memDir, memKeep]
+        let givenTerm = termOptions.filter { $0.1 != nil }.map(\.0)
+        let anyMemOption = !givenTerm.isEmpty || storeOptions.contains { $0 != nil }
+        if recordMemory {
+            if memloss == true { throw ValidationError("--record-memory records without the MemLoss term; drop --memloss") }
+            if let flag = givenTerm.first {
+                throw ValidationError("\(flag) sets the MemLoss term, which --record-memory leaves out; drop one of them")
+            }
+        }
+        if memloss == false && !recordMemory {
+            if anyMemOption { throw ValidationError("--no-memloss cannot be combined with --mem-* options (add --record-memory to keep a bank)") }
             cfg.memLoss = nil
-        } else if memloss == true || anyMemOption {
+        } else if memloss == true || anyMemOption || recordMemory {
             var m = cfg.memLoss ?? MemLossConfig()
+            if recordMemory { m.store.recordOnly = true } else if memloss == true || !givenTerm.isEmpty { m.store.recordOnly = false }
             if let memBeta { m.term.beta = memBeta }
             if let memWeight {
                 guard let w = MemoryWeighting(rawValue: memWeight) else {
@@ -317,6 +336,12 @@ struct TrainCommand: ParsableCommand {
                 m.store.kind = k
             }
             if let memDir { m.store.directory = memDir }
+            if let memKeep {
+                guard let k = BankRetention(rawValue: memKeep) else {
+                    throw ValidationError("--mem-keep '\(memKeep)': expected window or all")
+                }
+                m.store.keep = k
+            }
             cfg.memLoss = m
         } else if method != nil && cfg.method.attack == nil {
             // `--method standard` without a MemLoss flag: the demo's memory term has nothing to
