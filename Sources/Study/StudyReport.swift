@@ -18,6 +18,8 @@ public struct StudyStatistic: Codable, Sendable, Equatable {
     /// Sample standard deviation (divisor n − 1); nil when n < 2.
     public var sd: Double?
 
+    public init(n: Int, mean: Double, sd: Double?) { self.n = n; self.mean = mean; self.sd = sd }
+
     /// The statistic of `values`, or nil for no values.
     ///
     /// ```
@@ -68,12 +70,21 @@ public struct StudyCellResult: Codable, Sendable, Equatable {
     public var autoAttackSamples: Int?
     /// Where each figure came from, and figures that could not be read (the cell still counts).
     public var notes: [String]
+
+    public init(name: String, group: String, arm: String, seed: Int, values: [String: Double], validationRobust: [StudyEpochValue],
+                testSamples: Int?, autoAttackSamples: Int?, notes: [String]) {
+        self.name = name; self.group = group; self.arm = arm; self.seed = seed; self.values = values
+        self.validationRobust = validationRobust; self.testSamples = testSamples; self.autoAttackSamples = autoAttackSamples
+        self.notes = notes
+    }
 }
 
 /// A value at a 1-based epoch.
 public struct StudyEpochValue: Codable, Sendable, Equatable {
     public var epoch: Int
     public var value: Double
+
+    public init(epoch: Int, value: Double) { self.epoch = epoch; self.value = value }
 }
 
 /// A cell of the spec that has no results: failed (its study-failed.json) or missing (not run, not
@@ -85,6 +96,10 @@ public struct StudyCellProblem: Codable, Sendable, Equatable {
     public var seed: Int
     public var status: Status
     public var reason: String
+
+    public init(name: String, group: String, seed: Int, status: Status, reason: String) {
+        self.name = name; self.group = group; self.seed = seed; self.status = status; self.reason = reason
+    }
 }
 
 /// Cells that differ only by seed: their seeds and mean ± sd per metric.
@@ -126,9 +141,12 @@ public struct StudyCurve: Codable, Sendable, Equatable {
     public struct Point: Codable, Sendable, Equatable {
         public var epoch: Int
         public var statistic: StudyStatistic
+        public init(epoch: Int, statistic: StudyStatistic) { self.epoch = epoch; self.statistic = statistic }
     }
     public var group: String
     public var points: [Point]
+
+    public init(group: String, points: [Point]) { self.group = group; self.points = points }
 }
 
 // MARK: - The report
