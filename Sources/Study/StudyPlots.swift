@@ -51,12 +51,15 @@ public struct StudyChart: Sendable {
         let pw = w - left - right, ph = h - top - bottom
         let all = series.flatMap(\.points)
         let xs = all.map(\.x)
-        let ys = all.flatMap { p in [p.y - (p.sd ?? 0), p.y + (p.sd ?? 0)] }
+        var ys = all.flatMap { p in [p.y - (p.sd ?? 0), p.y + (p.sd ?? 0)] }
+        // 5% headroom so points and error bars do not sit on the frame.
+        if let lo = ys.min(), let hi = ys.max(), hi > lo { ys += [lo - (hi - lo) * 0.05, hi + (hi - lo) * 0.05] }
         let xt = xTicks ?? StudyChart.ticks(xs.min() ?? 0, xs.max() ?? 1, integer: integerX)
         var x0 = min(xt.first ?? 0, xs.min() ?? 0), x1 = max(xt.last ?? 1, xs.max() ?? 1)
         if x1 - x0 < 1e-12 { x0 -= 1; x1 += 1 }
-        // Half a tick of room on each side when the ticks are the data (K values).
-        if xTicks != nil, xt.count > 1 { let pad = (x1 - x0) * 0.05; x0 -= pad; x1 += pad }
+        // Room on each side so the first and last points are off the frame.
+        let pad = (x1 - x0) * 0.04
+        x0 -= pad; x1 += pad
         let yt = StudyChart.ticks(ys.min() ?? 0, ys.max() ?? 1, integer: false)
         let y0 = yt.first ?? 0, y1 = max(yt.last ?? 1, y0 + 1e-12)
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
@@ -85,18 +88,21 @@ public struct StudyChart: Sendable {
         s += "<text x=\"\(f(left + pw / 2))\" y=\"\(f(h - 12))\" text-anchor=\"middle\">\(StudyChart.escape(xLabel))</text>\n"
         s += "<text transform=\"translate(16 \(f(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">\(StudyChart.escape(yLabel))</text>\n"
 
+        // Series are shifted apart by a few pixels so error bars at one x do not hide each other.
+        let dodge = 4.0
         for (k, ser) in series.enumerated() {
+            let dx = (Double(k) - Double(series.count - 1) / 2) * dodge
             let color = StudyChart.palette[k % StudyChart.palette.count]
             let dash = ser.dashed ? " stroke-dasharray=\"6 4\"" : ""
             let name = StudyChart.escape(ser.name)
             s += "<g class=\"series\" data-series=\"\(name)\">\n"
             let sorted = ser.points.sorted { $0.x < $1.x }
             if sorted.count > 1 {
-                let pts = sorted.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+                let pts = sorted.map { "\(f(px($0.x) + dx)),\(f(py($0.y)))" }.joined(separator: " ")
                 s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash) points=\"\(pts)\"/>\n"
             }
             for p in sorted {
-                let (cx, cy) = (px(p.x), py(p.y))
+                let (cx, cy) = (px(p.x) + dx, py(p.y))
                 if let sd = p.sd, sd > 0 {
                     let (a, b) = (py(p.y - sd), py(p.y + sd))
                     s += "<g class=\"errorbar\" stroke=\"\(color)\"><line x1=\"\(f(cx))\" y1=\"\(f(a))\" x2=\"\(f(cx))\" y2=\"\(f(b))\"/>"

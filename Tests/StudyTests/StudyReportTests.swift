@@ -341,6 +341,45 @@ final class StudyReportTests: XCTestCase {
         XCTAssertEqual(trades.map(\.y)[1], 42, accuracy: 1e-9)
     }
 
+    func test_kPlot_hasOneSeriesPerStride_andAutoAttackDashed_onePointPerK() throws {
+        var spec = try JSONDecoder().decode(StudySpec.self, from: Data(StudyReportTests.spec.utf8))
+        spec.arms = [StudyArm(name: "win", grid: ["mem-k": [.number(1), .number(2), .number(8)], "mem-stride": [.number(1), .number(2)]])]
+        spec.baseline = nil
+        spec.seeds = [0, 1]
+        spec.evaluation.autoattack?.arms = nil
+        let cells = spec.cells.map { c -> StudyCellResult in
+            let k = Double(c.point.first { $0.flag == "mem-k" }!.value.description)!
+            let s = Double(c.point.first { $0.flag == "mem-stride" }!.value.description)!
+            // PGD-20 = 0.4 + 0.01·K + 0.02·stride + 0.01·seed; AutoAttack 0.05 below.
+            let pgd = 0.4 + 0.01 * k + 0.02 * s + 0.01 * Double(c.seed)
+            return StudyCellResult(name: c.name, group: c.group, arm: c.arm, seed: c.seed,
+                                   values: ["pgd20": pgd, "autoattack": pgd - 0.05], validationRobust: [],
+                                   testSamples: 100, autoAttackSamples: 50, notes: [])
+        }
+        let report = StudyReport.compute(spec: spec, cells: cells, problems: [])
+        XCTAssertEqual(report.paired, [], "no baseline, no pairs")
+        let charts = StudyPlots.charts(for: report)
+        XCTAssertEqual(charts.map(\.file), ["k-win.svg"])
+        let chart = charts[0].chart
+        XCTAssertEqual(chart.series.map(\.name), ["PGD-20, stride 1", "PGD-20, stride 2", "AutoAttack, stride 1", "AutoAttack, stride 2"])
+        XCTAssertEqual(chart.series.map(\.dashed), [false, false, true, true])
+        XCTAssertEqual(chart.series[1].points.map(\.x), [1, 2, 8])
+        // K = 8, stride 2, seeds 0 and 1: 0.52 and 0.53 → 52.5 ± 0.7071 (%).
+        XCTAssertEqual(chart.series[1].points[2].y, 52.5, accuracy: 1e-9)
+        XCTAssertEqual(chart.series[1].points[2].sd ?? .nan, 0.707106781187, accuracy: 1e-9)
+        let url = retainedDirectory().appendingPathComponent("k.svg")
+        try Data(chart.render().utf8).write(to: url)
+        let svg = try SVGPoints.parse(url)
+        XCTAssertEqual(svg.points.count, 3 * 2 * 2, "one point per K, stride and metric")
+        XCTAssertEqual(svg.legendEntries, 4)
+    }
+
+    private func retainedDirectory() -> URL {
+        let dir = TempDirectory("study-report-plot")
+        retained.append(dir)
+        return dir.url
+    }
+
     func test_moreThanEightGroups_makeSeveralCurvePlots() {
         let curves = (0..<11).map { i in
             StudyCurve(group: "g\(i)", points: [.init(epoch: 1, statistic: StudyStatistic(n: 1, mean: 0.5, sd: nil))])
