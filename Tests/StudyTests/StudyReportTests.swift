@@ -316,6 +316,28 @@ final class StudyReportTests: XCTestCase {
         XCTAssertEqual(leftovers, [], "atomic writes leave no temporaries")
     }
 
+    func test_aWriteFailure_namesTheFile_andLeavesTheOldReportIntact() throws {
+        let dir = try makeStudy()
+        let report = try StudyReport.build(directory: dir)
+        try report.write(to: dir)
+        let md = dir.appendingPathComponent("study.md")
+        let before = try Data(contentsOf: md)
+        // study.json cannot be replaced: a non-empty directory holds its name.
+        let json = dir.appendingPathComponent("study.json")
+        try FileManager.default.removeItem(at: json)
+        try FileManager.default.createDirectory(at: json.appendingPathComponent("blocker"), withIntermediateDirectories: true)
+        var changed = report
+        changed.study = "changed"
+        XCTAssertThrowsError(try changed.write(to: dir)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains(json.path) && text.contains("cannot be written"), text)
+            XCTAssertTrue(text.contains("\nhint: "), text)
+        }
+        XCTAssertEqual(try Data(contentsOf: md), before, "study.md is not replaced after study.json failed")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".tmp") }
+        XCTAssertEqual(leftovers, [])
+    }
+
     func test_plots_parseAsXML_withOnePointPerGroupAndK() throws {
         let dir = try makeStudy()
         let report = try StudyReport.build(directory: dir).write(to: dir)
