@@ -234,6 +234,11 @@ public enum StudyPlots {
         }
     }
 
+    /// Whether `name` is a file name `charts(for:)` produces (`k-….svg`, `val-robust-N.svg`).
+    static func isPlotFileName(_ name: String) -> Bool {
+        name.hasSuffix(".svg") && (name.hasPrefix("k-") || name.hasPrefix("val-robust-"))
+    }
+
     static func safe(_ s: String) -> String {
         String(s.map { $0.isASCII && ($0.isLetter || $0.isNumber || "+-._=".contains($0)) ? $0 : "-" })
     }

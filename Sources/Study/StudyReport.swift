@@ -477,6 +477,13 @@ extension StudyReport {
         let plots = StudyPlots.charts(for: self)
         report.plots = plots.map { "plots/\($0.file)" }
         for p in plots { try StudyReport.replace(Array(p.chart.render().utf8), plotsDir.appendingPathComponent(p.file)) }
+        // Plots of an earlier report of this study that this one no longer draws (fewer groups) would
+        // sit next to study.md unlinked; only files named like the report's own plots are removed.
+        let current = Set(plots.map(\.file))
+        for old in (try? FileManager.default.contentsOfDirectory(atPath: plotsDir.path)) ?? []
+        where StudyPlots.isPlotFileName(old) && !current.contains(old) {
+            try? FileManager.default.removeItem(at: plotsDir.appendingPathComponent(old))
+        }
         try StudyReport.replace(Array(try report.jsonData()), directory.appendingPathComponent("study.json"))
         try StudyReport.replace(Array(report.markdown(plotTitles: plots.map { ($0.chart.title, "plots/\($0.file)") }).utf8),
                                 directory.appendingPathComponent("study.md"))

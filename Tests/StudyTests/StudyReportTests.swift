@@ -342,6 +342,12 @@ final class StudyReportTests: XCTestCase {
         let dir = try makeStudy()
         let report = try StudyReport.build(directory: dir).write(to: dir)
         XCTAssertEqual(report.plots, ["plots/k-window.svg", "plots/val-robust-1.svg"])
+        // A plot of an earlier report that this one does not draw is removed; other files are kept.
+        try Data("<svg/>".utf8).write(to: dir.appendingPathComponent("plots/val-robust-2.svg"))
+        try Data("mine".utf8).write(to: dir.appendingPathComponent("plots/notes.txt"))
+        try report.write(to: dir)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("plots").path).sorted(),
+                       ["k-window.svg", "notes.txt", "val-robust-1.svg"])
 
         // (a) K plot of the window arm: PGD-20, one series (no stride grid), one point per K = group.
         let k = try SVGPoints.parse(dir.appendingPathComponent("plots/k-window.svg"))
