@@ -46,6 +46,9 @@ final class StudyRunnerTests: XCTestCase {
     private static let memloss = BuiltExecutable.url("memloss")
 
     /// An uninterrupted study of the default spec (2 cells, AutoAttack on both), run once per process.
+    /// The reference study's `.finished` events: (cell, ETA, cells left).
+    private static var referenceFinished: [(cell: String, eta: Double?, left: Int)] = []
+
     private static let reference: Result<URL, Error> = Result(catching: {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("study-reference-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
@@ -53,7 +56,9 @@ final class StudyRunnerTests: XCTestCase {
         let specURL = dir.appendingPathComponent("spec.json")
         try Data(specJSON().utf8).write(to: specURL)
         let spec = try StudySpec.load(specURL.path)
-        let outcome = try StudyRunner(spec: spec, directory: dir.appendingPathComponent("out"), executable: memloss).run { _ in }
+        let outcome = try StudyRunner(spec: spec, directory: dir.appendingPathComponent("out"), executable: memloss).run { e in
+            if case let .finished(_, _, cell, _, eta, left) = e { referenceFinished.append((cell, eta, left)) }
+        }
         guard outcome.failed.isEmpty, outcome.finished.count == 2 else {
             throw StudyRunError.storedSpec(file: dir.path, problem: "the reference study did not finish: \(outcome.failed)")
         }
@@ -198,6 +203,45 @@ final class StudyRunnerTests: XCTestCase {
             XCTAssertEqual(try testResult(out, cell), try testResult(ref, cell), cell)
             XCTAssertEqual(try robustAccuracy(out, cell), try robustAccuracy(ref, cell), cell)
         }
+    }
+
+    func test_eta_isTheMeanMeasuredCellTime_timesTheCellsLeft() throws {
+        let out = try Self.reference.get().appendingPathComponent("out")
+        XCTAssertEqual(Self.referenceFinished.map(\.cell), ["t_seed=1", "t_seed=2"])
+        XCTAssertEqual(Self.referenceFinished.map(\.left), [1, 0])
+        struct Summary: Decodable { var wallSeconds: Double }
+        struct AA: Decodable { var seconds: Double }
+        let wall = try JSONDecoder().decode(Summary.self, from: Data(contentsOf: out.appendingPathComponent("runs/t_seed=1/eval/summary.json")))
+        let aa = try JSONDecoder().decode(AA.self, from: Data(contentsOf: out.appendingPathComponent("runs/t_seed=1/eval/autoattack.json")))
+        XCTAssertGreaterThan(aa.seconds, 0)
+        XCTAssertEqual(try XCTUnwrap(Self.referenceFinished[0].eta), wall.wallSeconds + aa.seconds, accuracy: 1e-9)
+        let progress = try JSONDecoder().decode(StudyProgress.self, from: Data(contentsOf: out.appendingPathComponent("study-progress.json")))
+        XCTAssertEqual(progress.etaSeconds, 0)
+        XCTAssertNotNil(progress.meanCellSeconds)
+    }
+
+    func test_sigtermOfTheRunner_reachesTheChild_andLeavesTheCellToResume() throws {
+        let dir = temp("study-term")
+        let specPath = try writeSpec(Self.specJSON(evaluation: #"{"attacks": "pgd20", "n": 64}"#), in: dir)
+        let out = dir.path("out")
+        let p = Process()
+        p.executableURL = Self.memloss
+        p.arguments = ["study", "run", specPath, "--out", out.path]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let current = out.appendingPathComponent("runs/t_seed=1/checkpoints/CURRENT")
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: current.path) && p.isRunning && Date() < deadline { usleep(2_000) }
+        kill(p.processIdentifier, SIGTERM)  // the runner only: it must forward the signal
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 128 + SIGTERM)
+        let log = try String(contentsOf: out.appendingPathComponent("runs/t_seed=1/study.log"), encoding: .utf8)
+        XCTAssertTrue(log.hasSuffix(": signal 15 (SIGTERM)\n"), log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("runs/t_seed=1/study-failed.json").path))
+        let plan = try StudyRunner(spec: try StudySpec.load(specPath), directory: out, executable: Self.memloss).plan()
+        XCTAssertEqual(plan.map(\.status), [.partial, .fresh])
+        XCTAssertTrue(plan.allSatisfy(\.willRun))
     }
 
     // MARK: Failures
