@@ -10,7 +10,7 @@ struct Memloss: ParsableCommand {
         commandName: "memloss",
         abstract: "Adversarial training with MemLoss on Linux CPUs (Swift, SIMD + OpenBLAS).",
         subcommands: [TrainCommand.self, EvalCommand.self, ExportCommand.self, ModelsCommand.self, BenchCommand.self,
-                      DataCommand.self],
+                      DataCommand.self, StudyCommand.self],
         defaultSubcommand: nil)
 }
 

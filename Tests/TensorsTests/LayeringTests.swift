@@ -61,6 +61,8 @@ final class LayeringTests: XCTestCase {
         // MemoryBank: the record, segment, CRC and LZ4 loops.
         "MemoryBank/Bank+Unsafe.swift", "MemoryBank/BankPrefetcher+Unsafe.swift", "MemoryBank/BankSegment+Unsafe.swift",
         "MemoryBank/LZ4+Unsafe.swift", "MemoryBank/RecordCodec+Unsafe.swift",
+        // Study: posix_spawn of the runner's child processes and the reads of their stderr.
+        "Study/ChildProcess+Unsafe.swift",
     ]
 
     // MARK: - Reading the sources
