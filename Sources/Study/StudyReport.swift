@@ -428,10 +428,15 @@ struct StudyCellReader {
         return total
     }
 
-    /// One line from study-failed.json: its exit status or signal and the last stderr line, or its
-    /// `reason`/`error`/`message` text; the file's own text when it is not a JSON object.
+    /// One line from study-failed.json: the runner's `StudyFailure` summary (exit status or signal
+    /// and the error line); for a hand-written file its `reason`/`error`/`message`, exit status,
+    /// signal and last stderr line; the file's own text when it is not a JSON object.
     static func failureReason(_ url: URL) -> String {
         guard let data = FileManager.default.contents(atPath: url.path) else { return "failed (study-failed.json unreadable)" }
+        // The runner's record (StudyRunner.swift); other shapes are read loosely below.
+        if let record = try? JSONDecoder().decode(StudyFailure.self, from: data) {
+            return "failed (\(record.phase)): \(record.summary)"
+        }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             return "failed: " + String(text.components(separatedBy: "\n")[0].prefix(200))

@@ -13,6 +13,7 @@ struct StudyCommand: ParsableCommand {
         abstract: "Run a grid of training runs from a spec, and report on it.",
         subcommands: [
             StudyRunCommand.self,
+            StudyReportCommand.self,
         ])
 }
 
