@@ -7,19 +7,14 @@
 // Iterations come from MEMLOSS_FUZZ_ITERATIONS (default: a short run for the default suite).
 
 import Foundation
+import Tensors
 import XCTest
 
-/// A small, fast generator (SplitMix64) so that a mutant is reproducible from (seed, iteration).
+/// The mutators' generator: Tensors' SplitMix64, so a mutant is reproducible from (seed, iteration).
 public struct FuzzRandom {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var generator: SplitMix64
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+    public mutating func next() -> UInt64 { generator.next() }
     /// Uniform in 0..<n (n > 0).
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
 }
