@@ -188,6 +188,25 @@ final class CLITests: XCTestCase {
         XCTAssert(bad.err.contains("--state-dict") && bad.err.contains("vgg16"), bad.err)
     }
 
+    /// tools/test_study_replay_table.py: the replay table of docs/study.md from hand-made replay
+    /// reports (means, sds, arm matching). Skipped without python3.
+    func test_studyReplayTableTool_unitTestsPass() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repo.appendingPathComponent("tools/test_study_replay_table.py").path, "-v"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus == 127 { throw XCTSkip("python3 not found: \(text)") }
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("Ran 1 test"), text)
+    }
+
     /// tools/test_compare_pytorch.py (plain python3, no torch) against this build's memloss: the
     /// comparison tool's pure parts, and that `models --state-dict` and `--print-config` still answer
     /// in the form it reads. Skipped without python3.
