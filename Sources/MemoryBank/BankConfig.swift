@@ -122,8 +122,14 @@ public struct BankConfig: Codable, Hashable, Sendable {
         if shape.count != 3 || shape.contains(where: { $0 < 1 || $0 > Int(UInt32.max) }) {
             throw .invalidConfig(reason: "shape \(shape) must be [C, H, W] with every entry ≥ 1")
         }
-        if elementCount > BankConfig.maximumElementCount {
-            throw .invalidConfig(reason: "C·H·W = \(elementCount) exceeds \(BankConfig.maximumElementCount)")
+        // Multiplied with overflow checks: the module builds -Ounchecked, where `*` would wrap.
+        var product = 1
+        for d in shape {
+            let (p, overflow) = product.multipliedReportingOverflow(by: d)
+            if overflow || p > BankConfig.maximumElementCount {
+                throw .invalidConfig(reason: "C·H·W of \(shape) exceeds \(BankConfig.maximumElementCount)")
+            }
+            product = p
         }
         if !(epsilon.isFinite && epsilon > 0) { throw .invalidConfig(reason: "epsilon \(epsilon) must be finite and > 0") }
         if window < 1 || window > Int(UInt16.max) { throw .invalidConfig(reason: "window K = \(window) outside 1…65535") }

@@ -71,3 +71,19 @@ final class RetentionTests: XCTestCase {
         }
     }
 }
+
+/// BankConfig.validate on shapes whose C·H·W overflows Int (the module builds -Ounchecked, so a plain
+/// product would wrap to a small, "valid" number).
+final class BankConfigOverflowTests: XCTestCase {
+    func test_shapeWhoseProductOverflows_isAnInvalidConfig_notAWrappedSize() {
+        let big = Int(UInt32.max)
+        for shape in [[big, big, big], [big, big, 1], [1 << 31, 1 << 31, 4]] {
+            let c = BankConfig(sampleCount: 10, shape: shape, epsilon: 0.3, norm: .linf)
+            XCTAssertThrowsError(try c.validate(), "\(shape)") { e in
+                guard case MemoryBankError.invalidConfig(let reason) = e else { return XCTFail("\(e)") }
+                XCTAssertTrue(reason.contains("C·H·W"), reason)
+            }
+        }
+        XCTAssertNoThrow(try BankConfig(sampleCount: 10, shape: [3, 32, 32], epsilon: 0.3, norm: .linf).validate())
+    }
+}
