@@ -136,6 +136,14 @@ public final class Trainer {
         }
         model = spec.build(seed: cfg.seed)
         split = ValidationSplit(dataset: trainSet, validationCount: min(cfg.validationSize, trainSet.count / 2), seed: cfg.seed)
+        if cfg.validationSize > trainSet.count / 2 {
+            notes.append("validationSize \(cfg.validationSize) is more than half of the \(trainSet.count) training images: "
+                         + "\(split.validation.count) are held out for validation")
+        }
+        if cfg.validationSamples > split.validation.count, !split.validation.isEmpty {
+            notes.append("validationSamples \(cfg.validationSamples) exceeds the \(split.validation.count) held-out images: "
+                         + "validation attacks all \(split.validation.count)")
+        }
         trainIDs = cfg.trainSamples > 0 ? Array(split.train.prefix(cfg.trainSamples)) : split.train
 
         var helper: AnyClassifier? = nil

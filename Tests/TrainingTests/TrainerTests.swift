@@ -145,6 +145,19 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(problems.contains { $0.contains("quarantined") && $0.contains("gen-0000000000.mbs") }, "\(problems)")
     }
 
+    func test_cappedValidationSettings_areSaidInTheNotes_notSilent() throws {
+        let tmp = TempDirectory("trainer-caps")
+        XCTAssertEqual(try Trainer(config: Self.tinyConfig(epochs: 1), runDirectory: tmp.path("a")).notes, [])
+        var c = Self.tinyConfig(epochs: 1)
+        c.validationSamples = 5000
+        let notes = try Trainer(config: c, runDirectory: tmp.path("b")).notes
+        XCTAssertTrue(notes.contains { $0.contains("validationSamples 5000") && $0.contains("200") }, "\(notes)")
+        c = Self.tinyConfig(epochs: 1)
+        c.validationSize = 3000
+        let notes2 = try Trainer(config: c, runDirectory: tmp.path("c")).notes
+        XCTAssertTrue(notes2.contains { $0.contains("validationSize 3000") }, "\(notes2)")
+    }
+
     func test_run_writesConfigMetricsCheckpointsEvalAndReport() throws {
         let tmp = TempDirectory("trainer-files")
         let dir = tmp.path("run")
