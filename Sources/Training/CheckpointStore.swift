@@ -70,6 +70,9 @@ public struct CommitRecord: Codable, Sendable, Equatable {
     public var memory: MemoryCheckpoint?
     /// Digest of every file of the generation except commit.json.
     public var files: [String: FileDigest] = [:]
+    /// Training wall time of the run up to the commit, over all its sessions: a resumed run's
+    /// `wall_seconds` and summary continue from it. nil in commits written before it existed.
+    public var wallSeconds: Double?
 
     public init(epoch: Int, epochStep: Int, globalStep: Int, metricsBytes: Int, bestEpoch: Int,
                 bestValidationRobust: Double, hasBest: Bool, progress: EpochProgress? = nil, memory: MemoryCheckpoint? = nil) {

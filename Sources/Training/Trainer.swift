@@ -85,6 +85,8 @@ public final class Trainer {
     private var legacyResume = false
     /// How often a mid-epoch checkpoint is committed (the epoch end always commits).
     public var checkpointEvery: CheckpointInterval = .defaultInterval
+    /// When the run's wall clock started (this session's start minus earlier sessions' time).
+    private var runStart = SystemStats.now
     /// Notes for the run's log (what recovery did: fallbacks, quarantined bank generations).
     public private(set) var notes: [String] = []
     /// The bank's part of `notes`, also written to metrics.jsonl as `bank_problem` lines.
@@ -268,7 +270,9 @@ public final class Trainer {
         for note in bankNotes {
             try log.append(.bankProblem(BankProblemRecord(epoch: startEpoch + 1, step: globalStep, problem: note)))
         }
-        let start = SystemStats.now
+        // Wall time counts every session of the run: a resume continues from the commit's.
+        let start = SystemStats.now - (resumedCommit?.wallSeconds ?? 0)
+        runStart = start
         let perEpoch = stepsPerEpoch
         events(.started(totalEpochs: config.epochs, stepsPerEpoch: perEpoch, startEpoch: startEpoch,
                         trainSamples: trainIDs.count, model: spec.name, parameters: model.parameterCount))
@@ -430,9 +434,10 @@ public final class Trainer {
                                   extra: ["bestValidationRobust": "\(bestRobust)", "bestEpoch": "\(bestEpoch)",
                                           "epochStep": "\(epochStep)"])
         let meta = checkpointMetadata(epoch: epoch)
-        let record = CommitRecord(epoch: epoch, epochStep: epochStep, globalStep: globalStep, metricsBytes: try log.byteCount(),
+        var record = CommitRecord(epoch: epoch, epochStep: epochStep, globalStep: globalStep, metricsBytes: try log.byteCount(),
                                   bestEpoch: bestEpoch, bestValidationRobust: bestRobust, hasBest: false,
                                   progress: progress, memory: mem)
+        record.wallSeconds = SystemStats.now - runStart
         do {
             try checkpoints.commit(model: model.stateEntries(prefix: ""), optimizer: optimizer, state: state, metadata: meta,
                                    bestMetadata: meta.merging(["memloss.selected_on": "validation robust accuracy"]) { a, _ in a },

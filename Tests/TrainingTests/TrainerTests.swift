@@ -145,6 +145,20 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(problems.contains { $0.contains("quarantined") && $0.contains("gen-0000000000.mbs") }, "\(problems)")
     }
 
+    func test_resumedRun_wallTime_continuesFromTheCommit() throws {
+        let tmp = TempDirectory("trainer-wall")
+        let dir = tmp.path("run")
+        try Trainer(config: Self.tinyConfig(epochs: 1), runDirectory: dir).train()
+        let store = CheckpointStore(directory: dir.appendingPathComponent("checkpoints"))
+        let committed = try XCTUnwrap(try XCTUnwrap(try store.recover()).wallSeconds)
+        XCTAssertGreaterThan(committed, 0)
+        try JSONEncoder().encode(Self.tinyConfig(epochs: 2)).write(to: dir.appendingPathComponent("config.json"))
+        let summary = try Trainer(config: .demo, runDirectory: dir, resume: true).train()
+        XCTAssertGreaterThan(summary.wallSeconds, committed, "the summary counts the first session too")
+        let epoch2 = try XCTUnwrap(try MetricsLog.read(dir.appendingPathComponent("metrics.jsonl")).epochs.last)
+        XCTAssertGreaterThan(epoch2.wallSeconds, committed)
+    }
+
     func test_cappedValidationSettings_areSaidInTheNotes_notSilent() throws {
         let tmp = TempDirectory("trainer-caps")
         XCTAssertEqual(try Trainer(config: Self.tinyConfig(epochs: 1), runDirectory: tmp.path("a")).notes, [])
