@@ -191,11 +191,20 @@ final class CLITests: XCTestCase {
     /// tools/test_study_replay_table.py: the replay table of docs/study.md from hand-made replay
     /// reports (means, sds, arm matching). Skipped without python3.
     func test_studyReplayTableTool_unitTestsPass() throws {
+        let text = try runPythonTests("tools/test_study_replay_table.py")
+        XCTAssertTrue(text.contains("Ran 1 test"), text)
+    }
+
+    /// Runs `python3 <repo>/<script> -v` with `environment` added; returns its output after
+    /// asserting exit status 0. Skips without python3.
+    private func runPythonTests(_ script: String, environment: [String: String] = [:],
+                                file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repo.appendingPathComponent("tools/test_study_replay_table.py").path, "-v"]
+        process.arguments = ["python3", repo.appendingPathComponent(script).path, "-v"]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe()
         process.standardOutput = out
         process.standardError = out
@@ -203,29 +212,15 @@ final class CLITests: XCTestCase {
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         if process.terminationStatus == 127 { throw XCTSkip("python3 not found: \(text)") }
-        XCTAssertEqual(process.terminationStatus, 0, text)
-        XCTAssertTrue(text.contains("Ran 1 test"), text)
+        XCTAssertEqual(process.terminationStatus, 0, text, file: file, line: line)
+        return text
     }
 
     /// tools/test_compare_pytorch.py (plain python3, no torch) against this build's memloss: the
     /// comparison tool's pure parts, and that `models --state-dict` and `--print-config` still answer
     /// in the form it reads. Skipped without python3.
     func test_comparePyTorchTool_unitTestsPass_againstThisBinary() throws {
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repo.appendingPathComponent("tools/test_compare_pytorch.py").path, "-v"]
-        process.environment = ProcessInfo.processInfo.environment
-            .merging(["MEMLOSS_BIN": BuiltExecutable.url("memloss").path]) { $1 }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        if process.terminationStatus == 127 { throw XCTSkip("python3 not found: \(text)") }
-        XCTAssertEqual(process.terminationStatus, 0, text)
+        let text = try runPythonTests("tools/test_compare_pytorch.py", environment: ["MEMLOSS_BIN": BuiltExecutable.url("memloss").path])
         // The torch tests may skip (plain python3); the live-binary ones must run against this build.
         let live = text.split(separator: "\n").filter { $0.contains("LiveBinaryTests") }
         XCTAssertEqual(live.count, 2, text)
