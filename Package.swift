@@ -5,29 +5,54 @@ import PackageDescription
 import Foundation
 
 // The SIMD kernels need a target CPU, or SIMD8 FMA turns into scalar `fmaf` library calls
-// (systems.md §3). Default: the portable AVX2+FMA baseline on x86_64. Override with
-// MEMLOSS_TARGET_CPU=<cpu> (e.g. znver1, native), or MEMLOSS_TARGET_CPU=none for no flag.
+// (systems.md §3). Default on x86_64: the build machine's vector ISA, since every user builds from
+// source on the machine that trains: AVX-512 (`skylake-avx512`, the F/CD/BW/DQ/VL subset that Intel
+// Skylake-SP and later and AMD Zen 4 and later share) when /proc/cpuinfo lists those flags, else the
+// AVX2+FMA baseline (`haswell`). Override with MEMLOSS_TARGET_CPU=<cpu> (e.g. haswell for a binary
+// that runs on any AVX2 machine, znver4), or MEMLOSS_TARGET_CPU=none for no flag.
+// docs/kernels.md ("Vector width") has the decision and how to test both widths on one machine.
+let avx512Flags = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
+let hostHasAVX512: Bool = {
+    #if arch(x86_64) && os(Linux)
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return false }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    return avx512Flags.allSatisfy(flags.contains)
+    #else
+    return false
+    #endif
+}()
 let targetCPU: String? = {
     let env = ProcessInfo.processInfo.environment["MEMLOSS_TARGET_CPU"]
     if let env { return env == "none" ? nil : env }
     #if arch(x86_64)
-    return "haswell"
+    return hostHasAVX512 ? "skylake-avx512" : "haswell"
     #else
     return nil
     #endif
 }()
+/// Whether the chosen CPU has AVX-512 (then the conv kernels use 16-lane vectors: MEMLOSS_AVX512).
+let targetHasAVX512: Bool = {
+    guard let cpu = targetCPU else { return false }
+    if cpu == "native" { return hostHasAVX512 }
+    let avx512CPUs: Set<String> = ["skylake-avx512", "skx", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+                                   "icelake-server", "rocketlake", "tigerlake", "sapphirerapids", "emeraldrapids",
+                                   "graniterapids", "graniterapids-d", "diamondrapids", "znver4", "znver5"]
+    return avx512CPUs.contains(cpu)
+}()
 
 let cpuFlags: [String] = targetCPU.map { ["-target-cpu", $0] } ?? []
+let widthDefines: [SwiftSetting] = targetHasAVX512 ? [.define("MEMLOSS_AVX512")] : []
 
 /// Hot numeric code: unchecked, CPU-targeted, no exclusivity checks. Applies in debug builds too,
 /// so debug tests still run fast kernels. Never `-wmo` here (breaks debug builds, systems.md §3.6).
 /// MEMLOSS_CHECKED=1 keeps bounds, overflow and exclusivity checks on (the long fuzz runs of
 /// docs/fuzzing.md: an out-of-bounds read then traps instead of reading silently).
 let checkedBuild = ProcessInfo.processInfo.environment["MEMLOSS_CHECKED"] == "1"
-let kernelSettings: [SwiftSetting] = checkedBuild ? (cpuFlags.isEmpty ? [] : [.unsafeFlags(cpuFlags)]) : [
+let kernelSettings: [SwiftSetting] = widthDefines + (checkedBuild ? (cpuFlags.isEmpty ? [] : [.unsafeFlags(cpuFlags)]) : [
     .unsafeFlags(["-Ounchecked"] + cpuFlags),
     .unsafeFlags(["-enforce-exclusivity=unchecked"]),
-]
+])
 /// Other library code: CPU-targeted so inlined SIMD helpers keep their FMA.
 let librarySettings: [SwiftSetting] = cpuFlags.isEmpty ? [] : [.unsafeFlags(cpuFlags)]
 

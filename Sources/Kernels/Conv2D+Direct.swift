@@ -10,8 +10,8 @@
 import Foundation
 
 extension Conv2D {
-    /// Output channels per micro-kernel tile: two vectors.
-    static let directChannelTile = 2 * FloatVector.scalarCount
+    /// Output channels per micro-kernel tile: two wide vectors (32 with AVX-512, else 16).
+    static let directChannelTile = 2 * WideVector.scalarCount
     /// Output pixels per micro-kernel tile (6 × 2 accumulators + 2 weight vectors + 1 broadcast ≤ 16 ymm).
     static let directPixelTile = 6
 
@@ -143,49 +143,49 @@ extension Conv2D {
                                    epilogue: Epilogue) {
         let x0 = source + bases[0], x1 = source + bases[1], x2 = source + bases[2]
         let x3 = source + bases[3], x4 = source + bases[4], x5 = source + bases[5]
-        var a00 = FloatVector(), a01 = FloatVector(), a10 = FloatVector(), a11 = FloatVector()
-        var a20 = FloatVector(), a21 = FloatVector(), a30 = FloatVector(), a31 = FloatVector()
-        var a40 = FloatVector(), a41 = FloatVector(), a50 = FloatVector(), a51 = FloatVector()
+        var a00 = WideVector(), a01 = WideVector(), a10 = WideVector(), a11 = WideVector()
+        var a20 = WideVector(), a21 = WideVector(), a30 = WideVector(), a31 = WideVector()
+        var a40 = WideVector(), a41 = WideVector(), a50 = WideVector(), a51 = WideVector()
         var w = weights
-        let width = FloatVector.scalarCount
+        let width = WideVector.scalarCount, lanes = 2 * width
         for t in 0..<taps {
             let o = Int(offsets[t])
-            let w0 = loadVector(w), w1 = loadVector(w + width)
-            var b = FloatVector(repeating: x0[o]); a00.addProduct(b, w0); a01.addProduct(b, w1)
-            b = FloatVector(repeating: x1[o]); a10.addProduct(b, w0); a11.addProduct(b, w1)
-            b = FloatVector(repeating: x2[o]); a20.addProduct(b, w0); a21.addProduct(b, w1)
-            b = FloatVector(repeating: x3[o]); a30.addProduct(b, w0); a31.addProduct(b, w1)
-            b = FloatVector(repeating: x4[o]); a40.addProduct(b, w0); a41.addProduct(b, w1)
-            b = FloatVector(repeating: x5[o]); a50.addProduct(b, w0); a51.addProduct(b, w1)
+            let w0 = loadWide(w), w1 = loadWide(w + width)
+            var b = WideVector(repeating: x0[o]); a00.addProduct(b, w0); a01.addProduct(b, w1)
+            b = WideVector(repeating: x1[o]); a10.addProduct(b, w0); a11.addProduct(b, w1)
+            b = WideVector(repeating: x2[o]); a20.addProduct(b, w0); a21.addProduct(b, w1)
+            b = WideVector(repeating: x3[o]); a30.addProduct(b, w0); a31.addProduct(b, w1)
+            b = WideVector(repeating: x4[o]); a40.addProduct(b, w0); a41.addProduct(b, w1)
+            b = WideVector(repeating: x5[o]); a50.addProduct(b, w0); a51.addProduct(b, w1)
             w += 2 * width
         }
 
         // Per-channel affine (and ReLU when nothing is added after it) on the accumulators.
-        var scale0 = FloatVector(repeating: 1), scale1 = FloatVector(repeating: 1)
-        var shift0 = FloatVector(), shift1 = FloatVector()
+        var scale0 = WideVector(repeating: 1), scale1 = WideVector(repeating: 1)
+        var shift0 = WideVector(), shift1 = WideVector()
         if let scale = epilogue.scale { loadChannels(scale, k0, validChannels, &scale0, &scale1) }
         if let shift = epilogue.shift { loadChannels(shift, k0, validChannels, &shift0, &shift1) }
         var tile = (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51)
         let reluHere = epilogue.relu && residual == nil
         withUnsafeMutableBytes(of: &tile) { raw in
-            let acc = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [6 pixels][16 channels]
-            let zero = FloatVector()
+            let acc = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [6 pixels][lanes channels]
+            let zero = WideVector()
             for i in 0..<6 {
-                var v0 = loadVector(acc + i * 16), v1 = loadVector(acc + i * 16 + width)
+                var v0 = loadWide(acc + i * lanes), v1 = loadWide(acc + i * lanes + width)
                 if epilogue.scale != nil { v0 *= scale0; v1 *= scale1 }
                 v0 += shift0; v1 += shift1
                 if reluHere {
                     v0 = v0.replacing(with: zero, where: v0 .< zero)
                     v1 = v1.replacing(with: zero, where: v1 .< zero)
                 }
-                storeVector(v0, acc + i * 16); storeVector(v1, acc + i * 16 + width)
+                storeWide(v0, acc + i * lanes); storeWide(v1, acc + i * lanes + width)
             }
             if let residual {
                 let relu = epilogue.relu
                 for l in 0..<validChannels {
                     let row = out + (k0 + l) * pq + j0, res = residual + (k0 + l) * pq + j0
                     for i in 0..<validPixels {
-                        var v = acc[i * 16 + l] + res[i]
+                        var v = acc[i * lanes + l] + res[i]
                         if relu && v < 0 { v = 0 }
                         row[i] = v
                     }
@@ -193,7 +193,7 @@ extension Conv2D {
             } else {
                 for l in 0..<validChannels {
                     let row = out + (k0 + l) * pq + j0
-                    for i in 0..<validPixels { row[i] = acc[i * 16 + l] }
+                    for i in 0..<validPixels { row[i] = acc[i * lanes + l] }
                 }
             }
         }
@@ -202,10 +202,10 @@ extension Conv2D {
     /// Loads `values[k0 ..< k0 + count]` (count ≤ 16) into two vectors, zero past `count`.
     @inline(__always)
     private static func loadChannels(_ values: UnsafePointer<Float>, _ k0: Int, _ count: Int,
-                                     _ v0: inout FloatVector, _ v1: inout FloatVector) {
-        let width = FloatVector.scalarCount
+                                     _ v0: inout WideVector, _ v1: inout WideVector) {
+        let width = WideVector.scalarCount
         if count == 2 * width {
-            v0 = loadVector(values + k0); v1 = loadVector(values + k0 + width)
+            v0 = loadWide(values + k0); v1 = loadWide(values + k0 + width)
             return
         }
         for l in 0..<(2 * width) {
@@ -339,29 +339,29 @@ extension Conv2D {
                                            rows: UnsafePointer<Float>, bases: UnsafePointer<Int>, pixels: Int) {
         let x0 = images + offsets[0], x1 = images + offsets[1], x2 = images + offsets[2]
         let x3 = images + offsets[3], x4 = images + offsets[4], x5 = images + offsets[5]
-        var a00 = FloatVector(), a01 = FloatVector(), a10 = FloatVector(), a11 = FloatVector()
-        var a20 = FloatVector(), a21 = FloatVector(), a30 = FloatVector(), a31 = FloatVector()
-        var a40 = FloatVector(), a41 = FloatVector(), a50 = FloatVector(), a51 = FloatVector()
-        let width = FloatVector.scalarCount
+        var a00 = WideVector(), a01 = WideVector(), a10 = WideVector(), a11 = WideVector()
+        var a20 = WideVector(), a21 = WideVector(), a30 = WideVector(), a31 = WideVector()
+        var a40 = WideVector(), a41 = WideVector(), a50 = WideVector(), a51 = WideVector()
+        let width = WideVector.scalarCount, lanes = 2 * width
         var row = rows
         for j in 0..<pixels {
             let b = bases[j]
-            let d0 = loadVector(row), d1 = loadVector(row + width)
-            var v = FloatVector(repeating: x0[b]); a00.addProduct(v, d0); a01.addProduct(v, d1)
-            v = FloatVector(repeating: x1[b]); a10.addProduct(v, d0); a11.addProduct(v, d1)
-            v = FloatVector(repeating: x2[b]); a20.addProduct(v, d0); a21.addProduct(v, d1)
-            v = FloatVector(repeating: x3[b]); a30.addProduct(v, d0); a31.addProduct(v, d1)
-            v = FloatVector(repeating: x4[b]); a40.addProduct(v, d0); a41.addProduct(v, d1)
-            v = FloatVector(repeating: x5[b]); a50.addProduct(v, d0); a51.addProduct(v, d1)
+            let d0 = loadWide(row), d1 = loadWide(row + width)
+            var v = WideVector(repeating: x0[b]); a00.addProduct(v, d0); a01.addProduct(v, d1)
+            v = WideVector(repeating: x1[b]); a10.addProduct(v, d0); a11.addProduct(v, d1)
+            v = WideVector(repeating: x2[b]); a20.addProduct(v, d0); a21.addProduct(v, d1)
+            v = WideVector(repeating: x3[b]); a30.addProduct(v, d0); a31.addProduct(v, d1)
+            v = WideVector(repeating: x4[b]); a40.addProduct(v, d0); a41.addProduct(v, d1)
+            v = WideVector(repeating: x5[b]); a50.addProduct(v, d0); a51.addProduct(v, d1)
             row += kPadded
         }
         var tile = (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51)
         withUnsafeBytes(of: &tile) { raw in
-            let acc = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [6 taps][16 channels]
+            let acc = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [6 taps][lanes channels]
             for i in 0..<validTaps {
                 let target = partial + (t0 + i) * kPadded
-                storeVector(loadVector(target) + loadVector(acc + i * 16), target)
-                storeVector(loadVector(target + width) + loadVector(acc + i * 16 + width), target + width)
+                storeWide(loadWide(target) + loadWide(acc + i * lanes), target)
+                storeWide(loadWide(target + width) + loadWide(acc + i * lanes + width), target + width)
             }
         }
     }
