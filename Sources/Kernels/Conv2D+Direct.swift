@@ -31,6 +31,10 @@ extension Conv2D {
     static func directForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                               weight: UnsafePointer<Float>, epilogue: Epilogue, geometry g: ConvGeometry) {
         if g.n == 0 { return }
+        if rowKernelFits(g) {
+            rowForward(output: output, input: input, epilogue: epilogue, geometry: g) { k, t in weight[k * (g.c * g.r * g.s) + t] }
+            return
+        }
         let crs = g.c * g.r * g.s
         let blocks = (g.k + directChannelTile - 1) / directChannelTile
         let packed = allocateScratch(blocks * crs * directChannelTile)
@@ -49,6 +53,14 @@ extension Conv2D {
         if g.n == 0 { return }
         let t = transposedGeometry(g)
         let krs = g.k * g.r * g.s, rs = g.r * g.s
+        if rowKernelFits(t) {
+            // Few input channels (a first layer): vectors along dInput's rows, C output channels.
+            rowForward(output: dInput, input: dOutput, epilogue: .none, geometry: t) { c, tap in
+                let k = tap / rs, rr = (tap % rs) / g.s, ss = tap % g.s
+                return weight[((k * g.c + c) * g.r + (g.r - 1 - rr)) * g.s + (g.s - 1 - ss)]
+            }
+            return
+        }
         let blocks = (g.c + directChannelTile - 1) / directChannelTile
         let packed = allocateScratch(blocks * krs * directChannelTile)
         defer { releaseScratch(packed) }

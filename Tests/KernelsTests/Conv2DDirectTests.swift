@@ -69,6 +69,43 @@ final class Conv2DDirectTests: XCTestCase {
         checkBackwardWeight(s2, seed: 80, withBias: true)
     }
 
+    /// The row-vectorised kernel (Conv2D+Rows.swift): first layers (C·R·S ≤ 32) and few output
+    /// channels, over row widths with full, partial and several vectors per row (Q = 8, 9, 17, 26,
+    /// 33, 40) and every tile shape of both register files (K = 1, 2, 3, 4, 5, 6, 8, 17), forward with
+    /// every epilogue part and backward-input (whose transposed conv has C output channels). Each
+    /// geometry is checked to be one the row kernel takes, so the test cannot pass on the other kernel.
+    func test_rowKernel_matchesReference_onFirstLayerShapes() {
+        var seed: UInt64 = 5_000
+        for (c, hw, padding) in [(1, 28, 0), (3, 32, 1), (1, 10, 0), (3, 9, 1), (1, 19, 1), (3, 26, 0), (1, 35, 0), (2, 40, 1)] {
+            for k in [1, 2, 3, 4, 5, 6, 8, 17] {
+                for n in [1, 3] {
+                    seed += 10
+                    let g = ConvGeometry(n: n, c: c, h: hw, w: hw, k: k, kernel: 3, stride: 1, padding: padding)
+                    XCTAssertTrue(Conv2D.rowKernelFits(g), "\(g) should take the row kernel forward")
+                    checkFused(g, seed: seed, algorithm: .direct, scale: n == 3, shift: true, residual: n == 3, relu: k % 2 == 1)
+                    let t = Conv2D.transposedGeometry(g)
+                    if Conv2D.rowKernelFits(t) { checkBackwardInput(g, seed: seed + 5, algorithm: .direct) }
+                }
+            }
+        }
+        // Backward-input of a first layer: the transposed conv has C = 1 or 3 output channels, so it
+        // takes the row kernel whatever K is.
+        for (c, k) in [(1, 32), (3, 16), (3, 64)] {
+            seed += 10
+            let g = ConvGeometry(n: 3, c: c, h: 28, w: 28, k: k, kernel: 3, stride: 1, padding: c == 1 ? 0 : 1)
+            XCTAssertTrue(Conv2D.rowKernelFits(Conv2D.transposedGeometry(g)))
+            checkBackwardInput(g, seed: seed, algorithm: .direct)
+        }
+        // Stride 2 in the rows (strideW 1 is what the kernel needs): a 2×1-strided conv.
+        let strided = ConvGeometry(n: 2, c: 3, h: 20, w: 20, k: 8, r: 3, s: 3, strideH: 2, strideW: 1, padH: 1, padW: 1)
+        XCTAssertTrue(Conv2D.rowKernelFits(strided))
+        checkFused(strided, seed: seed + 1, algorithm: .direct, scale: true, shift: true, residual: true, relu: true)
+        // A batch larger than the worker count, many images per chunk.
+        let batch = ConvGeometry(n: 37, c: 1, h: 28, w: 28, k: 32, kernel: 3, stride: 1, padding: 0)
+        checkFused(batch, seed: seed + 2, algorithm: .direct, scale: false, shift: true, residual: false, relu: true)
+        checkBackwardInput(batch, seed: seed + 3, algorithm: .direct)
+    }
+
     /// The direct kernel called from inside a parallel chunk runs serially and gives the same bits.
     func test_direct_isBitwiseDeterministic_andSameInsideParallelChunks() {
         let g = ConvGeometry(n: 5, c: 16, h: 9, w: 9, k: 33, kernel: 3, stride: 1, padding: 1)
