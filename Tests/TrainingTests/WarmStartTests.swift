@@ -129,6 +129,43 @@ final class WarmStartTests: XCTestCase {
         try checkMappedStart(disk, bound: BankCodec.q8.errorBound(epsilon: 0.3) + 2e-7, name: "disk q8")
     }
 
+    /// TrainerTests' tiny run, smaller, with MemLoss off and `--attack-init memory`.
+    private func warmConfig(epochs: Int) -> TrainConfig {
+        var c = TrainerTests.tinyConfig(epochs: epochs)
+        c.trainSamples = 128
+        c.memLoss = nil
+        c.attackInit = .memory
+        return c
+    }
+
+    private func modelTensors(_ dir: URL) throws -> [[Float]] {
+        let f = try SafeTensorsFile.read(from: dir.appendingPathComponent("checkpoints/last.safetensors"))
+        return try f.entries.filter { $0.dtype == .f32 }.sorted { $0.name < $1.name }.map { try $0.tensor().scalars }
+    }
+
+    func test_trainer_epoch1EqualsTheRandomStart_andResumeEqualsAStraightRun_bitForBit() throws {
+        let tmp = TempDirectory("warm-trainer")
+        var random = warmConfig(epochs: 1)
+        random.attackInit = nil
+        try Trainer(config: random, runDirectory: tmp.path("random")).train()
+        try Trainer(config: warmConfig(epochs: 1), runDirectory: tmp.path("warm1")).train()
+        XCTAssertEqual(try modelTensors(tmp.path("random")), try modelTensors(tmp.path("warm1")),
+                       "epoch 1 has no entry: the warm run is the random-start run")
+
+        try Trainer(config: warmConfig(epochs: 2), runDirectory: tmp.path("straight")).train()
+        try JSONEncoder().encode(warmConfig(epochs: 2)).write(to: tmp.path("warm1").appendingPathComponent("config.json"))
+        try Trainer(config: .demo, runDirectory: tmp.path("warm1"), resume: true).train()
+        XCTAssertEqual(try modelTensors(tmp.path("straight")), try modelTensors(tmp.path("warm1")), "resume = straight run")
+        let epochs = try MetricsLog.read(tmp.path("straight").appendingPathComponent("metrics.jsonl")).epochs
+        XCTAssertEqual(epochs.map(\.warmStarts), [0, 128])
+        XCTAssertEqual(epochs.map(\.memEntriesUsed), [0, 0], "MemLoss off: the bank serves the warm start only")
+        var random2 = warmConfig(epochs: 2)
+        random2.attackInit = nil
+        try Trainer(config: random2, runDirectory: tmp.path("random2")).train()
+        XCTAssertNotEqual(try modelTensors(tmp.path("straight")), try modelTensors(tmp.path("random2")),
+                          "epoch 2's warm starts must change the training")
+    }
+
     func test_recordOnlyBank_isReadForTheWarmStart_withoutATerm() throws {
         let ids = Array(0..<8)
         let (model, method, sgd) = try parts()
