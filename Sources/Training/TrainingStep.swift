@@ -121,8 +121,9 @@ public struct TrainingStep {
 
         var auxiliary: [any AuxiliaryLoss] = []
         var counters: StepOutcome.MemoryCounters?
-        if let examples, let memory, !memory.config.recordOnly {
-            let selected = term.selectEntries(examples)
+        if let examples, let memory {
+            // A record-only store read for the warm start has no term: nothing selected, problems still named.
+            let selected = memory.config.recordOnly ? [] : term.selectEntries(examples)
             counters = .init(entriesUsed: selected.count, samplesWithMemory: Set(selected.map(\.position)).count,
                              entriesPresent: examples.presentCount, problems: examples.problems)
             if !selected.isEmpty { auxiliary.append(MemLossTerm(config: term, examples: examples, selected: selected)) }
