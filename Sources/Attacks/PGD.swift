@@ -11,7 +11,8 @@ import Tensors
 /// Projected gradient ascent on an `AttackObjective` (Madry et al. 2018; TRADES, MART, HAT).
 ///
 /// ```
-/// x̃⁰ = start(x)                                       (RandomStart; a Gaussian start is not projected)
+/// x̃⁰ = start(x)                                       (RandomStart; a Gaussian start is not projected;
+///                                                      AttackStart rows: given images, projected)
 /// L∞: x̃ᵗ⁺¹ = box(ball∞(x̃ᵗ + α·sign(∇ℓ(x̃ᵗ))))          ball first, then box (algorithms.md Π_ε)
 /// L2: x̃ᵗ⁺¹ = ball₂(box(x̃ᵗ + α·∇ℓ/‖∇ℓ‖₂))              per sample; TRADES L2 order (§2.1)
 /// ```
@@ -31,14 +32,17 @@ public enum PGD {
     /// - Parameters:
     ///   - mode: BatchNorm / Dropout behaviour of every forward pass (`.inference` in all references).
     ///   - rng: draws the random starts (and L2 zero-gradient directions).
+    ///   - start: rows that start from given images instead (the warm start, AttackStart.swift); the
+    ///     random start is still drawn for the whole batch first. Only the first restart uses it.
     /// - Precondition: `config.problem == nil`; one label per image.
     public static func attack<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: PGDConfig,
                                              objective: AttackObjective, mode: ForwardMode = .inference,
-                                             rng: inout SplitMix64) -> Tensor {
+                                             start override: AttackStart = .none, rng: inout SplitMix64) -> Tensor {
         if let problem = config.problem { preconditionFailure("PGD: \(problem)") }
         precondition(images.rank >= 2 && labels.count == images.shape[0],
                      "PGD: \(labels.count) labels for images \(images.shape)")
-        var best = run(model, images: images, labels: labels, config: config, objective: objective, mode: mode, rng: &rng)
+        var best = run(model, images: images, labels: labels, config: config, objective: objective, mode: mode,
+                       start: override, rng: &rng)
         guard config.restarts > 1 else { return best }
         var open = robustRows(model, best, labels: labels, among: Array(0..<labels.count))
         for _ in 1..<config.restarts where !open.isEmpty {
@@ -51,10 +55,13 @@ public enum PGD {
         return best
     }
 
-    /// One run: start, then `steps` ascent steps, each followed by the projection.
+    /// One run: start (with `override`'s rows replaced), then `steps` ascent steps, each followed by
+    /// the projection.
     static func run<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: PGDConfig,
-                                   objective: AttackObjective, mode: ForwardMode, rng: inout SplitMix64) -> Tensor {
+                                   objective: AttackObjective, mode: ForwardMode, start override: AttackStart = .none,
+                                   rng: inout SplitMix64) -> Tensor {
         var x = start(images, config: config, rng: &rng)
+        override.apply(to: &x, center: images, config: config)
         for _ in 0..<config.steps {
             var g = objective.inputGradient(model: model, input: x, labels: labels, mode: mode)
             switch config.norm {
@@ -148,15 +155,19 @@ public enum TRADESAttack {
     /// - Returns: the adversarial images `[N, C, H, W]`.
     /// - Note: with `config.restarts > 1`, "misclassified" means "predicted differently from the
     ///   clean prediction" (the KL attack has no labels).
+    /// - Parameter start: rows starting from given images (see `PGD.attack`).
     public static func attack<M: Classifier>(_ model: M, images: Tensor, config: PGDConfig,
-                                             mode: ForwardMode = .inference, rng: inout SplitMix64) -> Tensor {
-        attack(model, images: images, cleanLogits: model.logits(images, mode: mode), config: config, mode: mode, rng: &rng)
+                                             mode: ForwardMode = .inference, start: AttackStart = .none,
+                                             rng: inout SplitMix64) -> Tensor {
+        attack(model, images: images, cleanLogits: model.logits(images, mode: mode), config: config, mode: mode,
+               start: start, rng: &rng)
     }
 
     /// The same, with the clean logits `[N, classes]` already computed (in `mode`) by the caller.
     public static func attack<M: Classifier>(_ model: M, images: Tensor, cleanLogits: Tensor, config: PGDConfig,
-                                             mode: ForwardMode = .inference, rng: inout SplitMix64) -> Tensor {
+                                             mode: ForwardMode = .inference, start: AttackStart = .none,
+                                             rng: inout SplitMix64) -> Tensor {
         PGD.attack(model, images: images, labels: Predictions.argmax(cleanLogits), config: config,
-                   objective: .kl(clean: cleanLogits), mode: mode, rng: &rng)
+                   objective: .kl(clean: cleanLogits), mode: mode, start: start, rng: &rng)
     }
 }

@@ -1,6 +1,7 @@
 // StudyPlots.swift: the SVG plots of `memloss study report` (docs/study.md, "Report"): robust accuracy
 // against the memory window K (one series per stride) for every arm with a grid over `mem-k`, and the
-// per-epoch validation robust accuracy of each group (at most 8 groups per plot). Hand-written SVG 1.1,
+// per-epoch validation robust accuracy of each group, and the same against training seconds (time to
+// robustness, docs/warm-start.md) (at most 8 groups per plot). Hand-written SVG 1.1,
 // 640×400, with ticked axes, a legend and ±1 sd error bars where n ≥ 2; no dependency, no file I/O.
 
 import Foundation
@@ -162,7 +163,7 @@ public enum StudyPlots {
 
     /// Every plot of a report, with its file name (inside `plots/`).
     public static func charts(for report: StudyReport) -> [(file: String, chart: StudyChart)] {
-        windowCharts(report) + curveCharts(report)
+        windowCharts(report) + curveCharts(report) + timeCurveCharts(report)
     }
 
     /// The robust metric the K plots show: `pgd20` when evaluated, else the first attack.
@@ -234,7 +235,34 @@ public enum StudyPlots {
         }
     }
 
-    /// Whether `name` is a file name `charts(for:)` produces (`k-….svg`, `val-robust-N.svg`).
+    /// (c) Time to robustness: validation robust accuracy (%) against training seconds (Σ epoch_seconds
+    /// to that epoch, mean over seeds; ±1 sd of the accuracy), one line per group; only the curve
+    /// points whose cells all have training seconds (docs/warm-start.md).
+    static func timeCurveCharts(_ report: StudyReport) -> [(file: String, chart: StudyChart)] {
+        let curves = report.curves.compactMap { c -> StudyCurve? in
+            let points = c.points.filter { $0.trainingSeconds != nil }
+            return points.isEmpty ? nil : StudyCurve(group: c.group, points: points)
+        }
+        guard !curves.isEmpty else { return [] }
+        let chunks = stride(from: 0, to: curves.count, by: groupsPerCurvePlot).map {
+            Array(curves[$0..<min(curves.count, $0 + groupsPerCurvePlot)])
+        }
+        return chunks.enumerated().map { i, chunk in
+            let series = chunk.map { c in
+                StudyChart.Series(name: c.group, points: c.points.compactMap { p in
+                    p.trainingSeconds.map { StudyChart.Point(x: $0.mean, y: p.statistic.mean * 100, sd: p.statistic.sd.map { $0 * 100 }) }
+                })
+            }
+            let part = chunks.count > 1 ? " (\(i + 1) of \(chunks.count))" : ""
+            return ("val-robust-time-\(i + 1).svg",
+                    StudyChart(title: "Validation robust accuracy vs training time\(part)",
+                               xLabel: "training seconds (Σ epoch_seconds, mean over seeds)",
+                               yLabel: "val robust accuracy (%), mean ± sd", series: series))
+        }
+    }
+
+    /// Whether `name` is a file name `charts(for:)` produces (`k-….svg`, `val-robust-N.svg`,
+    /// `val-robust-time-N.svg`).
     static func isPlotFileName(_ name: String) -> Bool {
         name.hasSuffix(".svg") && (name.hasPrefix("k-") || name.hasPrefix("val-robust-"))
     }

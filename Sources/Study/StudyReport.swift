@@ -83,8 +83,13 @@ public struct StudyCellResult: Codable, Sendable, Equatable {
 public struct StudyEpochValue: Codable, Sendable, Equatable {
     public var epoch: Int
     public var value: Double
+    /// Training seconds up to the end of this epoch: Σ `epoch_seconds` of epochs 1…epoch
+    /// (validation and checkpoints excluded; docs/metrics.md). Absent in older reports.
+    public var trainingSeconds: Double?
 
-    public init(epoch: Int, value: Double) { self.epoch = epoch; self.value = value }
+    public init(epoch: Int, value: Double, trainingSeconds: Double? = nil) {
+        self.epoch = epoch; self.value = value; self.trainingSeconds = trainingSeconds
+    }
 }
 
 /// A cell of the spec that has no results: failed (its study-failed.json) or missing (not run, not
@@ -141,7 +146,11 @@ public struct StudyCurve: Codable, Sendable, Equatable {
     public struct Point: Codable, Sendable, Equatable {
         public var epoch: Int
         public var statistic: StudyStatistic
-        public init(epoch: Int, statistic: StudyStatistic) { self.epoch = epoch; self.statistic = statistic }
+        /// The cells' training seconds at that epoch (`StudyEpochValue.trainingSeconds`), when all have them.
+        public var trainingSeconds: StudyStatistic?
+        public init(epoch: Int, statistic: StudyStatistic, trainingSeconds: StudyStatistic? = nil) {
+            self.epoch = epoch; self.statistic = statistic; self.trainingSeconds = trainingSeconds
+        }
     }
     public var group: String
     public var points: [Point]
@@ -278,9 +287,16 @@ extension StudyReport {
     }
 
     static func curve(group: String, _ finished: [StudyCellResult]) -> StudyCurve {
-        var perEpoch: [Int: [Double]] = [:]
-        for r in finished { for p in r.validationRobust { perEpoch[p.epoch, default: []].append(p.value) } }
-        let points = perEpoch.keys.sorted().compactMap { e in StudyStatistic.of(perEpoch[e]!).map { StudyCurve.Point(epoch: e, statistic: $0) } }
+        var perEpoch: [Int: [Double]] = [:], seconds: [Int: [Double?]] = [:]
+        for r in finished {
+            for p in r.validationRobust { perEpoch[p.epoch, default: []].append(p.value); seconds[p.epoch, default: []].append(p.trainingSeconds) }
+        }
+        let points = perEpoch.keys.sorted().compactMap { e in
+            StudyStatistic.of(perEpoch[e]!).map { st in
+                let t = seconds[e] ?? []
+                return StudyCurve.Point(epoch: e, statistic: st, trainingSeconds: t.contains(nil) ? nil : StudyStatistic.of(t.compactMap { $0 }))
+            }
+        }
         return StudyCurve(group: group, points: points)
     }
 
@@ -394,7 +410,11 @@ struct StudyCellReader {
                 let epochs = try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).compactMap { line -> EpochRecord? in
                     if case .epoch(let r) = line { return r } else { return nil }
                 }
-                curve = epochs.compactMap { r in r.valRobustAccuracy.map { StudyEpochValue(epoch: r.epoch, value: $0) } }
+                var trained = 0.0
+                curve = epochs.compactMap { r in
+                    trained += r.epochSeconds
+                    return r.valRobustAccuracy.map { StudyEpochValue(epoch: r.epoch, value: $0, trainingSeconds: trained) }
+                }
                 metricsBank = epochs.compactMap { $0.memory?.totalBytes }.max()
             } catch {
                 notes.append("metrics.jsonl unreadable (no curve, no bank bytes from it): "

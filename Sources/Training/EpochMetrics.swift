@@ -16,6 +16,8 @@ struct EpochMetrics: Codable, Sendable, Equatable {
     private var termSums: [String: Double] = [:]
     private var entriesUsed = 0
     private var samplesWithMemory = 0
+    /// `--attack-init memory` only (optional, so older checkpoints' progress still decodes).
+    private var warmStarts: Int?
 
     mutating func add(_ o: StepOutcome) {
         let b = o.batchSize
@@ -25,6 +27,7 @@ struct EpochMetrics: Codable, Sendable, Equatable {
         if let a = o.adversarialCorrect { adversarialCorrect += a; adversarialSamples += b }
         lossSum += Double(o.loss) * Double(b)
         for (k, v) in o.terms { termSums[k, default: 0] += Double(v) * Double(b) }
+        if let w = o.warmStarts { warmStarts = (warmStarts ?? 0) + w }
         if let m = o.memory {
             entriesUsed += m.entriesUsed
             samplesWithMemory += m.samplesWithMemory
@@ -32,11 +35,12 @@ struct EpochMetrics: Codable, Sendable, Equatable {
     }
 
     /// The epoch's training fields; validation and `best_epoch` are the epoch end's to fill.
-    /// `memory` is the store's report (nil without MemLoss).
+    /// `memory` is the store's report (nil without MemLoss); `warmStarts` is nil unless a step
+    /// reported one (`--attack-init memory`).
     func record(epoch: Int, step: Int, learningRate: Float, epochSeconds: Double, dataWaitSeconds: Double,
                 wallSeconds: Double, peakRSSBytes: Int, memory: MemoryEpochReport?) -> EpochRecord {
         let n = Double(max(samples, 1))
-        return EpochRecord(
+        var r = EpochRecord(
             epoch: epoch, step: step, learningRate: Double(learningRate), trainLoss: lossSum / n,
             trainTerms: termSums.mapValues { $0 / n },
             trainCleanAccuracy: samples > 0 ? Double(cleanCorrect) / Double(samples) : 0,
@@ -45,6 +49,8 @@ struct EpochMetrics: Codable, Sendable, Equatable {
             wallSeconds: wallSeconds, peakRSSBytes: peakRSSBytes,
             memEntriesUsed: memory != nil ? entriesUsed : nil, memSamplesWithMemory: memory != nil ? samplesWithMemory : nil,
             memory: memory)
+        r.warmStarts = warmStarts
+        return r
     }
 }
 

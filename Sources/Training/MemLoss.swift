@@ -206,14 +206,20 @@ public struct MemoryExamples {
     public var corrupt: Int
     /// One line per damaged entry, naming the file, generation and sample.
     public var problems: [String]
+    /// The view each entry was made in (B·K values; meaningful where present): the warm start maps
+    /// x′ from it into the batch's view (WarmStart.swift).
+    public var views: [ViewParameters]
 
+    /// `views` nil: every entry was made in the identity view.
     public init(count: Int, window: Int, images: Tensor, present: [Bool], storedPY: [Float], storedMargin: [Float],
-                absent: Int = 0, corrupt: Int = 0, problems: [String] = []) {
+                absent: Int = 0, corrupt: Int = 0, problems: [String] = [], views: [ViewParameters]? = nil) {
         precondition(present.count >= count * window && storedPY.count >= count * window && storedMargin.count >= count * window,
                      "MemoryExamples: need B·K presence and metadata values")
+        precondition((views?.count ?? count * window) >= count * window, "MemoryExamples: need B·K views")
         self.count = count; self.window = window; self.images = images; self.present = present
         self.storedPY = storedPY; self.storedMargin = storedMargin
         self.absent = absent; self.corrupt = corrupt; self.problems = problems
+        self.views = views ?? Array(repeating: .identity, count: count * window)
     }
 
     /// A batch without memory (epoch 1, or every slot's generation missing).

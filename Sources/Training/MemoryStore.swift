@@ -212,9 +212,11 @@ public final class RAMMemoryStore: MemoryStore {
         var present: [Bool]
         var pY: [Float]
         var margin: [Float]
+        var views: [ViewParameters]
         init(sampleCount: Int, elementCount: Int) {
             images = [Float](repeating: 0, count: sampleCount * elementCount)
             present = [Bool](repeating: false, count: sampleCount)
+            views = [ViewParameters](repeating: .identity, count: sampleCount)
             pY = [Float](repeating: 0, count: sampleCount)
             margin = [Float](repeating: 0, count: sampleCount)
         }
@@ -255,6 +257,7 @@ public final class RAMMemoryStore: MemoryStore {
         var values = [Float](repeating: 0, count: ids.count * k * n)
         var present = [Bool](repeating: false, count: ids.count * k)
         var py = [Float](repeating: 0, count: ids.count * k), margin = py
+        var views = [ViewParameters](repeating: .identity, count: ids.count * k)
         var absent = 0
         for (i, id) in ids.enumerated() {
             for (slot, g) in slots.enumerated() {
@@ -263,13 +266,14 @@ public final class RAMMemoryStore: MemoryStore {
                 present[r] = true
                 py[r] = g.pY[id]
                 margin[r] = g.margin[id]
+                views[r] = g.views[id]
                 values.replaceSubrange((r * n)..<((r + 1) * n), with: g.images[(id * n)..<((id + 1) * n)])
             }
         }
         report.entriesAbsent += absent
         report.entriesPresent += ids.count * k - absent
         return MemoryExamples(count: ids.count, window: k, images: Tensor(shape: [ids.count * k] + shape, values: values),
-                              present: present, storedPY: py, storedMargin: margin, absent: absent)
+                              present: present, storedPY: py, storedMargin: margin, absent: absent, views: views)
     }
 
     public func record(ids: [Int], views: [ViewParameters], clean: Tensor, adversarial: Tensor, metadata: [EntryMetadata]) throws {
@@ -280,6 +284,7 @@ public final class RAMMemoryStore: MemoryStore {
             current.present[id] = true
             current.pY[id] = metadata[i].pY
             current.margin[id] = metadata[i].margin
+            current.views[id] = views[i]
         }
         report.entriesWritten += ids.count
     }
@@ -324,6 +329,9 @@ public final class DiskMemoryStore: MemoryStore {
     /// Payload bytes the prefetcher reads before it drops the bank's mapped pages from RSS
     /// (`BankPrefetcher.residentBudget`); applies from the next `beginEpoch`.
     public var residentBudget = BankPrefetcher.defaultResidentBudget
+    /// A record-only store that still reads its window, for `--attack-init memory` without the
+    /// MemLoss term (docs/warm-start.md): the trainer sets it before the first `beginEpoch`.
+    public var readsForWarmStart = false
 
     /// Opens (or creates) the bank in `directory`.
     /// - Parameters:
@@ -378,7 +386,7 @@ public final class DiskMemoryStore: MemoryStore {
         let reader: BankReader
         do throws(MemoryBankError) {
             if bank.openGeneration != epoch { try bank.beginGeneration(epoch) }
-            if config.recordOnly { return }  // writes only: no reader, no prefetcher
+            if config.recordOnly && !readsForWarmStart { return }  // writes only: no reader, no prefetcher
             reader = try bank.reader()
         } catch {
             throw MemoryStoreError.bank(error, directory: bank.directory.path)
@@ -450,7 +458,7 @@ public final class DiskMemoryStore: MemoryStore {
                               images: images.reshaped([batch.capacity * k] + shape),
                               present: batch.present, storedPY: batch.metadata.map(\.pY),
                               storedMargin: batch.metadata.map(\.margin), absent: absent, corrupt: corrupt,
-                              problems: batch.problems.map { "\($0)" })
+                              problems: batch.problems.map { "\($0)" }, views: Array(batch.views))
     }
 
     public func record(ids: [Int], views: [ViewParameters], clean: Tensor, adversarial: Tensor, metadata: [EntryMetadata]) throws {

@@ -71,6 +71,9 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     /// took (the epoch-end commit follows this line and is not counted). Absent in older files.
     public var checkpoints: Int?
     public var checkpointSeconds: Double?
+    /// `--attack-init memory` only: samples of the epoch whose training attack started from their
+    /// memory entry (docs/warm-start.md); absent with the random start.
+    public var warmStarts: Int?
 
     public init(epoch: Int, step: Int, learningRate: Double, trainLoss: Double, trainTerms: [String: Double],
                 trainCleanAccuracy: Double, trainAdversarialAccuracy: Double?, imagesPerSecond: Double, epochSeconds: Double,
@@ -94,6 +97,7 @@ public struct EpochRecord: Codable, Sendable, Equatable {
         case memSamplesWithMemory = "mem_samples_with_memory", memory
         case valCleanAccuracy = "val_clean_accuracy", valRobustAccuracy = "val_robust_accuracy", valAttack = "val_attack"
         case bestEpoch = "best_epoch", checkpoints, checkpointSeconds = "checkpoint_seconds"
+        case warmStarts = "warm_starts"
     }
 }
 

@@ -51,6 +51,14 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// (the on-disk bank by default, `bank/` in the run directory). With `memLoss.recordOnly` the
     /// bank is written but never read: no term (`--record-memory`).
     public var memLoss: MemLossConfig? = nil
+    /// Where the training attack starts (`--attack-init`, docs/warm-start.md): nil = `.random`, the
+    /// method's random start (the key is then absent from config.json); `.memory` warm-starts each
+    /// sample with an entry from the memory bank (the MemLoss store, or a K = 1 record-only bank
+    /// opened for it when the term is off). `load` writes a file's `"random"` as nil.
+    public var attackInit: AttackInit? = nil
+
+    /// The resolved start (nil is `.random`).
+    public var attackStart: AttackInit { attackInit ?? .random }
 
     /// The default run (`memloss train` with no arguments): TRADES + MemLoss (K = 1, β′ = 2,
     /// difficulty weighting, q8 disk bank) on the embedded MNIST subset with SmallCNN, sized to
@@ -103,6 +111,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if let p = method.problem { throw .invalid(field: "method", value: method.name, expected: p) }
         if let p = validationAttack.problem {
             throw .invalid(field: "validationAttack", value: "\(validationAttack)", expected: p)
+        }
+        if attackStart == .memory && method.attack == nil {
+            throw .invalid(field: "attackInit", value: "memory",
+                           expected: "a method that makes adversarial examples (pgd-at, trades, mart, hat), not \(method.name)")
         }
         if let m = memLoss {
             if let p = m.problem { throw .invalid(field: p.field, value: p.value, expected: p.expected) }
@@ -190,7 +202,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         }
         do {
             let out = try JSONSerialization.data(withJSONObject: merged)
-            return try JSONDecoder().decode(TrainConfig.self, from: out)
+            var config = try JSONDecoder().decode(TrainConfig.self, from: out)
+            if config.attackInit == .random { config.attackInit = nil }  // one spelling of the default
+            return config
         } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx),
                 let DecodingError.dataCorrupted(ctx) {
             let field = ctx.codingPath.map(\.stringValue).joined(separator: ".")
@@ -204,7 +218,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     }
 
     /// Optional keys that the encoder leaves out when nil.
-    static let optionalKeys = ["augment", "helperCheckpoint", "memLoss"]
+    static let optionalKeys = ["augment", "helperCheckpoint", "memLoss", "attackInit"]
 }
 
 // MARK: - Attack settings
@@ -297,6 +311,7 @@ extension TrainConfig {
     /// `memloss train --print-config` and logs.
     public var attackSummary: String {
         "training attack (\(method.name)): " + (method.attack.map { "\($0)" } ?? "none")
+            + (method.attack != nil && attackStart == .memory ? ", warm start from the memory bank (--attack-init memory)" : "")
             + "\nvalidation attack: \(validationAttack), on \(validationSamples) samples every \(evalEvery) epochs"
     }
 }

@@ -99,7 +99,8 @@ public final class Trainer {
     public private(set) var bankDirectory: URL?
     /// The step every batch runs (built once the memory exists).
     private lazy var step = TrainingStep(model: model, method: method, optimizer: optimizer, memory: memory,
-                                         term: config.memLoss?.term ?? MemLossTermConfig(), seed: config.seed)
+                                         term: config.memLoss?.term ?? MemLossTermConfig(), seed: config.seed,
+                                         attackInit: config.attackStart)
 
     /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
     /// the configuration stored there (the `config` argument is then ignored) and `resumeOverrides`
@@ -173,8 +174,9 @@ public final class Trainer {
             try resumeOverrides.check(completedEpochs: startEpoch, runDirectory: runDirectory.path)
             try run.writeJSON(cfg, to: run.config)
         }
-        if let mc = cfg.memLoss {
+        if let mc = cfg.memLoss ?? WarmStart.bankConfig(cfg) {
             memory = try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil, openGeneration: startMemory)
+            (memory as? DiskMemoryStore)?.readsForWarmStart = cfg.attackStart == .memory
         }
     }
 

@@ -1,6 +1,7 @@
 // TrainingStep.swift: the one training step every loop runs (the trainer, `bench scale`, `bench
 // memory`): zero the gradients → fetch the batch's memory examples and select the entries the term
-// uses (skipped for a record-only store: no term) → run the method (attack + losses + backward, with the MemLoss term as an auxiliary when
+// uses (skipped for a record-only store: no term; read for `--attack-init memory`, which builds the
+// warm start from the same examples) → run the method (attack + losses + backward, with the MemLoss term as an auxiliary when
 // entries were selected) → record the adversarial examples into the memory store → non-finite guard
 // → optimizer step. Returns a typed `StepOutcome` with per-phase times; it never logs or prints.
 
@@ -34,6 +35,9 @@ public struct StepOutcome {
     public var updated: Bool
     /// The adversarial images `[B, C, H, W]` the method made (nil for standard training).
     public var adversarial: Tensor?
+    /// `--attack-init memory`: samples whose attack started from their memory entry (nil with the
+    /// random start). WarmStart.swift.
+    public var warmStarts: Int? = nil
 
     /// What the memory contributed to a step.
     public struct MemoryCounters: Equatable, Sendable {
@@ -83,11 +87,14 @@ public struct TrainingStep {
     public let memory: (any MemoryStore)?
     public let term: MemLossTermConfig
     public let seed: UInt64
+    /// Where the attack starts; `.memory` reads the memory (also a record-only store) and warm-starts
+    /// the samples with an entry from the same examples the term uses (WarmStart.swift).
+    public let attackInit: AttackInit
 
     public init(model: AnyClassifier, method: any TrainingMethod, optimizer: SGD, memory: (any MemoryStore)? = nil,
-                term: MemLossTermConfig = MemLossTermConfig(), seed: UInt64) {
+                term: MemLossTermConfig = MemLossTermConfig(), seed: UInt64, attackInit: AttackInit = .random) {
         self.model = model; self.method = method; self.optimizer = optimizer
-        self.memory = memory; self.term = term; self.seed = seed
+        self.memory = memory; self.term = term; self.seed = seed; self.attackInit = attackInit
     }
 
     /// Runs the step on `batch` (the memory store must be in the batch's epoch, at this batch of
@@ -106,21 +113,26 @@ public struct TrainingStep {
         func lap() -> Double { let now = SystemStats.now; defer { t = now }; return now - t }
 
         var examples: MemoryExamples?
-        if let memory, !memory.config.recordOnly {  // a record-only store is never read
+        let warm = attackInit == .memory
+        if let memory, !memory.config.recordOnly || warm {  // a record-only store is read only for the warm start
             do { examples = try memory.next(ids: batch.ids) } catch { throw TrainingError.memory("\(error)") }
         }
         seconds.memoryFetch = lap()
 
         var auxiliary: [any AuxiliaryLoss] = []
         var counters: StepOutcome.MemoryCounters?
-        if let examples {
-            let selected = term.selectEntries(examples)
+        if let examples, let memory {
+            // A record-only store read for the warm start has no term: nothing selected, problems still named.
+            let selected = memory.config.recordOnly ? [] : term.selectEntries(examples)
             counters = .init(entriesUsed: selected.count, samplesWithMemory: Set(selected.map(\.position)).count,
                              entriesPresent: examples.presentCount, problems: examples.problems)
             if !selected.isEmpty { auxiliary.append(MemLossTerm(config: term, examples: examples, selected: selected)) }
         }
+        var start = AttackStart.none
+        if warm, let examples { start = WarmStart.start(examples: examples, clean: batch.images, views: batch.views) }
         var rng = SplitMix64.derived(seed: seed ^ TrainingStep.attackSalt, stream: UInt64(globalStep))
-        let result = method.step(model: model, images: batch.images, labels: batch.labels, auxiliary: auxiliary, rng: &rng)
+        let result = method.step(model: model, images: batch.images, labels: batch.labels, auxiliary: auxiliary,
+                                 attackStart: start, rng: &rng)
         seconds.method = lap()
 
         if let memory, let adversarial = result.adversarial, let logits = result.adversarialLogits {
@@ -136,11 +148,13 @@ public struct TrainingStep {
         if apply { optimizer.step(learningRate: learningRate, momentum: momentum) }
         seconds.optimizer = lap()
 
-        return StepOutcome(loss: result.loss, terms: result.terms, batchSize: batch.count,
-                           cleanCorrect: TrainingStep.correctCount(result.cleanLogits, batch.labels),
-                           adversarialCorrect: result.adversarialLogits.map { TrainingStep.correctCount($0, batch.labels) },
-                           memory: counters, seconds: seconds, isFinite: finite, updated: apply,
-                           adversarial: result.adversarial)
+        var outcome = StepOutcome(loss: result.loss, terms: result.terms, batchSize: batch.count,
+                                  cleanCorrect: TrainingStep.correctCount(result.cleanLogits, batch.labels),
+                                  adversarialCorrect: result.adversarialLogits.map { TrainingStep.correctCount($0, batch.labels) },
+                                  memory: counters, seconds: seconds, isFinite: finite, updated: apply,
+                                  adversarial: result.adversarial)
+        if warm { outcome.warmStarts = start.rows.count }
+        return outcome
     }
 
     /// Rows of `logits [B, classes]` whose argmax (first maximum) is the label.

@@ -124,6 +124,13 @@ struct TrainCommand: ParsableCommand {
             + "options (--mem-keep, --mem-codec, --mem-dir, --mem-k, --mem-stride), not the term's."))
     var recordMemory = false
     @Option(help: ArgumentHelp(
+        "Where the training attack starts: random (the method's random start; default) | memory.",
+        discussion: "memory: a sample with an entry in the memory bank starts from its newest stored δ, mapped into the "
+            + "batch's crop/flip view (0 where the views do not overlap) and projected into the ε-ball and [0, 1]; "
+            + "samples without one keep the random start. Uses the MemLoss bank (one read serves both), or opens a "
+            + "K = 1 bank when MemLoss is off. --attack-steps stays yours (docs/warm-start.md)."))
+    var attackInit: String?
+    @Option(help: ArgumentHelp(
         "Mid-epoch checkpoint interval: N (steps), 30s, 10m, 2h, or off (default: 10m).",
         discussion: "Every epoch end commits a checkpoint too. A killed run resumed with --resume repeats at most this much work; "
             + "the interval does not change the results (resume is exact), so it may differ on --resume."))
@@ -236,7 +243,7 @@ struct TrainCommand: ParsableCommand {
             ("--mem-reduce", memReduce != nil, ["memLoss.reduce"]), ("--mem-select", memSelect != nil, ["memLoss.select"]),
             ("--mem-codec", memCodec != nil, ["memLoss.codec"]), ("--mem-store", memStore != nil, ["memLoss.store"]),
             ("--mem-dir", memDir != nil, ["memLoss.directory"]), ("--mem-keep", memKeep != nil, ["memLoss.keep"]),
-            ("--record-memory", recordMemory, ["memLoss"]),
+            ("--record-memory", recordMemory, ["memLoss"]), ("--attack-init", attackInit != nil, ["attackInit"]),
         ]
         var out: [String: [String]] = [:]
         for (flag, given, fields) in table where given { out[flag] = fields }
@@ -284,6 +291,12 @@ struct TrainCommand: ParsableCommand {
         if let augment { cfg.augment = augment }
         if let logEvery { cfg.logEvery = logEvery }
         if let trainSamples { cfg.trainSamples = trainSamples }
+        if let attackInit {
+            guard let a = AttackInit(rawValue: attackInit) else {
+                throw ValidationError("--attack-init '\(attackInit)': expected random or memory")
+            }
+            cfg.attackInit = a == .random ? nil : a
+        }
         let termOptions: [(String, Any?)] = [("--mem-beta", memBeta), ("--mem-weight", memWeight), ("--mem-reduce", memReduce),
                                               ("--mem-select", memSelect)]
         let storeOptions: [Any?] = [memK, memStride, memCodec, memStore, memDir, memKeep]

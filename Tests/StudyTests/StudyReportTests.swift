@@ -341,13 +341,13 @@ final class StudyReportTests: XCTestCase {
     func test_plots_parseAsXML_withOnePointPerGroupAndK() throws {
         let dir = try makeStudy()
         let report = try StudyReport.build(directory: dir).write(to: dir)
-        XCTAssertEqual(report.plots, ["plots/k-window.svg", "plots/val-robust-1.svg"])
+        XCTAssertEqual(report.plots, ["plots/k-window.svg", "plots/val-robust-1.svg", "plots/val-robust-time-1.svg"])
         // A plot of an earlier report that this one does not draw is removed; other files are kept.
         try Data("<svg/>".utf8).write(to: dir.appendingPathComponent("plots/val-robust-2.svg"))
         try Data("mine".utf8).write(to: dir.appendingPathComponent("plots/notes.txt"))
         try report.write(to: dir)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("plots").path).sorted(),
-                       ["k-window.svg", "notes.txt", "val-robust-1.svg"])
+                       ["k-window.svg", "notes.txt", "val-robust-1.svg", "val-robust-time-1.svg"])
 
         // (a) K plot of the window arm: PGD-20, one series (no stride grid), one point per K = group.
         let k = try SVGPoints.parse(dir.appendingPathComponent("plots/k-window.svg"))
@@ -367,6 +367,18 @@ final class StudyReportTests: XCTestCase {
         let trades = v.points.filter { $0.series == "trades" }
         XCTAssertEqual(trades.map(\.y)[0], 32, accuracy: 1e-9)
         XCTAssertEqual(trades.map(\.y)[1], 42, accuracy: 1e-9)
+
+        // (c) time to robustness: the same points against training seconds, Σ epoch_seconds (10 s per
+        // epoch in the fixture): 10 and 20.
+        let t = try SVGPoints.parse(dir.appendingPathComponent("plots/val-robust-time-1.svg"))
+        XCTAssertEqual(t.legendEntries, 4)
+        XCTAssertEqual(t.points.count, 4 * 2)
+        let timed = t.points.filter { $0.series == "trades" }
+        XCTAssertEqual(timed.map(\.x), [10, 20])
+        XCTAssertEqual(timed.map(\.y)[0], 32, accuracy: 1e-9)
+        XCTAssertEqual(timed.map(\.y)[1], 42, accuracy: 1e-9)
+        let cell = try XCTUnwrap(report.cells.first { $0.arm == "trades" })
+        XCTAssertEqual(cell.validationRobust.map(\.trainingSeconds), [10, 20])
     }
 
     func test_kPlot_hasOneSeriesPerStride_andAutoAttackDashed_onePointPerK() throws {

@@ -31,11 +31,12 @@ public struct HATMethod: TrainingMethod {
     }
 
     public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
-                     rng: inout SplitMix64) -> MethodStepResult {
+                     attackStart: AttackStart, rng: inout SplitMix64) -> MethodStepResult {
         precondition(helper.base !== model.base, "HAT: the helper must be a separate, frozen model")
         precondition(helper.classCount == model.classCount,
                      "HAT: helper has \(helper.classCount) classes, model \(model.classCount)")
-        let adversarial = TRADESAttack.attack(model, images: images, config: config.attack, mode: .inference, rng: &rng)
+        let adversarial = TRADESAttack.attack(model, images: images, config: config.attack, mode: .inference,
+                                               start: attackStart, rng: &rng)
         let helperLabels = Predictions.argmax(helper.logits(adversarial, mode: .inference))
         return loss(model: model, clean: images, adversarial: adversarial, helperLabels: helperLabels, labels: labels,
                     auxiliary: auxiliary)

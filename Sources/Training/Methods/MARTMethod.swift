@@ -43,9 +43,9 @@ public struct MARTMethod: TrainingMethod {
     public init(config: MARTConfig = MARTConfig()) { self.config = config }
 
     public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
-                     rng: inout SplitMix64) -> MethodStepResult {
+                     attackStart: AttackStart, rng: inout SplitMix64) -> MethodStepResult {
         let adversarial = PGD.attack(model, images: images, labels: labels, config: config.attack,
-                                     objective: .crossEntropy, mode: .inference, rng: &rng)
+                                     objective: .crossEntropy, mode: .inference, start: attackStart, rng: &rng)
         return loss(model: model, clean: images, adversarial: adversarial, labels: labels, auxiliary: auxiliary)
     }
 

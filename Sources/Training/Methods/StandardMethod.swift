@@ -16,7 +16,7 @@ public struct StandardMethod: TrainingMethod {
     public init(config: StandardConfig = StandardConfig()) { self.config = config }
 
     public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
-                     rng: inout SplitMix64) -> MethodStepResult {
+                     attackStart: AttackStart, rng: inout SplitMix64) -> MethodStepResult {
         let (logits, cache) = model.forward(images, mode: .training)
         let ce = Loss.crossEntropy(logits, labels: labels)
         var terms = LossTerms()
@@ -47,9 +47,9 @@ public struct PGDATMethod: TrainingMethod {
     public init(config: PGDATConfig = PGDATConfig()) { self.config = config }
 
     public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
-                     rng: inout SplitMix64) -> MethodStepResult {
+                     attackStart: AttackStart, rng: inout SplitMix64) -> MethodStepResult {
         let adversarial = PGD.attack(model, images: images, labels: labels, config: config.attack,
-                                     objective: .crossEntropy, mode: .inference, rng: &rng)
+                                     objective: .crossEntropy, mode: .inference, start: attackStart, rng: &rng)
         let (advLogits, advCache) = model.forward(adversarial, mode: .training)
         let ce = Loss.crossEntropy(advLogits, labels: labels)
         var terms = LossTerms()

@@ -26,8 +26,9 @@ public struct TRADESMethod: TrainingMethod {
     public init(config: TRADESConfig = TRADESConfig()) { self.config = config }
 
     public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
-                     rng: inout SplitMix64) -> MethodStepResult {
-        let adversarial = TRADESAttack.attack(model, images: images, config: config.attack, mode: .inference, rng: &rng)
+                     attackStart: AttackStart, rng: inout SplitMix64) -> MethodStepResult {
+        let adversarial = TRADESAttack.attack(model, images: images, config: config.attack, mode: .inference,
+                                               start: attackStart, rng: &rng)
         return loss(model: model, clean: images, adversarial: adversarial, labels: labels, auxiliary: auxiliary)
     }
 

@@ -50,9 +50,20 @@ public protocol TrainingMethod {
     ///   - images: `[B, C, H, W]` in [0, 1]; labels: `[B]`.
     ///   - auxiliary: extra terms on the clean logits (the MemLoss term carries the memory it needs,
     ///     fetched by sample ID before the step: see TrainingStep).
+    ///   - attackStart: rows whose attack starts from given images (the warm start from the bank,
+    ///     docs/warm-start.md); the others, and the random stream, are the method's random start.
+    ///     Ignored by standard training (no attack).
     ///   - rng: draws the attack's random start.
     func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
-              rng: inout SplitMix64) -> MethodStepResult
+              attackStart: AttackStart, rng: inout SplitMix64) -> MethodStepResult
+}
+
+extension TrainingMethod {
+    /// A step whose attack starts from the method's random start for every row.
+    public func step(model: AnyClassifier, images: Tensor, labels: [Int32], auxiliary: [any AuxiliaryLoss],
+                     rng: inout SplitMix64) -> MethodStepResult {
+        step(model: model, images: images, labels: labels, auxiliary: auxiliary, attackStart: .none, rng: &rng)
+    }
 }
 
 // MARK: - Shared pieces
