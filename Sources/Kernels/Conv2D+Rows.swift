@@ -7,15 +7,36 @@
 // Which kernel runs is decided in `directForward` / `directBackwardInput` (Conv2D+Direct.swift) by
 // `rowKernelFits`; docs/kernels.md ("Row-vectorised kernel").
 
+import Foundation
+
 /// An `M × V` tile of accumulators: `M` output channels × `V` row vectors.
 typealias RowTile<let M: Int, let V: Int> = InlineArray<M, InlineArray<V, WideVector>>
 
 extension Conv2D {
     /// Whether the row-vectorised kernel computes the forward of `g`: stride-1 columns, rows of at
-    /// least half a vector, and few taps (C·R·S ≤ 32) or few output channels (K ≤ 4).
+    /// least half a vector, and few taps (C·R·S ≤ 32), few output channels (K ≤ 4), or row vectors at
+    /// least as full as the channel kernel's tiles.
     static func rowKernelFits(_ g: ConvGeometry) -> Bool {
-        g.strideW == 1 && g.q >= WideVector.scalarCount / 2 && (g.c * g.r * g.s <= 32 || g.k <= 4)
+        guard g.strideW == 1 && g.q >= WideVector.scalarCount / 2 else { return false }
+        switch forcedDirectLayout {
+        case "rows": return true
+        case "channels": return false
+        default:
+            if g.c * g.r * g.s <= 32 || g.k <= 4 { return true }
+            // Otherwise the layout whose vectors are fuller: the row kernel's last vector of a row
+            // holds Q mod L pixels, the channel kernel's last tile K mod 2L channels; a tie goes to
+            // the rows (their store is a plain vector store). Measured on ResNet-18 ×0.25 and SmallCNN
+            // shapes (docs/kernels.md): rows win at Q = 16, 32; channels at Q = 8, 10, 24 with K ≥ 32.
+            let lanes = WideVector.scalarCount, tile = directChannelTile
+            let rowFill = Double(g.q) / Double((g.q + lanes - 1) / lanes * lanes)
+            let channelFill = Double(g.k) / Double((g.k + tile - 1) / tile * tile)
+            return rowFill >= channelFill
+        }
     }
+
+    /// MEMLOSS_DIRECT_LAYOUT=rows|channels forces the direct kernel's vectorisation where the row kernel
+    /// applies (benchmarks that set the rule); unset, `rowKernelFits` decides.
+    nonisolated(unsafe) static var forcedDirectLayout: String? = ProcessInfo.processInfo.environment["MEMLOSS_DIRECT_LAYOUT"]
 
     /// The row-vectorised forward on weights given as `value(k, t)` (output channel `k`, tap
     /// `t = (c·R + r)·S + s`), with the fused epilogue; same contract as the direct forward.

@@ -96,6 +96,14 @@ final class Conv2DDirectTests: XCTestCase {
             XCTAssertTrue(Conv2D.rowKernelFits(Conv2D.transposedGeometry(g)))
             checkBackwardInput(g, seed: seed, algorithm: .direct)
         }
+        // Wide layers whose rows fill the vectors (ResNet-18 ×0.25 layer1 and layer2 shapes, small batch).
+        for (c, hw, k) in [(16, 32, 16), (32, 16, 32), (17, 16, 16)] {
+            seed += 10
+            let g = ConvGeometry(n: 2, c: c, h: hw, w: hw, k: k, kernel: 3, stride: 1, padding: 1)
+            XCTAssertTrue(Conv2D.rowKernelFits(g), "\(g) should take the row kernel forward")
+            checkFused(g, seed: seed, algorithm: .direct, scale: true, shift: true, residual: true, relu: true)
+            checkBackwardInput(g, seed: seed + 5, algorithm: .direct)
+        }
         // Stride 2 in the rows (strideW 1 is what the kernel needs): a 2×1-strided conv.
         let strided = ConvGeometry(n: 2, c: 3, h: 20, w: 20, k: 8, r: 3, s: 3, strideH: 2, strideW: 1, padH: 1, padW: 1)
         XCTAssertTrue(Conv2D.rowKernelFits(strided))
