@@ -1,28 +1,37 @@
 // Conv2D+Direct.swift: direct (implicit-GEMM) convolution in Swift SIMD, with no im2col matrix, no
-// col2im and no zeroing pass: a register-blocked micro-kernel of 6 output pixels × 16 output channels
-// (12 FloatVector accumulators) reads the zero-bordered input through a per-pixel offset table and
-// channel-blocked packed weights, and applies the fused epilogue (Conv2D+Epilogue.swift) before the
-// store. Forward for every stride and padding; backward-input of stride-1 convolutions as the forward of
-// the flipped, transposed weights; backward-weight as 16 channels × 6 taps reduced over pixels. Which
-// path runs for a shape is decided in Conv2D+Dispatch.swift.
+// col2im and no zeroing pass: a register-blocked micro-kernel of P output pixels × V wide vectors of
+// output channels (an InlineArray tile: 8 × 2 with AVX-512's 32 registers, 6 × 2 with AVX2's 16, and
+// V = 1 when the layer has at most one vector of channels) reads the zero-bordered input through a
+// per-pixel offset table and channel-blocked packed weights, and applies the fused epilogue
+// (Conv2D+Epilogue.swift) before the store. Forward for every stride and padding; backward-input of
+// stride-1 convolutions as the forward of the flipped, transposed weights; backward-weight as 2 wide
+// vectors of channels × 6 taps reduced over pixels. First layers, few output channels and rows that
+// fill the vectors go to the row-vectorised kernel (Conv2D+Rows.swift) instead. Which path runs for a
+// shape is decided in Conv2D+Dispatch.swift.
 // Not here: the im2col + BLAS path (Conv2D.swift), the naive twins (Conv2D+Reference.swift).
 
 import Foundation
 
 extension Conv2D {
-    /// Output channels per micro-kernel tile: two wide vectors (32 with AVX-512, else 16).
+    /// Output channels per micro-kernel tile of a wide layer: two wide vectors (32 with AVX-512, else
+    /// 16). Layers with at most one vector of output channels use a one-vector tile (`channelTile(for:)`).
     static let directChannelTile = 2 * WideVector.scalarCount
-    /// Output pixels per micro-kernel tile (6 × 2 accumulators + 2 weight vectors + 1 broadcast ≤ 16 ymm).
-    static let directPixelTile = 6
+
+    /// The channel tile of the forward micro-kernel for `k` output channels: one wide vector when `k`
+    /// fits in it, else two.
+    static func channelTile(for k: Int) -> Int {
+        k <= WideVector.scalarCount ? WideVector.scalarCount : directChannelTile
+    }
 
     /// Direct forward pass (same contract as `forward(output:input:weight:epilogue:geometry:)`).
     ///
     /// Layout of the work, per image `n` (images split into one contiguous chunk per worker):
     /// - the image is copied into a zero-bordered buffer `[C, H + 2·padH, W + 2·padW]` (border zeroed
     ///   once per call);
-    /// - the weights are packed once per call as `[⌈K/16⌉, C·R·S, 16]`, zero-padded past `K`, so that
-    ///   tap `t = (c·R + r)·S + s` of a channel block is two contiguous vectors;
-    /// - each tile of 6 consecutive output pixels (flat index `j = p·Q + q`) × 16 channels accumulates
+    /// - the weights are packed once per call as `[⌈K/T⌉, C·R·S, T]` (`T = channelTile(for: K)`, one
+    ///   or two wide vectors), zero-padded past `K`, so that tap `t = (c·R + r)·S + s` of a channel
+    ///   block is `T / L` contiguous vectors;
+    /// - each tile of P consecutive output pixels (flat index `j = p·Q + q`) × T channels accumulates
     ///   `Σ_t x[base(j) + offset(t)] · w[t, k]` where `base(j) = p·strideH·W' + q·strideW` and
     ///   `offset(t) = c·H'·W' + r·W' + s` (`H'`, `W'` the bordered sizes): every stride and padding
     ///   goes through the same loop, with no garbage columns.
@@ -35,11 +44,11 @@ extension Conv2D {
             rowForward(output: output, input: input, epilogue: epilogue, geometry: g) { k, t in weight[k * (g.c * g.r * g.s) + t] }
             return
         }
-        let crs = g.c * g.r * g.s
-        let blocks = (g.k + directChannelTile - 1) / directChannelTile
-        let packed = allocateScratch(blocks * crs * directChannelTile)
+        let crs = g.c * g.r * g.s, tile = channelTile(for: g.k)
+        let blocks = (g.k + tile - 1) / tile
+        let packed = allocateScratch(blocks * crs * tile)
         defer { releaseScratch(packed) }
-        packWeightsChannelBlocked(packed, crs: crs, k: g.k) { k, t in weight[k * crs + t] }
+        packWeightsChannelBlocked(packed, crs: crs, k: g.k, tile: tile) { k, t in weight[k * crs + t] }
         directForwardPacked(output: output, input: input, packed: UnsafePointer(packed), epilogue: epilogue, geometry: g)
     }
 
@@ -61,11 +70,12 @@ extension Conv2D {
             }
             return
         }
-        let blocks = (g.c + directChannelTile - 1) / directChannelTile
-        let packed = allocateScratch(blocks * krs * directChannelTile)
+        let tile = channelTile(for: g.c)
+        let blocks = (g.c + tile - 1) / tile
+        let packed = allocateScratch(blocks * krs * tile)
         defer { releaseScratch(packed) }
         // Tap (k, r, s) of output channel c of the transposed conv reads w[k, c, R−1−r, S−1−s].
-        packWeightsChannelBlocked(packed, crs: krs, k: g.c) { c, tap in
+        packWeightsChannelBlocked(packed, crs: krs, k: g.c, tile: tile) { c, tap in
             let k = tap / rs, rr = (tap % rs) / g.s, ss = tap % g.s
             return weight[((k * g.c + c) * g.r + (g.r - 1 - rr)) * g.s + (g.s - 1 - ss)]
         }
@@ -79,12 +89,11 @@ extension Conv2D {
                      padH: g.r - 1 - g.padH, padW: g.s - 1 - g.padW)
     }
 
-    /// Packs `value(k, t)` (output channel `k < kCount`, tap `t < crs`) as `[⌈K/16⌉, crs, 16]`,
-    /// zero for `k ≥ kCount`.
+    /// Packs `value(k, t)` (output channel `k < kCount`, tap `t < crs`) as `[⌈K/T⌉, crs, T]` (`T` =
+    /// `tile`), zero for `k ≥ kCount`.
     @inline(__always)
-    private static func packWeightsChannelBlocked(_ packed: UnsafeMutablePointer<Float>, crs: Int, k kCount: Int,
+    private static func packWeightsChannelBlocked(_ packed: UnsafeMutablePointer<Float>, crs: Int, k kCount: Int, tile: Int,
                                                   _ value: (_ k: Int, _ t: Int) -> Float) {
-        let tile = directChannelTile
         let blocks = (kCount + tile - 1) / tile
         for block in 0..<blocks {
             let base = packed + block * crs * tile
@@ -97,23 +106,48 @@ extension Conv2D {
         }
     }
 
-    /// The direct forward loop over images, channel blocks and pixel tiles, on packed weights.
+    /// The direct forward on weights packed `[⌈K/T⌉, C·R·S, T]` (`T = channelTile(for: K)`): picks the
+    /// tile shape (pixels × channel vectors) for the register file and the channel count.
     private static func directForwardPacked(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                             packed: UnsafePointer<Float>, epilogue: Epilogue, geometry g: ConvGeometry) {
+        #if MEMLOSS_AVX512
+        // 32 registers: P·V accumulators + V weights + 1 broadcast ≤ 32; P is held at 8 because every
+        // pixel of the tile keeps its own input pointer in a general register (12 spill them).
+        if channelTile(for: g.k) == WideVector.scalarCount {
+            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<8, 1>(repeating: InlineArray<1, WideVector>(repeating: WideVector())))
+        } else {
+            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<8, 2>(repeating: InlineArray<2, WideVector>(repeating: WideVector())))
+        }
+        #else
+        // 16 registers: P·V accumulators + V weights + 1 broadcast ≤ 16.
+        if channelTile(for: g.k) == WideVector.scalarCount {
+            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<8, 1>(repeating: InlineArray<1, WideVector>(repeating: WideVector())))
+        } else {
+            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<6, 2>(repeating: InlineArray<2, WideVector>(repeating: WideVector())))
+        }
+        #endif
+    }
+
+    /// The direct forward loop over images, channel blocks and pixel tiles for one tile shape: `P`
+    /// consecutive output pixels × `V` wide vectors of output channels (`T = V·L` channels).
+    private static func channelForward<let P: Int, let V: Int>(
+        _ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, _ packed: UnsafePointer<Float>,
+        _ epilogue: Epilogue, _ g: ConvGeometry, zero: ChannelTile<P, V>
+    ) {
         let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
         let wp = g.w + 2 * g.padW, hp = g.h + 2 * g.padH
-        let tile = directChannelTile, pixels = directPixelTile
+        let tile = V * WideVector.scalarCount
         let blocks = (g.k + tile - 1) / tile
 
         // offset(t) for every tap, and base(j) for every pixel (padded with the last pixel so that a
         // partial last tile reads valid memory; its extra lanes are not stored).
-        let tileCount = (pq + pixels - 1) / pixels
+        let tileCount = (pq + P - 1) / P
         var tapOffsets = [Int32](repeating: 0, count: crs)
         for c in 0..<g.c { for r in 0..<g.r { for s in 0..<g.s {
             tapOffsets[(c * g.r + r) * g.s + s] = Int32(c * hp * wp + r * wp + s)
         } } }
-        var pixelBases = [Int](repeating: 0, count: tileCount * pixels)
-        for j in 0..<(tileCount * pixels) {
+        var pixelBases = [Int](repeating: 0, count: tileCount * P)
+        for j in 0..<(tileCount * P) {
             let jj = min(j, pq - 1)
             pixelBases[j] = (jj / g.q) * g.strideH * wp + (jj % g.q) * g.strideW
         }
@@ -132,11 +166,12 @@ extension Conv2D {
                             let w = packed + block * crs * tile
                             let k0 = block * tile
                             for tileIndex in 0..<tileCount {
-                                let j0 = tileIndex * pixels
-                                directTile(out: out, residual: residual, source: source, weights: w,
-                                           offsets: offsets, taps: crs, bases: bases + j0,
-                                           j0: j0, validPixels: min(pixels, pq - j0),
-                                           k0: k0, validChannels: min(tile, g.k - k0), pq: pq, epilogue: epilogue)
+                                let j0 = tileIndex * P
+                                var acc = zero
+                                channelTileAccumulate(&acc, source: source, weights: w, offsets: offsets, taps: crs,
+                                                      bases: bases + j0)
+                                channelTileStore(acc, out: out, residual: residual, j0: j0, validPixels: min(P, pq - j0),
+                                                 k0: k0, validChannels: min(tile, g.k - k0), pq: pq, epilogue: epilogue)
                             }
                         }
                     }
@@ -145,92 +180,96 @@ extension Conv2D {
         }
     }
 
-    /// One 6-pixel × 16-channel tile: accumulate over all taps, apply the epilogue, store transposed
-    /// into NCHW (`out[k, j]`).
+    /// Accumulates every tap into a `P × V` tile: per tap, `V` weight vectors (`weights [taps, V·L]`)
+    /// times `P` broadcast input values `x[base(j) + offset(t)]`.
     @inline(__always)
-    private static func directTile(out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
-                                   source: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                                   offsets: UnsafePointer<Int32>, taps: Int, bases: UnsafePointer<Int>,
-                                   j0: Int, validPixels: Int, k0: Int, validChannels: Int, pq: Int,
-                                   epilogue: Epilogue) {
-        let x0 = source + bases[0], x1 = source + bases[1], x2 = source + bases[2]
-        let x3 = source + bases[3], x4 = source + bases[4], x5 = source + bases[5]
-        var a00 = WideVector(), a01 = WideVector(), a10 = WideVector(), a11 = WideVector()
-        var a20 = WideVector(), a21 = WideVector(), a30 = WideVector(), a31 = WideVector()
-        var a40 = WideVector(), a41 = WideVector(), a50 = WideVector(), a51 = WideVector()
+    private static func channelTileAccumulate<let P: Int, let V: Int>(
+        _ acc: inout ChannelTile<P, V>, source: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+        offsets: UnsafePointer<Int32>, taps: Int, bases: UnsafePointer<Int>
+    ) {
+        let width = WideVector.scalarCount
+        var x = InlineArray<P, UnsafePointer<Float>>(repeating: source)
+        for i in 0..<P { x[i] = source + bases[i] }
         var w = weights
-        let width = WideVector.scalarCount, lanes = 2 * width
         for t in 0..<taps {
             let o = Int(offsets[t])
-            let w0 = loadWide(w), w1 = loadWide(w + width)
-            var b = WideVector(repeating: x0[o]); a00.addProduct(b, w0); a01.addProduct(b, w1)
-            b = WideVector(repeating: x1[o]); a10.addProduct(b, w0); a11.addProduct(b, w1)
-            b = WideVector(repeating: x2[o]); a20.addProduct(b, w0); a21.addProduct(b, w1)
-            b = WideVector(repeating: x3[o]); a30.addProduct(b, w0); a31.addProduct(b, w1)
-            b = WideVector(repeating: x4[o]); a40.addProduct(b, w0); a41.addProduct(b, w1)
-            b = WideVector(repeating: x5[o]); a50.addProduct(b, w0); a51.addProduct(b, w1)
-            w += 2 * width
-        }
-
-        // Per-channel affine (and ReLU when nothing is added after it) on the accumulators.
-        var scale0 = WideVector(repeating: 1), scale1 = WideVector(repeating: 1)
-        var shift0 = WideVector(), shift1 = WideVector()
-        if let scale = epilogue.scale { loadChannels(scale, k0, validChannels, &scale0, &scale1) }
-        if let shift = epilogue.shift { loadChannels(shift, k0, validChannels, &shift0, &shift1) }
-        var tile = (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51)
-        let reluHere = epilogue.relu && residual == nil
-        withUnsafeMutableBytes(of: &tile) { raw in
-            let acc = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [6 pixels][lanes channels]
-            let zero = WideVector()
-            for i in 0..<6 {
-                var v0 = loadWide(acc + i * lanes), v1 = loadWide(acc + i * lanes + width)
-                if epilogue.scale != nil { v0 *= scale0; v1 *= scale1 }
-                v0 += shift0; v1 += shift1
-                if reluHere {
-                    v0 = v0.replacing(with: zero, where: v0 .< zero)
-                    v1 = v1.replacing(with: zero, where: v1 .< zero)
-                }
-                storeWide(v0, acc + i * lanes); storeWide(v1, acc + i * lanes + width)
+            var wv = InlineArray<V, WideVector>(repeating: WideVector())
+            for v in 0..<V { wv[v] = loadWide(w + v * width) }
+            for i in 0..<P {
+                let b = WideVector(repeating: x[i][o])
+                for v in 0..<V { acc[i][v].addProduct(b, wv[v]) }
             }
+            w += V * width
+        }
+    }
+
+    /// Applies the epilogue's per-channel affine (and a ReLU when nothing is added after it) to the
+    /// accumulators, then stores the tile transposed into NCHW (`out[k, j]`), adding a residual per
+    /// element at the store.
+    @inline(__always)
+    private static func channelTileStore<let P: Int, let V: Int>(
+        _ accumulators: ChannelTile<P, V>, out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
+        j0: Int, validPixels: Int, k0: Int, validChannels: Int, pq: Int, epilogue: Epilogue
+    ) {
+        let width = WideVector.scalarCount, lanes = V * width
+        let reluHere = epilogue.relu && residual == nil
+        let zero = WideVector()
+        // A copy whose address is taken for the scalar store; the accumulators themselves never have
+        // their address taken, so they stay in registers through the tap loop.
+        var acc = accumulators
+        for v in 0..<V {
+            var scale = WideVector(repeating: 1), shift = WideVector()
+            if let s = epilogue.scale { scale = loadChannelVector(s, k0 + v * width, validChannels - v * width) }
+            if let s = epilogue.shift { shift = loadChannelVector(s, k0 + v * width, validChannels - v * width) }
+            for i in 0..<P {
+                var y = acc[i][v]
+                if epilogue.scale != nil { y *= scale }
+                y += shift
+                if reluHere { y = y.replacing(with: zero, where: y .< zero) }
+                acc[i][v] = y
+            }
+        }
+        withUnsafeBytes(of: &acc) { raw in
+            let values = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [P pixels][V·L channels]
             if let residual {
                 let relu = epilogue.relu
                 for l in 0..<validChannels {
                     let row = out + (k0 + l) * pq + j0, res = residual + (k0 + l) * pq + j0
                     for i in 0..<validPixels {
-                        var v = acc[i * lanes + l] + res[i]
-                        if relu && v < 0 { v = 0 }
-                        row[i] = v
+                        var y = values[i * lanes + l] + res[i]
+                        if relu && y < 0 { y = 0 }
+                        row[i] = y
                     }
                 }
             } else {
                 for l in 0..<validChannels {
                     let row = out + (k0 + l) * pq + j0
-                    for i in 0..<validPixels { row[i] = acc[i * lanes + l] }
+                    for i in 0..<validPixels { row[i] = values[i * lanes + l] }
                 }
             }
         }
     }
 
-    /// Loads `values[k0 ..< k0 + count]` (count ≤ 16) into two vectors, zero past `count`.
+    /// Loads `values[k0 ..< k0 + count]` (count may exceed a vector: the first L are taken) into a wide
+    /// vector, zero past `count`.
     @inline(__always)
-    private static func loadChannels(_ values: UnsafePointer<Float>, _ k0: Int, _ count: Int,
-                                     _ v0: inout WideVector, _ v1: inout WideVector) {
+    private static func loadChannelVector(_ values: UnsafePointer<Float>, _ k0: Int, _ count: Int) -> WideVector {
         let width = WideVector.scalarCount
-        if count == 2 * width {
-            v0 = loadWide(values + k0); v1 = loadWide(values + k0 + width)
-            return
-        }
-        for l in 0..<(2 * width) {
-            let v: Float = l < count ? values[k0 + l] : 0
-            if l < width { v0[l] = v } else { v1[l - width] = v }
-        }
+        if count >= width { return loadWide(values + k0) }
+        var v = WideVector()
+        for l in 0..<max(count, 0) { v[l] = values[k0 + l] }
+        return v
     }
 }
+
+/// A `P × V` tile of accumulators of the channel-vectorised kernel: `P` output pixels × `V` wide
+/// vectors of output channels.
+typealias ChannelTile<let P: Int, let V: Int> = InlineArray<P, InlineArray<V, WideVector>>
 
 // MARK: - Backward to the weights
 
 extension Conv2D {
-    /// Taps per backward-weight tile (6 taps × 16 channels = 12 accumulators).
+    /// Taps per backward-weight tile (6 taps × 2 wide vectors of channels = 12 accumulators).
     static let directTapTile = 6
 
     /// Direct backward pass to the weights and bias, **accumulated** into `dWeight` / `dBias`, every
@@ -238,9 +277,10 @@ extension Conv2D {
     /// ```
     /// dWeight[k, t] += Σ_{n, j} dOutput[n, k, j] · x_n[base(j) + offset(t)]      (t = (c·R + r)·S + s)
     /// ```
-    /// A tile holds 16 output channels × 6 taps in registers and runs over every output pixel of a group
-    /// of images (≥ 256 pixels): per pixel, the 16 channels' `dOutput` (one transposed row, two vectors)
-    /// times 6 broadcast input values. Each worker reduces its images into a private `[C·R·S, 16·⌈K/16⌉]`
+    /// A tile holds T = 2 wide vectors of output channels (32 with AVX-512, 16 with AVX2) × 6 taps in
+    /// registers and runs over every output pixel of a group of images (≥ 256 pixels): per pixel, the T
+    /// channels' `dOutput` (one transposed row, two vectors) times 6 broadcast input values. Each worker
+    /// reduces its images into a private `[C·R·S, T·⌈K/T⌉]`
     /// partial; the partials are added into `dWeight` in worker order (deterministic for a fixed worker
     /// count).
     static func directBackwardWeight(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
@@ -253,7 +293,7 @@ extension Conv2D {
         let blocks = (g.k + lanes - 1) / lanes, kPadded = blocks * lanes
         let tapTiles = (crs + tapTile - 1) / tapTile
         let chunks = Parallel.chunkCount(count: g.n)
-        let partialWeights = allocateScratch(chunks * crs * kPadded)   // [chunks, C·R·S, K padded to 16]
+        let partialWeights = allocateScratch(chunks * crs * kPadded)   // [chunks, C·R·S, K padded to T]
         let partialBiases = allocateScratch(chunks * g.k)              // [chunks, K]
         defer { releaseScratch(partialWeights); releaseScratch(partialBiases) }
 
@@ -343,7 +383,7 @@ extension Conv2D {
         }
     }
 
-    /// One 16-channel × 6-tap tile of the weight gradient, reduced over `pixels` output pixels and
+    /// One T-channel × 6-tap tile of the weight gradient, reduced over `pixels` output pixels and
     /// added into `partial[t, k]` (rows `kPadded` apart).
     @inline(__always)
     private static func backwardWeightTile(partial: UnsafeMutablePointer<Float>, kPadded: Int, t0: Int, validTaps: Int,
