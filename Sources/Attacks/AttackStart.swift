@@ -9,8 +9,10 @@ import Tensors
 ///
 /// ```
 /// x̃⁰ = start(x)                           the config's RandomStart, drawn for the whole batch first
-/// x̃⁰_r = Π_box(Π_ε(images_j))             for each (r, j) = (rows[j], j): overwritten, then projected
+/// x̃⁰_r = Π(images_j)                      for each (r, j) = (rows[j], j): overwritten, then projected
 /// ```
+/// Π is the projection of every PGD step (`PGD.project`): Π_box ∘ Π_ε for L∞, Π_box ∘ Π_ε ∘ Π_box
+/// for L2.
 /// Shapes: `images [R, C, H, W]` with R = `rows.count`, row j is the start of batch row `rows[j]`.
 /// The random start is drawn in full before the overwrite, so the random stream, and every row not
 /// in `rows`, are exactly those of the attack without an override: with no rows the attack is the
@@ -36,7 +38,8 @@ public struct AttackStart: Sendable {
     public var isEmpty: Bool { rows.isEmpty }
 
     /// Overwrites rows `rows` of the random start `x [N, C, H, W]` with `images`, projected into the
-    /// `config` ball around `center` and the [0, 1] box (ball first, then box, as every PGD step).
+    /// `config` ball around `center` and the [0, 1] box with the projection every PGD step uses
+    /// (`PGD.project`): L∞ ball, then box; L2 box, then ball, then box (Perturbation.projectL2).
     /// - Precondition: the rows are below N and `images` has `x`'s trailing shape.
     func apply(to x: inout Tensor, center: Tensor, config: PGDConfig) {
         guard !rows.isEmpty else { return }

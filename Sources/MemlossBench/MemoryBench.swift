@@ -212,6 +212,7 @@ final class MirroredMemoryStore: MemoryStore {
     }
 
     var config: MemoryStoreConfig { primary.config }
+    var readsWindow: Bool { primary.readsWindow }
 
     func beginEpoch(_ epoch: Int, plan: EpochPlan, resuming: MemoryCheckpoint?) throws {
         try primary.beginEpoch(epoch, plan: plan, resuming: resuming)

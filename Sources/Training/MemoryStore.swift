@@ -38,7 +38,9 @@ public struct MemoryStoreConfig: Codable, Sendable, Hashable {
     public var keep: BankRetention
     /// Record the adversarial examples without reading the memory (`--record-memory`): the MemLoss
     /// term is off and nothing is prefetched, so the run's weights are the base method's bit for
-    /// bit, and its bank can be replayed. Default false.
+    /// bit, and its bank can be replayed. Default false. Exception: with `--attack-init memory` the
+    /// store does read its window (`DiskMemoryStore(…, readsWindow: true)`) for the warm start, so the
+    /// attack, and the weights, then differ from the base method's (docs/warm-start.md).
     public var recordOnly: Bool
 
     public init(window: Int = 1, stride: Int = 1, codec: BankCodec = .q8, kind: MemoryStoreKind = .disk,
@@ -146,6 +148,9 @@ public struct MemoryEpochReport: Codable, Sendable, Equatable {
 /// each batch's adversarial examples, end the epoch (the generation becomes readable).
 public protocol MemoryStore: AnyObject {
     var config: MemoryStoreConfig { get }
+    /// Whether `next(ids:)` delivers the window's entries: always for RAM; for the disk bank unless
+    /// it is record-only and was opened without `readsWindow` (fixed when the store is made).
+    var readsWindow: Bool { get }
     /// Starts epoch `epoch`: reading its window along `plan`, writing generation `epoch`. With
     /// `resuming` (a mid-epoch checkpoint of this epoch), continues from batch `resuming.batch`
     /// with the epoch's counters so far.
@@ -235,6 +240,9 @@ public final class RAMMemoryStore: MemoryStore {
     }
 
     public var liveGenerations: [Int] { generations.keys.sorted() }
+
+    /// RAM always reads (a record-only RAM store is read only when the step asks, for the warm start).
+    public var readsWindow: Bool { true }
 
     /// A resumed epoch keeps its counters; its images before the checkpoint, like every earlier
     /// generation, were not saved (RAM is not durable), so they are absent.
@@ -329,9 +337,10 @@ public final class DiskMemoryStore: MemoryStore {
     /// Payload bytes the prefetcher reads before it drops the bank's mapped pages from RSS
     /// (`BankPrefetcher.residentBudget`); applies from the next `beginEpoch`.
     public var residentBudget = BankPrefetcher.defaultResidentBudget
-    /// A record-only store that still reads its window, for `--attack-init memory` without the
-    /// MemLoss term (docs/warm-start.md): the trainer sets it before the first `beginEpoch`.
-    public var readsForWarmStart = false
+    /// `!config.recordOnly`, or true for a record-only store opened with `readsWindow: true`
+    /// (`--attack-init memory` without the MemLoss term, docs/warm-start.md); a record-only store
+    /// without it has no reader and no prefetcher.
+    public let readsWindow: Bool
 
     /// Opens (or creates) the bank in `directory`.
     /// - Parameters:
@@ -340,10 +349,13 @@ public final class DiskMemoryStore: MemoryStore {
     ///   - resuming: a mid-epoch resume: the open generation's mark from the checkpoint; the bank
     ///     reopens that generation with its records up to the mark (and drops newer generations),
     ///     so `keepThrough` is not used.
+    ///   - readsWindow: a `config.recordOnly` store still reads its window (for the warm start);
+    ///     ignored without `recordOnly` (such a store always reads).
     public init(config: MemoryStoreConfig, directory: URL, dataset: Dataset, epsilon: Float, norm: PerturbationNorm,
                 createdBy: String, keepThrough: Int?, resuming mark: OpenGenerationMark? = nil,
-                options: Bank.Options = Bank.Options()) throws {
+                options: Bank.Options = Bank.Options(), readsWindow: Bool = false) throws {
         self.config = config
+        self.readsWindow = !config.recordOnly || readsWindow
         self.dataset = dataset
         shape = dataset.shape.dimensions
         var options = options
@@ -386,7 +398,7 @@ public final class DiskMemoryStore: MemoryStore {
         let reader: BankReader
         do throws(MemoryBankError) {
             if bank.openGeneration != epoch { try bank.beginGeneration(epoch) }
-            if config.recordOnly && !readsForWarmStart { return }  // writes only: no reader, no prefetcher
+            if !readsWindow { return }  // record-only: writes only, no reader, no prefetcher
             reader = try bank.reader()
         } catch {
             throw MemoryStoreError.bank(error, directory: bank.directory.path)

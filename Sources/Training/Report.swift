@@ -104,7 +104,7 @@ public enum Report {
         md += "| setting | value |\n|---|---|\n"
         md += "| data | `\(config.data)` |\n| model | \(config.model) (width \(config.width)) |\n"
         md += "| method | \(config.method.name) |\n| ε | \(config.epsilonText) |\n"
-        if config.method.attack != nil { md += "| attack init | \(config.attackStart.rawValue) |\n" }
+        if config.attackInit == .memory { md += "| attack init | memory |\n" }
         md += "| epochs × batch | \(config.epochs) × \(config.batchSize) |\n| seed | \(config.seed) |\n"
         md += "| wall time | \(String(format: "%.1f", summary.wallSeconds)) s |\n"
         md += "| peak RSS | \(String(format: "%.1f", Double(summary.peakRSSBytes) / 1_048_576)) MiB |\n\n"
@@ -130,7 +130,7 @@ public enum Report {
                 + "| \(String(format: "%.2f", r.dataWaitSeconds)) |\n"
         }
         if let m = config.memLoss { md += memorySection(m, epochs: epochs, imageBytes: imageBytes(config)) }
-        if config.attackStart == .memory {
+        if config.attackInit == .memory {
             md += "\n## Warm start\n\nSamples whose training attack started from their memory entry "
                 + "(`--attack-init memory`, docs/warm-start.md):\n\n| epoch | warm starts |\n|---|---|\n"
             for r in epochs { md += "| \(r.epoch) | \(r.warmStarts.map(String.init) ?? "–") |\n" }

@@ -51,14 +51,13 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// (the on-disk bank by default, `bank/` in the run directory). With `memLoss.recordOnly` the
     /// bank is written but never read: no term (`--record-memory`).
     public var memLoss: MemLossConfig? = nil
-    /// Where the training attack starts (`--attack-init`, docs/warm-start.md): nil = `.random`, the
-    /// method's random start (the key is then absent from config.json); `.memory` warm-starts each
-    /// sample with an entry from the memory bank (the MemLoss store, or a K = 1 record-only bank
-    /// opened for it when the term is off). `load` writes a file's `"random"` as nil.
-    public var attackInit: AttackInit? = nil
-
-    /// The resolved start (nil is `.random`).
-    public var attackStart: AttackInit { attackInit ?? .random }
+    /// Where the training attack starts (`--attack-init`, docs/warm-start.md): `.random` (the
+    /// default), the method's random start; `.memory` warm-starts each sample with an entry from the
+    /// memory bank (the MemLoss store, or a K = 1 record-only bank opened for it when the term is
+    /// off). The key is written only for `.memory` and a missing key reads as `.random`
+    /// (WarmStart.swift, the `AttackInit` coding), so the default has one spelling in memory and in
+    /// config.json, and a config without the option keeps the JSON it always had.
+    public var attackInit: AttackInit = .random
 
     /// The default run (`memloss train` with no arguments): TRADES + MemLoss (K = 1, β′ = 2,
     /// difficulty weighting, q8 disk bank) on the embedded MNIST subset with SmallCNN, sized to
@@ -112,9 +111,18 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if let p = validationAttack.problem {
             throw .invalid(field: "validationAttack", value: "\(validationAttack)", expected: p)
         }
-        if attackStart == .memory && method.attack == nil {
+        if attackInit == .memory && method.attack == nil {
             throw .invalid(field: "attackInit", value: "memory",
                            expected: "a method that makes adversarial examples (pgd-at, trades, mart, hat), not \(method.name)")
+        }
+        if attackInit == .memory, let m = memLoss, m.store.stride > 1 {
+            // The warm start reads the newest window slot, generation e − s; "the sample's last
+            // stored δ" (e − 1) is not in a strided window (docs/warm-start.md).
+            throw .incompatible(
+                problem: "attackInit = memory (--attack-init memory) with memLoss.stride = \(m.store.stride) "
+                    + "(--mem-stride \(m.store.stride)): the warm start would come from generation e − \(m.store.stride), "
+                    + "not from the sample's last stored δ (e − 1)",
+                hint: "drop --mem-stride (stride 1), or pass --attack-init random to keep the strided MemLoss window")
         }
         if let m = memLoss {
             if let p = m.problem { throw .invalid(field: p.field, value: p.value, expected: p.expected) }
@@ -202,9 +210,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         }
         do {
             let out = try JSONSerialization.data(withJSONObject: merged)
-            var config = try JSONDecoder().decode(TrainConfig.self, from: out)
-            if config.attackInit == .random { config.attackInit = nil }  // one spelling of the default
-            return config
+            return try JSONDecoder().decode(TrainConfig.self, from: out)
         } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx),
                 let DecodingError.dataCorrupted(ctx) {
             let field = ctx.codingPath.map(\.stringValue).joined(separator: ".")
@@ -311,7 +317,7 @@ extension TrainConfig {
     /// `memloss train --print-config` and logs.
     public var attackSummary: String {
         "training attack (\(method.name)): " + (method.attack.map { "\($0)" } ?? "none")
-            + (method.attack != nil && attackStart == .memory ? ", warm start from the memory bank (--attack-init memory)" : "")
+            + (method.attack != nil && attackInit == .memory ? ", warm start from the memory bank (--attack-init memory)" : "")
             + "\nvalidation attack: \(validationAttack), on \(validationSamples) samples every \(evalEvery) epochs"
     }
 }
@@ -351,6 +357,8 @@ public enum TrainConfigError: Error, CustomStringConvertible, Equatable {
     case file(path: String, problem: String)
     /// The data do not fit the run (empty, one class, a split that leaves nothing).
     case dataset(problem: String, hint: String)
+    /// Two settings, each valid alone, that a run cannot combine (named by field and flag).
+    case incompatible(problem: String, hint: String)
 
     public var description: String {
         switch self {
@@ -359,7 +367,7 @@ public enum TrainConfigError: Error, CustomStringConvertible, Equatable {
         case .file(let p, let problem):
             return "config file \(p): \(problem)\nhint: write a JSON object with TrainConfig keys; "
                 + "`memloss train --print-config` shows a complete example"
-        case .dataset(let problem, let hint):
+        case .dataset(let problem, let hint), .incompatible(let problem, let hint):
             return "\(problem)\nhint: \(hint)"
         }
     }

@@ -100,7 +100,7 @@ public final class Trainer {
     /// The step every batch runs (built once the memory exists).
     private lazy var step = TrainingStep(model: model, method: method, optimizer: optimizer, memory: memory,
                                          term: config.memLoss?.term ?? MemLossTermConfig(), seed: config.seed,
-                                         attackInit: config.attackStart)
+                                         attackInit: config.attackInit)
 
     /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
     /// the configuration stored there (the `config` argument is then ignored) and `resumeOverrides`
@@ -176,7 +176,6 @@ public final class Trainer {
         }
         if let mc = cfg.memLoss ?? WarmStart.bankConfig(cfg) {
             memory = try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil, openGeneration: startMemory)
-            (memory as? DiskMemoryStore)?.readsForWarmStart = cfg.attackStart == .memory
         }
     }
 
@@ -250,7 +249,8 @@ public final class Trainer {
             do {
                 let store = try DiskMemoryStore(config: mc.store, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
                                                 norm: attack.norm, createdBy: createdBy,
-                                                keepThrough: resumeEpoch.map { $0 - 1 }, resuming: openGeneration?.bank)
+                                                keepThrough: resumeEpoch.map { $0 - 1 }, resuming: openGeneration?.bank,
+                                                readsWindow: config.attackInit == .memory)
                 notes += store.openNotes
                 bankNotes = store.openNotes
                 return store

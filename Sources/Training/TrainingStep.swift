@@ -87,8 +87,9 @@ public struct TrainingStep {
     public let memory: (any MemoryStore)?
     public let term: MemLossTermConfig
     public let seed: UInt64
-    /// Where the attack starts; `.memory` reads the memory (also a record-only store) and warm-starts
-    /// the samples with an entry from the same examples the term uses (WarmStart.swift).
+    /// Where the attack starts; `.memory` reads the memory (also a record-only store, which must then
+    /// have been opened to read: `MemoryStore.readsWindow`) and warm-starts the samples with an entry
+    /// from the same examples the term uses (WarmStart.swift).
     public let attackInit: AttackInit
 
     public init(model: AnyClassifier, method: any TrainingMethod, optimizer: SGD, memory: (any MemoryStore)? = nil,
@@ -104,7 +105,8 @@ public struct TrainingStep {
     ///   - learningRate, momentum: this step's SGD settings (nil momentum: the optimizer's own).
     ///   - update: false leaves the parameters and the optimizer state untouched (gradients are
     ///     still computed): a frozen-model measurement.
-    /// - Throws: `TrainingError.memory` when the store fails.
+    /// - Throws: `TrainingError.memory` when the store fails, or when `attackInit` is `.memory` and
+    ///   there is no store or it does not read its window (`readsWindow` false).
     public func run(_ batch: Batch, globalStep: Int, learningRate: Float, momentum: Float? = nil,
                     update: Bool = true) throws -> StepOutcome {
         model.zeroGradients()
@@ -114,6 +116,13 @@ public struct TrainingStep {
 
         var examples: MemoryExamples?
         let warm = attackInit == .memory
+        if warm, memory?.readsWindow != true {
+            throw TrainingError.memory(
+                "attackInit = memory (--attack-init memory) but the step's memory store "
+                + (memory == nil ? "is missing" : "is record-only and opened without readsWindow")
+                + ": the warm start would read nothing\nhint: open the store with "
+                + "DiskMemoryStore(…, readsWindow: true) (the trainer does so via WarmStart.bankConfig), or use attackInit = random")
+        }
         if let memory, !memory.config.recordOnly || warm {  // a record-only store is read only for the warm start
             do { examples = try memory.next(ids: batch.ids) } catch { throw TrainingError.memory("\(error)") }
         }

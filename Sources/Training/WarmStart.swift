@@ -16,9 +16,28 @@ public enum AttackInit: String, Codable, Sendable, CaseIterable {
     case memory
 }
 
+// The coding of an `AttackInit` field (`TrainConfig.attackInit`): the default `.random` is left out
+// when encoding and a missing key decodes as `.random`, so the default has one spelling (no key) in
+// every config.json, `--print-config` and resume comparison (`TrainConfig.resumeChanges` compares
+// encoded JSON), and files written before the option decode unchanged. A file's explicit "random"
+// decodes as `.random` too. Synthesised `Codable` of this module picks these non-generic overloads
+// over the generic `encode`/`decode`.
+extension KeyedEncodingContainer {
+    mutating func encode(_ value: AttackInit, forKey key: Key) throws {
+        if value != .random { try encode(value.rawValue, forKey: key) }
+    }
+}
+
+extension KeyedDecodingContainer {
+    func decode(_ type: AttackInit.Type, forKey key: Key) throws -> AttackInit {
+        try decodeIfPresent(type, forKey: key) ?? .random
+    }
+}
+
 /// The warm start of one batch: for each sample with an entry in the memory window, the starting
-/// image built from its **newest** present entry (window slot k = 0 is generation e − s, the newest;
-/// an absent or damaged slot falls through to the next).
+/// image built from its **newest** present entry (window slot k = 0 is generation e − 1, the newest:
+/// `TrainConfig.validate` refuses a stride > 1 with the warm start; an absent or damaged slot falls
+/// through to the next).
 ///
 /// ```
 /// x′ = the entry's example in its stored view v_s      (MemoryExamples.images: clamp(v_s(x) + δ̂, 0, 1))
@@ -34,7 +53,7 @@ public enum WarmStart {
     /// with K = 1 (the defaults of `MemoryStoreConfig`) in the run's `bank/`, read for the warm start
     /// only. Nil when `config` has MemLoss (its store serves both) or the random start.
     public static func bankConfig(_ config: TrainConfig) -> MemLossConfig? {
-        guard config.memLoss == nil, config.attackStart == .memory else { return nil }
+        guard config.memLoss == nil, config.attackInit == .memory else { return nil }
         return MemLossConfig(store: MemoryStoreConfig(window: 1, recordOnly: true))
     }
 

@@ -120,7 +120,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: ArgumentHelp(
         "Write the run's adversarial examples to a bank without the MemLoss term (no memory is read).",
         discussion: "For the base method (with --no-memloss or alone) and any method with an attack: the weights equal the "
-            + "run without a bank bit for bit; combine with --mem-keep all to replay every generation. Takes the bank "
+            + "run without a bank bit for bit (except with --attack-init memory, which reads the bank for the warm start); combine with --mem-keep all to replay every generation. Takes the bank "
             + "options (--mem-keep, --mem-codec, --mem-dir, --mem-k, --mem-stride), not the term's."))
     var recordMemory = false
     @Option(help: ArgumentHelp(
@@ -295,7 +295,7 @@ struct TrainCommand: ParsableCommand {
             guard let a = AttackInit(rawValue: attackInit) else {
                 throw ValidationError("--attack-init '\(attackInit)': expected random or memory")
             }
-            cfg.attackInit = a == .random ? nil : a
+            cfg.attackInit = a
         }
         let termOptions: [(String, Any?)] = [("--mem-beta", memBeta), ("--mem-weight", memWeight), ("--mem-reduce", memReduce),
                                               ("--mem-select", memSelect)]

@@ -1,9 +1,11 @@
 // AttackStartTests.swift: the per-row start override of PGD (AttackStart.swift, the warm start of
-// docs/warm-start.md): with no rows the attack is the random-start attack bit for bit; overridden
+// docs/warm-start.md): with no rows the attack is the random-start attack bit for bit, checked
+// against a straight-line scalar PGD/TRADES written out in this file; overridden
 // rows start inside the ε-ball and the [0, 1] box, whatever they were given; the other rows, and
 // the random stream, are those of the attack without an override.
 
 import Attacks
+import Foundation
 import Kernels
 import Layers
 import Models
@@ -39,6 +41,104 @@ final class AttackStartTests: XCTestCase {
             let k1 = TRADESAttack.attack(model, images: x, config: c, rng: &t1)
             let k2 = TRADESAttack.attack(model, images: x, config: c, start: AttackStart(rows: [], images: Tensor(zeros: [0])), rng: &t2)
             XCTAssertEqual(k1.scalars, k2.scalars, "TRADES \(c)")
+        }
+    }
+
+    /// `Σ_i v[r·m + i]²`, square-rooted: the L2 norm of row r (scalar, in Double).
+    private func rowNorm(_ v: [Float], _ r: Int, _ m: Int) -> Float {
+        var s = 0.0
+        for i in 0..<m { s += Double(v[r * m + i]) * Double(v[r * m + i]) }
+        return Float(s.squareRoot())
+    }
+
+    /// Box, then ball ‖x − c‖₂ ≤ ε per row, then box (the L2 order of algorithms.md §2.1), scalar.
+    private func projectL2(_ x: inout [Float], center c: [Float], epsilon e: Float, rows n: Int) {
+        let m = x.count / n
+        for i in x.indices { x[i] = min(max(x[i], 0), 1) }
+        for r in 0..<n {
+            let norm = rowNorm(zip(x[(r * m)..<((r + 1) * m)], c[(r * m)..<((r + 1) * m)]).map { $0 - $1 }, 0, m)
+            guard norm > e else { continue }
+            for i in (r * m)..<((r + 1) * m) { x[i] = c[i] + (x[i] - c[i]) * (e / norm) }
+        }
+        for i in x.indices { x[i] = min(max(x[i], 0), 1) }
+    }
+
+    /// The random-start PGD written out independently of `PGD.run`: the start drawn with the same
+    /// SplitMix64 calls as `PGD.start` (Gaussian: x + N(0, σ²), unclamped; uniform L∞: clamp(x + U(−ε, ε));
+    /// uniform L2: a Gaussian direction per row scaled to ε·u^(1/d), projected), then `steps` ascent
+    /// steps on the objective (L∞: x + α·sign(g), ball then box; L2: x + α·g/‖g‖₂, box, ball, box).
+    /// Only the input gradient comes from the library: the model's backward of the public
+    /// `AttackObjective.evaluate`.
+    private func straightLinePGD(_ images: Tensor, labels: [Int32], config c: PGDConfig, objective: AttackObjective,
+                                 rng: inout SplitMix64) -> [Float] {
+        let n = images.shape[0], m = images.count / n, x0 = images.scalars
+        var x = x0
+        switch (c.randomStart, c.norm) {
+        case (.none, _):
+            break
+        case (.gaussian(let std), _):
+            let noise = Tensor.randomNormal(shape: images.shape, std: std, rng: &rng).scalars
+            for i in x.indices { x[i] = x0[i] + noise[i] }
+        case (.uniform, .linf):
+            let noise = Tensor.randomUniform(shape: images.shape, low: -c.epsilon, high: c.epsilon, rng: &rng).scalars
+            for i in x.indices { x[i] = min(max(x0[i] + noise[i], 0), 1) }
+        case (.uniform, .l2):
+            let direction = Tensor.randomNormal(shape: images.shape, std: 1, rng: &rng).scalars
+            for r in 0..<n {
+                let f = Float(Double(c.epsilon) * pow(Double(rng.nextFloat()), 1 / Double(m))) / rowNorm(direction, r, m)
+                for i in (r * m)..<((r + 1) * m) { x[i] += f * direction[i] }
+            }
+            projectL2(&x, center: x0, epsilon: c.epsilon, rows: n)
+        }
+        func project() {
+            switch c.norm {
+            case .linf:
+                for i in x.indices { x[i] = min(max(min(max(x[i], x0[i] - c.epsilon), x0[i] + c.epsilon), 0), 1) }
+            case .l2:
+                projectL2(&x, center: x0, epsilon: c.epsilon, rows: n)
+            }
+        }
+        for _ in 0..<c.steps {
+            let (logits, cache) = model.forward(Tensor(shape: images.shape, values: x), mode: .inference)
+            let g = model.backward(objective.evaluate(logits: logits, labels: labels).dLogits, cache: cache, targets: .input)!.scalars
+            switch c.norm {
+            case .linf:
+                for i in x.indices where g[i] != 0 { x[i] += g[i] > 0 ? c.stepSize : -c.stepSize }
+            case .l2:
+                for r in 0..<n {
+                    let f = c.stepSize / rowNorm(g, r, m)
+                    for i in (r * m)..<((r + 1) * m) { x[i] += f * g[i] }
+                }
+            }
+            project()
+        }
+        if c.steps == 0 { project() }
+        return x
+    }
+
+    /// The attack without rows against the straight-line version above: bit for bit for L∞ (the same
+    /// float operations in the same order), within 1e-5 for L2 (the library sums norms in another
+    /// order). A change to the random start or the step of the random-start attack fails here.
+    func test_noRows_equalsAStraightLineRandomStartPGD_andTRADES() {
+        for c in configs(steps: 3) {
+            for trades in [false, true] {
+                let clean = model.logits(x, mode: .inference)
+                let labels = trades ? Predictions.argmax(clean) : y
+                let objective: AttackObjective = trades ? .kl(clean: clean) : .crossEntropy
+                var r1 = SplitMix64(seed: 50), r2 = SplitMix64(seed: 50)
+                let attack = trades ? TRADESAttack.attack(model, images: x, config: c, start: .none, rng: &r1)
+                    : PGD.attack(model, images: x, labels: y, config: c, objective: .crossEntropy, start: .none, rng: &r1)
+                let expected = straightLinePGD(x, labels: labels, config: c, objective: objective, rng: &r2)
+                XCTAssertNotEqual(expected, x.scalars, "\(c): the reference did not move")
+                switch c.norm {
+                case .linf:
+                    XCTAssertEqual(attack.scalars, expected, "\(trades ? "TRADES" : "PGD") \(c)")
+                case .l2:
+                    let worst = zip(attack.scalars, expected).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThanOrEqual(worst, 1e-5, "\(trades ? "TRADES" : "PGD") \(c)")
+                }
+                XCTAssertEqual(r1.next(), r2.next(), "\(c): the random streams diverged")
+            }
         }
     }
 

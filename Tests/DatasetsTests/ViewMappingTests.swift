@@ -1,7 +1,8 @@
 // ViewMappingTests.swift: moving values between two augmented views of one image (ViewMapping.swift,
 // docs/warm-start.md): a round trip A → B → A restores exactly the pixels where the views overlap and
 // writes no other; the mapping agrees with `renderView` (view A's rendering mapped into B is B's
-// rendering wherever they overlap); equal views map as the identity.
+// rendering wherever they overlap, on exactly (H − |Δdy|)·(W − |Δdx|) pixels); equal views map as
+// the identity.
 
 import Datasets
 import Foundation
@@ -73,10 +74,18 @@ final class ViewMappingTests: XCTestCase {
             let rb = d.renderView(id: id, view: b)
             let sentinel: Float = -1
             var mapped = Tensor(shape: [1] + s.dimensions, repeating: sentinel)
-            ViewMapping.transfer(ra, row: 0, from: a, into: &mapped, row: 0, to: b)
+            let count = ViewMapping.transfer(ra, row: 0, from: a, into: &mapped, row: 0, to: b)
+            // The two views' windows in the padded frame intersect in (H − |Δdy|)·(W − |Δdx|) pixels
+            // (flipped or not); every channel of each is written, so the check below cannot pass empty.
+            let (c, h, w) = (s.dimensions[0], s.dimensions[1], s.dimensions[2])
+            let overlap = max(0, h - abs(Int(a.dy) - Int(b.dy))) * max(0, w - abs(Int(a.dx) - Int(b.dx)))
+            XCTAssertEqual(count, overlap, "trial \(trial) \(a) → \(b): pixels transferred")
+            var written = 0
             for i in 0..<mapped.count where mapped[flat: i] != sentinel {
+                written += 1
                 XCTAssertEqual(mapped[flat: i], rb[flat: i], "trial \(trial) \(a) → \(b) at flat \(i)")
             }
+            XCTAssertEqual(written, overlap * c, "trial \(trial) \(a) → \(b): values written")
         }
     }
 }

@@ -192,6 +192,8 @@ final class TrainerTests: XCTestCase {
         XCTAssertNotNil(summary.test)
         let svg = try String(contentsOf: dir.appendingPathComponent("accuracy.svg"), encoding: .utf8)
         XCTAssert(svg.hasPrefix("<svg") && svg.contains("polyline"))
+        let report = try String(contentsOf: dir.appendingPathComponent("report.md"), encoding: .utf8)
+        XCTAssertFalse(report.contains("attack init"), "the random start (the default) adds no row: \(report)")
     }
 
     func test_badConfigurations_giveClearErrors() throws {

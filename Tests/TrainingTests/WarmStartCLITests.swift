@@ -51,4 +51,29 @@ final class WarmStartCLITests: XCTestCase {
         XCTAssertNotEqual(change.status, 0)
         XCTAssert(change.err.contains("--attack-init") && change.err.contains("attackInit"), change.err)
     }
+
+    /// A config.json that spells the default `"attackInit": "random"` (a config built in code with
+    /// `.random`, written by an older build) resumes with `--attack-init random`: no change.
+    func test_resume_withAttackInitRandom_overAStoredRandom_isNoChange() throws {
+        let tmp = TempDirectory("cli-warm-resume-random")
+        let dir = tmp.path("run")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let printed = try run(["train", "--print-config"])
+        XCTAssertEqual(printed.status, 0, printed.err)
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(printed.out.utf8)) as? [String: Any])
+        config["attackInit"] = "random"
+        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
+        let r = try run(["train", "--resume", dir.path, "--attack-init", "random", "--print-config"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertFalse(r.out.contains("attackInit"), r.out)
+        let change = try run(["train", "--resume", dir.path, "--attack-init", "memory", "--print-config"])
+        XCTAssertNotEqual(change.status, 0, "random → memory is a change")
+    }
+
+    func test_attackInitMemory_withMemStrideAboveOne_isRefused_namingBothFlags() throws {
+        let r = try run(["train", "--attack-init", "memory", "--mem-stride", "2", "--print-config"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssert(r.err.contains("--attack-init") && r.err.contains("--mem-stride") && r.err.contains("hint:"), r.err)
+        XCTAssertEqual(try run(["train", "--mem-stride", "2", "--print-config"]).status, 0)
+    }
 }

@@ -146,7 +146,7 @@ final class WarmStartTests: XCTestCase {
     func test_trainer_epoch1EqualsTheRandomStart_andResumeEqualsAStraightRun_bitForBit() throws {
         let tmp = TempDirectory("warm-trainer")
         var random = warmConfig(epochs: 1)
-        random.attackInit = nil
+        random.attackInit = .random
         try Trainer(config: random, runDirectory: tmp.path("random")).train()
         try Trainer(config: warmConfig(epochs: 1), runDirectory: tmp.path("warm1")).train()
         XCTAssertEqual(try modelTensors(tmp.path("random")), try modelTensors(tmp.path("warm1")),
@@ -160,7 +160,7 @@ final class WarmStartTests: XCTestCase {
         XCTAssertEqual(epochs.map(\.warmStarts), [0, 128])
         XCTAssertEqual(epochs.map(\.memEntriesUsed), [0, 0], "MemLoss off: the bank serves the warm start only")
         var random2 = warmConfig(epochs: 2)
-        random2.attackInit = nil
+        random2.attackInit = .random
         try Trainer(config: random2, runDirectory: tmp.path("random2")).train()
         XCTAssertNotEqual(try modelTensors(tmp.path("straight")), try modelTensors(tmp.path("random2")),
                           "epoch 2's warm starts must change the training")
@@ -172,9 +172,9 @@ final class WarmStartTests: XCTestCase {
         let tmp = TempDirectory("warm-record-only")
         let disk = try DiskMemoryStore(config: MemoryStoreConfig(window: 1, recordOnly: true), directory: tmp.path("bank"),
                                        dataset: Self.demo, epsilon: 0.1, norm: .linf, createdBy: "{}", keepThrough: nil,
-                                       options: Bank.Options(sync: false))
+                                       options: Bank.Options(sync: false), readsWindow: true)
         defer { disk.close() }
-        disk.readsForWarmStart = true
+        XCTAssert(disk.readsWindow)
         let step = TrainingStep(model: model, method: method, optimizer: sgd, memory: disk, seed: 2, attackInit: .memory)
         let loader = BatchLoader(dataset: Self.demo, augmentation: .none, seed: 3)
         for epoch in 0..<2 {
@@ -186,6 +186,87 @@ final class WarmStartTests: XCTestCase {
             XCTAssertEqual(o.memory?.entriesPresent, epoch == 0 ? 0 : 8)
             XCTAssertNil(o.terms["mem"])
             XCTAssertEqual(try disk.endEpoch().entriesWritten, 8)
+        }
+    }
+
+    /// A record-only disk store opened without `readsWindow` cannot serve the warm start: the step
+    /// says so instead of silently training with no memory; so does a step without a store.
+    func test_memoryStart_overAStoreThatDoesNotRead_throwsANamedError() throws {
+        let ids = Array(0..<8)
+        let (model, method, sgd) = try parts()
+        let tmp = TempDirectory("warm-record-only-unread")
+        let disk = try DiskMemoryStore(config: MemoryStoreConfig(window: 1, recordOnly: true), directory: tmp.path("bank"),
+                                       dataset: Self.demo, epsilon: 0.1, norm: .linf, createdBy: "{}", keepThrough: nil,
+                                       options: Bank.Options(sync: false))
+        defer { disk.close() }
+        XCTAssertFalse(disk.readsWindow)
+        let loader = BatchLoader(dataset: Self.demo, augmentation: .none, seed: 3)
+        let plan = EpochPlan(population: ids, seed: 1, epoch: 0, batchSize: 8)
+        try disk.beginEpoch(0, plan: plan)
+        let batch = loader.load(ids: Array(plan.batchIDs(0)), epoch: 0)
+        for store in [disk, nil] as [(any MemoryStore)?] {
+            let step = TrainingStep(model: model, method: method, optimizer: sgd, memory: store, seed: 2, attackInit: .memory)
+            XCTAssertThrowsError(try step.run(batch, globalStep: 0, learningRate: 0.05)) { error in
+                let text = "\(error)"
+                XCTAssert(error is TrainingError && text.contains("attackInit") && text.contains("hint:"), text)
+            }
+        }
+        // The random start over the same store still runs (it records, never reads).
+        let random = TrainingStep(model: model, method: method, optimizer: sgd, memory: disk, seed: 2, attackInit: .random)
+        XCTAssertNoThrow(try random.run(batch, globalStep: 0, learningRate: 0.05))
+    }
+
+    /// The warm start reads the newest window slot; with a stride s > 1 that is generation e − s, not
+    /// the sample's last stored δ, so the combination is refused, naming both flags.
+    func test_memoryStart_withAMemStrideAboveOne_isRefused() throws {
+        var c = TrainConfig.demo
+        c.attackInit = .memory
+        c.memLoss?.store.stride = 2
+        XCTAssertThrowsError(try c.validate()) { error in
+            let text = "\(error)"
+            for part in ["--attack-init", "--mem-stride", "attackInit", "memLoss.stride", "hint:"] {
+                XCTAssert(text.contains(part), "missing \(part): \(text)")
+            }
+        }
+        c.attackInit = .random
+        XCTAssertNoThrow(try c.validate(), "a strided window with the random start is fine")
+        c.attackInit = .memory
+        c.memLoss?.store.stride = 1
+        XCTAssertNoThrow(try c.validate())
+    }
+
+    /// `.random` has one spelling: a config built in code with it encodes like one without the option,
+    /// a file's `"random"` (as an older build wrote it) decodes as `.random`, and a resume asking for
+    /// `--attack-init random` is no change, whichever way config.json spelled it.
+    func test_randomStart_hasOneSpelling_andResumeWithAttackInitRandomIsNoChange() throws {
+        var explicit = TrainConfig.demo
+        explicit.attackInit = .random
+        let encoded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(explicit)) as? [String: Any]
+        XCTAssertNil(encoded?["attackInit"], "the default is not written")
+        var object = try XCTUnwrap(encoded)
+        object["attackInit"] = "random"
+        let old = try JSONDecoder().decode(TrainConfig.self, from: JSONSerialization.data(withJSONObject: object))
+        XCTAssertEqual(old, explicit)
+        object["attackInit"] = nil
+        XCTAssertEqual(try JSONDecoder().decode(TrainConfig.self, from: JSONSerialization.data(withJSONObject: object)), explicit)
+
+        let tmp = TempDirectory("warm-resume-random")
+        for (name, text) in [("written", try JSONEncoder().encode(explicit)),
+                             ("old", try JSONSerialization.data(withJSONObject: object.merging(["attackInit": "random"]) { $1 }))] {
+            let dir = tmp.path(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try text.write(to: dir.appendingPathComponent("config.json"))
+            let stored = try TrainConfig.stored(inRun: dir)
+            var requested = stored
+            requested.attackInit = .random  // what `--resume DIR --attack-init random` lays over it
+            switch TrainConfig.resumeChanges(stored: stored, requested: requested, explicit: ["--attack-init": ["attackInit"]]) {
+            case .success(let o): XCTAssertEqual(o, .none, name)
+            case .failure(let conflicts): XCTFail("\(name): \(conflicts)")
+            }
+            requested.attackInit = .memory
+            if case .success = TrainConfig.resumeChanges(stored: stored, requested: requested, explicit: ["--attack-init": ["attackInit"]]) {
+                XCTFail("\(name): a change to memory must be refused")
+            }
         }
     }
 }
