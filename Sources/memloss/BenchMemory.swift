@@ -55,6 +55,8 @@ struct BenchMemory: ParsableCommand {
     var seed: UInt64 = 1
     @Flag(help: "Print JSON.")
     var json = false
+    @Option(help: "Write the float32 δ of the last fill epoch to this .npy file ([count, C, H, W]) and the clean images to <stem>-images.npy (codec analysis).")
+    var dumpDeltas: String?
 
     func run() throws {
         var c = MemoryBenchConfig()
@@ -69,6 +71,7 @@ struct BenchMemory: ParsableCommand {
         c.attackSteps = attackSteps
         c.scratch = scratch
         c.seed = seed
+        c.dumpDeltas = dumpDeltas
         let report: MemoryBenchReport
         do { report = try MemoryBench.run(c) } catch let e as MemoryBenchError { throw ValidationError(e.description) }
         if json {
