@@ -224,7 +224,10 @@ private func writeNPY(_ rows: [[Float]], shape: [Int], to path: String) throws {
     bytes += Array(header.utf8)
     bytes.reserveCapacity(bytes.count + 4 * shape.reduce(1, *))
     for row in rows {
-        for v in row { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        for v in row {
+            let b = v.bitPattern
+            for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: b >> (8 * k))) }
+        }
     }
     do { try Data(bytes).write(to: URL(fileURLWithPath: path)) } catch {
         throw MemoryBenchError.invalid("--dump-deltas: cannot write \(path) (\(error.localizedDescription))\nhint: check that the directory exists and is writable")

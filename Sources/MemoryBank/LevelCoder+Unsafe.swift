@@ -20,11 +20,12 @@ enum LevelModel {
     static let classCount = 4
     /// Contexts of the class decisions: (left, up, previous channel) neighbour classes.
     static let classContexts = classCount * classCount * classCount
-    /// Nodes of the 8-bit tree of an interior level (node 1…255; index 0 unused), one tree per
-    /// previous-channel class.
+    /// Nodes of the 8-bit tree of an interior level (node 1…255; index 0 unused). One tree for every
+    /// context: conditioning it on the neighbours cost 50 B per CIFAR-shaped entry in the measurements
+    /// (docs/membank.md), each context learning from too few interior values.
     static let treeNodes = 256
-    /// Probabilities per record: saturated?[64], sign[64], tree[4][256].
-    static let probabilityCount = 2 * classContexts + classCount * treeNodes
+    /// Probabilities per record: saturated?[64], sign[64], tree[256].
+    static let probabilityCount = 2 * classContexts + treeNodes
     /// Bytes of the coder's final flush beyond the decisions (pending byte + 4 bytes of `low`).
     static let flushBytes = 5
 }
@@ -179,12 +180,11 @@ enum LevelCoder {
                     if k != 0 {
                         coder.encode(k == 2 ? 1 : 0, probability: &sign[context])
                     } else {
-                        let tree = trees + previous * LevelModel.treeNodes
                         let u = Int(q) + offset
                         var node = 1
                         for b in stride(from: 7, through: 0, by: -1) {
                             let bit = (u >> b) & 1
-                            coder.encode(bit, probability: &tree[node])
+                            coder.encode(bit, probability: &trees[node])
                             node = node * 2 + bit
                         }
                     }
@@ -221,9 +221,8 @@ enum LevelCoder {
                         levels[i] = negative ? -limit : limit
                         classes[i] = negative ? 2 : 1
                     } else {
-                        let tree = trees + previous * LevelModel.treeNodes
                         var node = 1
-                        for _ in 0..<8 { node = node * 2 + coder.decode(probability: &tree[node]) }
+                        for _ in 0..<8 { node = node * 2 + coder.decode(probability: &trees[node]) }
                         let q = node - 256 - offset
                         if q <= -Int(limit) || q >= Int(limit) { return false }
                         levels[i] = Int8(q)
