@@ -45,7 +45,7 @@ struct BenchMemory: ParsableCommand {
     var batches: Int = 12
     @Option(help: "Window K (K epochs fill the memory; the next epoch is measured).")
     var window: Int = 1
-    @Option(help: "Codec of the disk bank.")
+    @Option(help: "Codec of the disk bank (f32, f16, q8, q4, levels, q8rc); every codec is also measured on the real δ.")
     var codec: String = "q8"
     @Option(help: "Attack steps (TRADES KL-PGD, step ε/4).")
     var attackSteps: Int = 10

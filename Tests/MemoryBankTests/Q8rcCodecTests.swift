@@ -211,6 +211,14 @@ final class Q8rcCodecTests: XCTestCase {
             offset += length
         }
         XCTAssertEqual(offset, committed.count)
+        // The spec's worked example lists the first record's payload.
+        let spec = fixture.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/format/membank-v1.md")
+        let text = try String(contentsOf: spec, encoding: .utf8)
+        let stored = try XCTUnwrap(Self.recordLength(committed, at: 0)) > 0 ? Int(committed[40]) : 0
+        let hex = committed[52..<(48 + stored)].map { String(format: "%02X", $0) }.joined(separator: " ")
+        XCTAssertTrue(text.contains("00 00 00 00                                layout 0 (coded), reserved\n         " + hex + "  stream"),
+                      "docs/format/membank-v1.md §7.5 must list the stream \(hex)")
     }
 
     /// 48 + storedBytes rounded up to 8.
