@@ -13,9 +13,10 @@ public struct RecordStatistics: Sendable, Equatable {
     public var lz4 = false
     /// Values clamped at ±L (or NaN) by the quantiser.
     public var clampedCount = 0
-    /// `levels` only: palette size P, bit width b, layout (0 packed, 1 bit planes, 2 direct).
+    /// `levels` only: palette size P, bit width b.
     public var paletteCount = 0
     public var bitWidth = 0
+    /// The payload layout: `levels` 0 packed, 1 bit planes, 2 direct; `q8rc` 0 coded, 1 direct.
     public var layout = 0
 }
 
