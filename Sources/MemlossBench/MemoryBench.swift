@@ -2,7 +2,9 @@
 // against the in-RAM float32 memory, in the same run on the same model (steps interleaved, order
 // alternating, same attack seed), and bytes per entry / error / codec throughput for every codec on the δ
 // of that real attack. The first K epochs train the model (TRADES + MemLoss through the disk bank) and
-// fill K generations in both stores; the measured epoch reads all K for every sample. Measurement only.
+// fill K generations in both stores; the measured epoch reads all K for every sample. Optionally dumps the
+// float32 δ and clean images of the last fill epoch as .npy for codec analysis (docs/membank.md *Codecs on
+// real δ*). Measurement only.
 
 import Attacks
 import Datasets
@@ -229,7 +231,7 @@ private func writeNPY(_ rows: [[Float]], shape: [Int], to path: String) throws {
             for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: b >> (8 * k))) }
         }
     }
-    do { try Data(bytes).write(to: URL(fileURLWithPath: path)) } catch {
+    do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
         throw MemoryBenchError.invalid("--dump-deltas: cannot write \(path) (\(error.localizedDescription))\nhint: check that the directory exists and is writable")
     }
 }
