@@ -79,13 +79,13 @@ public enum BankStatistics {
     /// (the largest reconstruction error, spec §7), and at least 2⁻²³ (the rounding of x̃ − x for
     /// pixels in [0, 1]):
     /// ```
-    /// q8, levels: ε/254     q4: ε/14     f16: ε·2⁻¹¹     f32: 0       t = max(that, 2⁻²³)
+    /// q8, levels, q8rc: ε/254     q4: ε/14     f16: ε·2⁻¹¹     f32: 0       t = max(that, 2⁻²³)
     /// ```
     public static func tolerance(codec: BankCodec, epsilon: Float) -> Double {
         let e = Double(epsilon)
         let half: Double
         switch codec {
-        case .q8, .levels: half = e / 254
+        case .q8, .levels, .q8rc: half = e / 254
         case .q4: half = e / 14
         case .f16: half = e * 0x1p-11
         case .f32: half = 0

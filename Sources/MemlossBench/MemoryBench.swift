@@ -2,7 +2,9 @@
 // against the in-RAM float32 memory, in the same run on the same model (steps interleaved, order
 // alternating, same attack seed), and bytes per entry / error / codec throughput for every codec on the δ
 // of that real attack. The first K epochs train the model (TRADES + MemLoss through the disk bank) and
-// fill K generations in both stores; the measured epoch reads all K for every sample. Measurement only.
+// fill K generations in both stores; the measured epoch reads all K for every sample. Optionally dumps the
+// float32 δ and clean images of the last fill epoch as .npy for codec analysis (docs/membank.md *Codecs on
+// real δ*). Measurement only.
 
 import Attacks
 import Datasets
@@ -36,6 +38,9 @@ public struct MemoryBenchConfig: Codable, Sendable {
     /// Directory for the temporary bank (deleted after).
     public var scratch = NSTemporaryDirectory()
     public var seed: UInt64 = 1
+    /// When set, the float32 δ of the last fill epoch is written here as `.npy` `[count, C, H, W]`, and
+    /// the clean images they were made on next to it (`<stem>-images.npy`), for codec analysis.
+    public var dumpDeltas: String?
 
     public init() {}
 }
@@ -131,11 +136,13 @@ public enum MemoryBench {
 
         // Fill: K epochs of real training steps with the disk bank's memory, recording into both stores.
         var lastDeltas: [[Float]] = []
+        var lastImages: [[Float]] = []
         var step = 0
         for epoch in 0..<window {
             let plan = EpochPlan(population: population, seed: seed, epoch: epoch, batchSize: batch)
             try both.beginEpoch(epoch, plan: plan)
             lastDeltas = []
+            lastImages = []
             for b in 0..<plan.batchCount {
                 let x = loader.load(ids: plan.batchIDs(b), epoch: epoch, index: b)
                 let outcome = try fillStep.run(x, globalStep: step, learningRate: 0.02)
@@ -143,9 +150,20 @@ public enum MemoryBench {
                 Elementwise.addScaled(&delta, x.images, scale: -1)
                 let n = dataset.shape.pixelCount, all = delta.scalars
                 for i in 0..<x.count { lastDeltas.append(Array(all[(i * n)..<((i + 1) * n)])) }
+                if c.dumpDeltas != nil {
+                    let clean = x.images.scalars
+                    for i in 0..<x.count { lastImages.append(Array(clean[(i * n)..<((i + 1) * n)])) }
+                }
                 step += 1
             }
             _ = try both.endEpoch()
+        }
+
+        if let path = c.dumpDeltas {
+            let shape = [lastDeltas.count] + dataset.shape.dimensions
+            try writeNPY(lastDeltas, shape: shape, to: path)
+            let stem = path.hasSuffix(".npy") ? String(path.dropLast(4)) : path
+            try writeNPY(lastImages, shape: shape, to: stem + "-images.npy")
         }
 
         // Measure: the epoch after the fill, both stores on the same frozen model (no update) and the
@@ -194,6 +212,27 @@ public enum MemoryBench {
             memTermMeanAbsDifference: termDifference / steps, memTermMean: termTotal / steps,
             entriesReadPerStep: Double(entries) / steps, bankBytesPerEntry: diskReport.bytesPerEntry,
             float32ImageBytes: dataset.shape.pixelCount * 4, codecs: codecs, peakRSSBytes: SystemStats.processStatus()["VmHWM"])
+    }
+}
+
+/// Writes rows of float32 values as one NumPy 1.0 `.npy` array (`<f4`, C order) of `shape`.
+private func writeNPY(_ rows: [[Float]], shape: [Int], to path: String) throws {
+    let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
+    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+    // The data starts at a multiple of 64: magic (6) + version (2) + length (2) + header + "\n".
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var bytes: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+    bytes += Array(header.utf8)
+    bytes.reserveCapacity(bytes.count + 4 * shape.reduce(1, *))
+    for row in rows {
+        for v in row {
+            let b = v.bitPattern
+            for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: b >> (8 * k))) }
+        }
+    }
+    do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+        throw MemoryBenchError.invalid("--dump-deltas: cannot write \(path) (\(error.localizedDescription))\nhint: check that the directory exists and is writable")
     }
 }
 

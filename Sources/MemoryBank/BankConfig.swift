@@ -19,7 +19,7 @@ extension PerturbationNorm {
     }
 }
 
-/// How a perturbation is stored (spec §7). On disk: 1 f32, 2 f16, 3 q8, 4 q4, 5 levels.
+/// How a perturbation is stored (spec §7). On disk: 1 f32, 2 f16, 3 q8, 4 q4, 5 levels, 6 q8rc.
 public enum BankCodec: String, Codable, CaseIterable, Sendable {
     /// float32, lossless (the reference).
     case f32
@@ -32,6 +32,9 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
     /// The q8 levels re-encoded as a palette + minimal-width indices (packed or bit planes), per
     /// entry; lossless with respect to q8, so q8's error bound.
     case levels
+    /// The q8 levels entropy-coded by an adaptive binary range coder with a spatial context model
+    /// (spec §7.5); lossless with respect to q8, so q8's error bound.
+    case q8rc
 
     var code: UInt8 {
         switch self {
@@ -40,6 +43,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
         case .q8: return 3
         case .q4: return 4
         case .levels: return 5
+        case .q8rc: return 6
         }
     }
 
@@ -50,6 +54,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
         case 3: self = .q8
         case 4: self = .q4
         case 5: self = .levels
+        case 6: self = .q8rc
         default: return nil
         }
     }
@@ -57,7 +62,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
     /// The largest level of the quantising codecs (nil for f32/f16).
     var levelLimit: Int8? {
         switch self {
-        case .q8, .levels: return 127
+        case .q8, .levels, .q8rc: return 127
         case .q4: return 7
         case .f32, .f16: return nil
         }
@@ -70,7 +75,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
         switch self {
         case .f32: return 0
         case .f16: return abs(x) >= 0x1p-14 ? abs(x) * 0x1p-11 : 0x1p-25
-        case .q8, .levels: return epsilon / 127 / 2 + rounding
+        case .q8, .levels, .q8rc: return epsilon / 127 / 2 + rounding
         case .q4: return epsilon / 7 / 2 + rounding
         }
     }

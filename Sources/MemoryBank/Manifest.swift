@@ -100,7 +100,7 @@ struct Manifest: Equatable {
         if stored != crc.value { throw .checksumMismatch(file: file, region: "manifest", stored: stored, computed: crc.value) }
 
         guard let codec = BankCodec(code: codecCode) else {
-            throw .invalidField(file: file, field: "codec", value: "\(codecCode)", allowed: "1…5 (f32, f16, q8, q4, levels)")
+            throw .invalidField(file: file, field: "codec", value: "\(codecCode)", allowed: "1…6 (f32, f16, q8, q4, levels, q8rc)")
         }
         guard let norm = PerturbationNorm(code: normCode) else {
             throw .invalidField(file: file, field: "norm", value: "\(normCode)", allowed: "1 (L∞), 2 (L2)")

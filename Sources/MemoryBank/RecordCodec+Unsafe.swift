@@ -20,6 +20,9 @@ final class RecordEncoder {
     private var compressedAlternative: [UInt8]
     private var counts = [Int32](repeating: 0, count: 256)
     private var table = [UInt8](repeating: 0, count: 256)
+    /// `q8rc` scratch: the neighbour class of every element and the model's probabilities.
+    private var classes: [UInt8] = []
+    private var probabilities: [UInt16] = []
     /// Test hook: encode every `levels` record in this layout (raw, or LZ4 if it pays).
     var forcedLevelsLayout: Int?
 
@@ -34,6 +37,10 @@ final class RecordEncoder {
         alternative = [UInt8](repeating: 0, count: maxRaw)
         compressed = [UInt8](repeating: 0, count: maxRaw)
         compressedAlternative = [UInt8](repeating: 0, count: maxRaw)
+        if config.codec == .q8rc {
+            classes = [UInt8](repeating: 0, count: elementCount)
+            probabilities = [UInt16](repeating: 0, count: LevelModel.probabilityCount)
+        }
     }
 
     /// Appends the record of sample `id` (header + payload + zero padding to 8) to `out`.
@@ -77,6 +84,8 @@ final class RecordEncoder {
             }
         case .levels:
             return appendLevelsRecord(id: id, scale: scale, view: view, metadata: metadata, stats: stats, to: &out)
+        case .q8rc:
+            return appendQ8rcRecord(id: id, scale: scale, view: view, metadata: metadata, stats: stats, to: &out)
         }
 
         if let c = compress(raw, count: rawCount, into: &compressed, capacity: RecordCodec.lz4Capacity(rawBytes: rawCount)) {
@@ -165,6 +174,42 @@ final class RecordEncoder {
         return stats
     }
 
+    /// The `q8rc` codec (spec §7.5): the q8 levels range-coded under the context model of
+    /// LevelCoder+Unsafe.swift (layout 0), or stored directly (layout 1) when the coded stream would be
+    /// longer than n bytes. Never LZ4: the coded stream does not compress, and the direct layout is
+    /// the fallback of incompressible entries.
+    private func appendQ8rcRecord(id: Int, scale: Float, view: ViewParameters, metadata: EntryMetadata,
+                                  stats initial: RecordStatistics, to out: inout ByteWriter) -> RecordStatistics {
+        let n = elementCount, header = RecordCodec.q8rcHeaderBytes
+        let shape = (c: config.shape[0], h: config.shape[1], w: config.shape[2])
+        var stats = initial
+        let coded = levels.withUnsafeBufferPointer { q in
+            classes.withUnsafeMutableBufferPointer { k in
+                probabilities.withUnsafeMutableBufferPointer { p in
+                    raw.withUnsafeMutableBufferPointer { r in
+                        LevelCoder.encode(levels: q.baseAddress!, shape: shape, limit: 127, classes: k.baseAddress!,
+                                          probabilities: p.baseAddress!, output: r.baseAddress! + header, capacity: n)
+                    }
+                }
+            }
+        }
+        raw[1] = 0; raw[2] = 0; raw[3] = 0
+        if let coded {
+            raw[0] = UInt8(RecordCodec.q8rcCodedLayout)
+            stats.rawBytes = header + coded
+            stats.layout = RecordCodec.q8rcCodedLayout
+        } else {
+            raw[0] = UInt8(RecordCodec.q8rcDirectLayout)
+            raw.withUnsafeMutableBytes { r in levels.withUnsafeBytes { q in (r.baseAddress! + header).copyMemory(from: q.baseAddress!, byteCount: n) } }
+            stats.rawBytes = header + n
+            stats.layout = RecordCodec.q8rcDirectLayout
+        }
+        stats.storedBytes = stats.rawBytes
+        stats.lz4 = false
+        writeRecord(id: id, scale: scale, view: view, metadata: metadata, payload: raw, stats: &stats, to: &out)
+        return stats
+    }
+
     private func compress(_ source: [UInt8], count: Int, into destination: inout [UInt8], capacity: Int) -> Int? {
         source.withUnsafeBytes { s in
             destination.withUnsafeMutableBytes { d in
@@ -215,6 +260,8 @@ final class RecordDecoder {
     private var levels: [Int8]
     private var indices: [UInt8]
     private var values = [Float](repeating: 0, count: 256)
+    private var classes: [UInt8] = []
+    private var probabilities: [UInt16] = []
 
     init(config: BankConfig) {
         self.config = config
@@ -223,6 +270,10 @@ final class RecordDecoder {
         raw = [UInt8](repeating: 0, count: maximumRaw)
         levels = [Int8](repeating: 0, count: elementCount)
         indices = [UInt8](repeating: 0, count: elementCount)
+        if config.codec == .q8rc {
+            classes = [UInt8](repeating: 0, count: elementCount)
+            probabilities = [UInt16](repeating: 0, count: LevelModel.probabilityCount)
+        }
     }
 
     /// Decodes the record at `record` (within a mapping; `available` bytes up to the index) into
@@ -326,7 +377,45 @@ final class RecordDecoder {
         case .levels:
             return decodeLevels(payload.assumingMemoryBound(to: UInt8.self), rawCount: rawCount, scale: scale, into: output,
                                 corrupt: corrupt, unsupported: unsupported)
+        case .q8rc:
+            return decodeQ8rc(payload.assumingMemoryBound(to: UInt8.self), rawCount: rawCount, scale: scale, into: output,
+                              corrupt: corrupt, unsupported: unsupported)
         }
+        return nil
+    }
+
+    /// `q8rc` (spec §7.5): the layout byte, three zero bytes, then the coded stream or the direct levels.
+    private func decodeQ8rc(_ p: UnsafePointer<UInt8>, rawCount: Int, scale: Float, into output: UnsafeMutablePointer<Float>,
+                            corrupt: (String) -> MemoryBankError, unsupported: (String) -> MemoryBankError) -> MemoryBankError? {
+        let n = elementCount, header = RecordCodec.q8rcHeaderBytes
+        if rawCount < header { return corrupt("q8rc payload of \(rawCount) bytes, at least \(header) expected") }
+        let layout = Int(p[0])
+        if layout != RecordCodec.q8rcCodedLayout && layout != RecordCodec.q8rcDirectLayout {
+            return unsupported("unknown q8rc layout \(layout) (this reader knows 0 coded, 1 direct)")
+        }
+        if p[1] != 0 || p[2] != 0 || p[3] != 0 { return corrupt("q8rc reserved bytes \(p[1]) \(p[2]) \(p[3]), expected 0") }
+        if layout == RecordCodec.q8rcDirectLayout {
+            if rawCount != header + n { return corrupt("q8rc direct payload \(rawCount) bytes, expected \(header + n)") }
+            let q = UnsafeRawPointer(p + header).assumingMemoryBound(to: Int8.self)
+            for i in 0..<n where q[i] == -128 { return corrupt("q8rc level −128 at element \(i) (allowed −127…127)") }
+            Quantize.dequantize(output: output, levels: q, count: n, scale: scale)
+            return nil
+        }
+        let streamBytes = rawCount - header
+        if streamBytes < RecordCodec.q8rcMinimumStreamBytes || streamBytes > n {
+            return corrupt("q8rc coded stream of \(streamBytes) bytes (allowed \(RecordCodec.q8rcMinimumStreamBytes)…\(n))")
+        }
+        let shape = (c: config.shape[0], h: config.shape[1], w: config.shape[2])
+        let valid = levels.withUnsafeMutableBufferPointer { q in
+            classes.withUnsafeMutableBufferPointer { k in
+                probabilities.withUnsafeMutableBufferPointer { pr in
+                    LevelCoder.decode(input: p + header, count: streamBytes, shape: shape, limit: 127, classes: k.baseAddress!,
+                                      probabilities: pr.baseAddress!, levels: q.baseAddress!)
+                }
+            }
+        }
+        if !valid { return corrupt("q8rc coded stream is malformed (an interior level outside −126…126, or the stream ends early or late)") }
+        levels.withUnsafeBufferPointer { q in Quantize.dequantize(output: output, levels: q.baseAddress!, count: n, scale: scale) }
         return nil
     }
 

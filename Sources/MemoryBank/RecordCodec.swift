@@ -1,5 +1,5 @@
 // RecordCodec.swift: the codec rules of docs/format/membank-v1.md §6–§7 that need no memory access:
-// payload sizes, the quantisation scale, the LZ4 10% rule, the `levels` bit width, and the per-record
+// payload sizes, the quantisation scale, the LZ4 10% rule, the `levels` bit width, the `q8rc` layouts, and the per-record
 // encode statistics. The encoder and decoder themselves work on raw buffers: RecordCodec+Unsafe.swift.
 
 /// Statistics of one encoded record (summed per generation and in benches).
@@ -13,9 +13,10 @@ public struct RecordStatistics: Sendable, Equatable {
     public var lz4 = false
     /// Values clamped at ±L (or NaN) by the quantiser.
     public var clampedCount = 0
-    /// `levels` only: palette size P, bit width b, layout (0 packed, 1 bit planes, 2 direct).
+    /// `levels` only: palette size P, bit width b.
     public var paletteCount = 0
     public var bitWidth = 0
+    /// The payload layout: `levels` 0 packed, 1 bit planes, 2 direct; `q8rc` 0 coded, 1 direct.
     public var layout = 0
 }
 
@@ -39,9 +40,17 @@ enum RecordCodec {
         case .f16: return 2 * n
         case .q8: return n
         case .q4: return (n + 1) / 2
-        case .levels: return nil
+        case .levels, .q8rc: return nil
         }
     }
+
+    /// `q8rc` payload header: layout, three reserved bytes (spec §7.5).
+    static let q8rcHeaderBytes = 4
+    /// `q8rc` layouts: 0 the range-coded stream, 1 the int8 levels directly (when coding does not pay).
+    static let q8rcCodedLayout = 0
+    static let q8rcDirectLayout = 1
+    /// The smallest coded stream: the coder's flush alone.
+    static let q8rcMinimumStreamBytes = LevelModel.flushBytes
 
     /// `levels` layouts (spec §7.4): 0 packed indices, 1 bit planes, 2 direct (the int8 levels, no palette).
     static let levelsLayoutCount = 3
@@ -59,7 +68,8 @@ enum RecordCodec {
 
     /// The largest raw payload any record of this configuration can have.
     static func maximumRawBytes(_ codec: BankCodec, elementCount n: Int) -> Int {
-        fixedRawBytes(codec, elementCount: n)
+        if codec == .q8rc { return q8rcHeaderBytes + n }  // the coded stream is kept only when ≤ n bytes
+        return fixedRawBytes(codec, elementCount: n)
             ?? (0..<levelsLayoutCount).map { levelsRawBytes(paletteCount: 255, layout: $0, elementCount: n) }.max()!
     }
 

@@ -197,7 +197,7 @@ struct SegmentHeader: Equatable {
     func config(createdBy: String, file: String) throws(MemoryBankError) -> BankConfig {
         guard let c = BankCodec(code: codec) else {
             throw .invalidField(file: file, field: "codec", value: "\(codec)",
-                                allowed: "1…5 (f32, f16, q8, q4, levels); a newer minor version may add codecs: upgrade")
+                                allowed: "1…6 (f32, f16, q8, q4, levels, q8rc); a newer minor version may add codecs: upgrade")
         }
         guard let n = PerturbationNorm(code: norm) else {
             throw .invalidField(file: file, field: "norm", value: "\(norm)", allowed: "1 (L∞), 2 (L2)")

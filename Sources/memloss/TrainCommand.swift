@@ -109,7 +109,7 @@ struct TrainCommand: ParsableCommand {
     var memReduce: String?
     @Option(help: "MemLoss entries used: all | hardest:F | misclassified (implies --memloss).")
     var memSelect: String?
-    @Option(help: "Bank codec: q8 | q4 | f16 | f32 | levels (implies --memloss).")
+    @Option(help: "Bank codec: q8 | q4 | f16 | f32 | levels | q8rc (implies --memloss).")
     var memCodec: String?
     @Option(help: "Where the memory lives: disk (the bank) | ram (float32 reference) (implies --memloss).")
     var memStore: String?

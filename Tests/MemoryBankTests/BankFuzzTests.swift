@@ -130,7 +130,7 @@ final class BankFuzzTests: XCTestCase {
         }
         let variants: [(String, BankCodec, PerturbationNorm)] = [
             ("q8-linf", .q8, .linf), ("f32-linf", .f32, .linf), ("f16-l2", .f16, .l2), ("q4-linf", .q4, .linf),
-            ("levels-l2", .levels, .l2),
+            ("levels-l2", .levels, .l2), ("q8rc-linf", .q8rc, .linf),
         ]
         for (name, codec, norm) in variants {
             let bankDir = dir.url.appendingPathComponent(name)

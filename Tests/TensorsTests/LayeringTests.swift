@@ -60,7 +60,7 @@ final class LayeringTests: XCTestCase {
         "Datasets/Inflater.swift", "Datasets/Dataset+Unsafe.swift", "Datasets/SyntheticData+Unsafe.swift",
         // MemoryBank: the record, segment, CRC and LZ4 loops.
         "MemoryBank/Bank+Unsafe.swift", "MemoryBank/BankPrefetcher+Unsafe.swift", "MemoryBank/BankSegment+Unsafe.swift",
-        "MemoryBank/LZ4+Unsafe.swift", "MemoryBank/RecordCodec+Unsafe.swift",
+        "MemoryBank/LZ4+Unsafe.swift", "MemoryBank/RecordCodec+Unsafe.swift", "MemoryBank/LevelCoder+Unsafe.swift",
         // Study: posix_spawn of the runner's child processes and the reads of their stderr.
         "Study/ChildProcess+Unsafe.swift",
     ]
