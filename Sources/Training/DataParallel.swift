@@ -56,6 +56,17 @@ public enum DataParallelError: Error, CustomStringConvertible {
     }
 }
 
+extension DataParallelError {
+    /// True for errors every rank raises together (after a collective agreement), so the job can
+    /// end with MPI_Finalize instead of MPI_Abort.
+    public static func isAgreed(_ error: Error) -> Bool {
+        switch error as? DataParallelError {
+        case .configMismatch?, .stoppedByAgreement?, .replicasDiverged?, .batchNotDivisible?, .worldSizeChanged?: return true
+        default: return false
+        }
+    }
+}
+
 /// The data-parallel side of one training process (rank `rank` of `size`).
 public final class DataParallel {
     public let communicator: any Communicator
@@ -278,7 +289,7 @@ public final class DataParallel {
     /// made its records durable).
     public func barrier() throws { try collective { try communicator.barrier() } }
 
-    /// The first rank whose `value` is true, as agreed by every rank (nil: none).
+    /// Whether `value` is true on any rank; every rank gets the same answer.
     public func anyRank(_ value: Bool) throws -> Bool {
         guard isDistributed else { return value }
         var v: [Double] = [value ? 1 : 0]
@@ -286,30 +297,85 @@ public final class DataParallel {
         return v[0] > 0
     }
 
-    // MARK: - World size of a run
+    // MARK: - The run's distributed.json: world size and per-rank resume state
+
+    /// What a rank other than 0 needs to resume exactly and the checkpoint does not hold: its
+    /// dropout streams and its bank shard's open-generation mark (rank 0's are in the checkpoint;
+    /// recorded for every rank all the same).
+    public struct RankState: Codable, Equatable, Sendable {
+        public var rngStates: [String: UInt64]
+        public var memory: MemoryCheckpoint?
+    }
+
+    /// distributed.json: `{"worldSize": R, "commits": {"<globalStep>": [RankState by rank]}}`, the
+    /// last two commits' states (the newest may belong to a commit a crash interrupted).
+    struct RunRecord: Codable {
+        var worldSize: Int
+        var commits: [String: [RankState]]
+    }
+
+    private func recordURL(_ run: URL) -> URL { run.appendingPathComponent(DataParallel.fileName) }
+
+    private func readRecord(_ run: URL) throws -> RunRecord? {
+        let url = recordURL(run)
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        do { return try JSONDecoder().decode(RunRecord.self, from: data) } catch {
+            throw DataParallelError.file(path: url.path, problem: "is not a valid record (\(error))")
+        }
+    }
 
     /// Records a new multi-rank run's world size (rank 0; nothing for one rank, whose runs have
     /// no distributed.json).
     public func recordWorldSize(in run: URL) throws {
         guard isDistributed, isRoot else { return }
-        let url = run.appendingPathComponent(DataParallel.fileName)
-        do { try RunDirectory(run).writeJSON(["worldSize": size], to: url) } catch {
-            throw DataParallelError.file(path: url.path, problem: "cannot be written (\(error))")
+        try writeRecord(RunRecord(worldSize: size, commits: [:]), run: run)
+    }
+
+    /// Refuses a resume under another world size than the run's (no distributed.json: 1 rank).
+    public func checkWorldSize(ofRun run: URL) throws {
+        let stored = try readRecord(run)?.worldSize ?? 1
+        guard stored == size else {
+            throw DataParallelError.worldSizeChanged(runDirectory: run.path, stored: stored, current: size)
         }
     }
 
-    /// Refuses a resume under another world size than the run's (absent file: 1 rank).
-    public func checkWorldSize(ofRun run: URL) throws {
-        let url = run.appendingPathComponent(DataParallel.fileName)
-        var stored = 1
-        if let data = FileManager.default.contents(atPath: url.path) {
-            guard let obj = try? JSONDecoder().decode([String: Int].self, from: data), let n = obj["worldSize"], n >= 1 else {
-                throw DataParallelError.file(path: url.path, problem: "field 'worldSize' is missing or not an integer ≥ 1")
+    /// Gathers every rank's state for the commit at `globalStep` and, on rank 0, records it in
+    /// distributed.json (before the commit itself, so a committed step always has its states).
+    public func recordRankStates(_ mine: RankState, globalStep: Int, run: URL) throws {
+        guard isDistributed else { return }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let blob = Array((try? enc.encode(mine)) ?? Data())
+        let blobs = try collective { try communicator.gather(bytes: blob, root: 0) }
+        guard isRoot else { return }
+        var states: [RankState] = []
+        for (r, b) in blobs.enumerated() {
+            guard let s = try? JSONDecoder().decode(RankState.self, from: Data(b)) else {
+                throw DataParallelError.file(path: recordURL(run).path, problem: "rank \(r)'s state did not decode")
             }
-            stored = n
+            states.append(s)
         }
-        guard stored == size else {
-            throw DataParallelError.worldSizeChanged(runDirectory: run.path, stored: stored, current: size)
+        var record = try readRecord(run) ?? RunRecord(worldSize: size, commits: [:])
+        record.commits["\(globalStep)"] = states
+        let keep = record.commits.keys.compactMap(Int.init).sorted().suffix(2).map(String.init)
+        record.commits = record.commits.filter { keep.contains($0.key) }
+        try writeRecord(record, run: run)
+    }
+
+    /// This rank's state at the commit of `globalStep` (nil: none recorded, e.g. one rank).
+    public func rankState(globalStep: Int, run: URL) throws -> RankState? {
+        guard isDistributed, let record = try readRecord(run) else { return nil }
+        guard let states = record.commits["\(globalStep)"], states.count == size else {
+            throw DataParallelError.file(path: recordURL(run).path,
+                                         problem: "holds no per-rank state for the committed step \(globalStep)")
+        }
+        return states[rank]
+    }
+
+    private func writeRecord(_ record: RunRecord, run: URL) throws {
+        let url = recordURL(run)
+        do { try RunDirectory(run).writeJSON(record, to: url) } catch {
+            throw DataParallelError.file(path: url.path, problem: "cannot be written (\(error))")
         }
     }
 

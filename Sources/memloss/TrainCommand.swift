@@ -5,6 +5,7 @@
 
 import ArgumentParser
 import Attacks
+import Distributed
 import Foundation
 import Layers
 import MemoryBank
@@ -147,20 +148,34 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Under mpirun (or srun) one rank of a data-parallel job; otherwise one process, no MPI call.
+        let communicator: any Communicator
+        do { communicator = try makeCommunicator() } catch {
+            FileHandle.standardError.write(Data("memloss train: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { communicator.finalize() }
         do {
-            try runTraining()
+            try runTraining(communicator)
         } catch let e as ValidationError {
             throw e
+        } catch DataParallelError.stoppedByAgreement {
+            throw ExitCode(1)  // every rank stops together; rank 0 prints the cause
         } catch {
             let text = ResultFile.describeFoundationError(error) ?? "\(error)"
-            FileHandle.standardError.write(Data("memloss train: \(text)\n".utf8))
+            let who = communicator.size > 1 && communicator.rank != 0 ? " (rank \(communicator.rank))" : ""
+            FileHandle.standardError.write(Data("memloss train\(who): \(text)\n".utf8))
+            if communicator.size > 1, !DataParallelError.isAgreed(error) {
+                // The other ranks may wait in a collective: stop the whole job (no hang).
+                communicator.abort(code: 1, message: "memloss train\(who): stopping every rank of the job")
+            }
             throw ExitCode(1)
         }
     }
 
-    private func runTraining() throws {
+    private func runTraining(_ communicator: any Communicator) throws {
         if let resume {
-            try resumeTraining(resume)
+            try resumeTraining(resume, communicator)
             return
         }
         var cfg = TrainConfig.demo
@@ -174,14 +189,16 @@ struct TrainCommand: ParsableCommand {
         }
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         let dir = out ?? "runs/\(cfg.method.name)-\(cfg.model)-\(stamp)"
-        try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite)
-        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir))
+        // Rank 0 prepares the directory; the Trainer's first collective (the config check) holds the
+        // other ranks until it has.
+        if communicator.rank == 0 { try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite) }
+        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir), communicator: communicator)
         try execute(trainer)
     }
 
     /// `--resume DIR`: the stored config with the given flags laid over it must differ only where
     /// `ResumeOverrides` allows; every conflict is named (flag, field, stored and given value).
-    private func resumeTraining(_ resume: String) throws {
+    private func resumeTraining(_ resume: String, _ communicator: any Communicator) throws {
         let directory = URL(fileURLWithPath: resume)
         let stored = try TrainConfig.stored(inRun: directory)
         var requested = stored
@@ -205,7 +222,8 @@ struct TrainCommand: ParsableCommand {
             FileHandle.standardError.write(Data((resolved.attackSummary + "\n").utf8))
             return
         }
-        try execute(try Trainer(config: resolved, runDirectory: directory, resume: true, resumeOverrides: overrides))
+        try execute(try Trainer(config: resolved, runDirectory: directory, resume: true, resumeOverrides: overrides,
+                                communicator: communicator))
     }
 
     /// The given flags (and `--config`), each with the TrainConfig fields it sets (JSON paths), for
@@ -250,7 +268,9 @@ struct TrainCommand: ParsableCommand {
             }
             trainer.checkpointEvery = interval
         }
-        for note in trainer.notes { FileHandle.standardError.write(Data("memloss train: \(note)\n".utf8)) }
+        if trainer.parallel.isRoot {
+            for note in trainer.notes { FileHandle.standardError.write(Data("memloss train: \(note)\n".utf8)) }
+        }
         let progress = ProgressRenderer()
         try trainer.train { progress.handle($0, runDirectory: trainer.run.url.path) }
     }
