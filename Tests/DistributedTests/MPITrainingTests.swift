@@ -1,0 +1,260 @@
+// MPITrainingTests.swift: `mpirun -np 2` runs of the built `memloss` on loopback (docs/distributed.md):
+// one run directory written by rank 0 with a bank shard per rank, the refusals (batch not divisible,
+// configs that differ, another world size on resume), a rank killed mid-epoch (the job fails within a
+// timeout, and --resume finishes with exactly the uninterrupted run's tensors, metrics, test
+// evaluation and bank shards), and one rank under mpirun equal to a plain run. Skipped, with a
+// message, when `mpirun` is not on PATH (tools/setup.sh installs Open MPI; .ci/run runs setup).
+
+import Foundation
+import Tensors
+import XCTest
+import _TestSupport
+
+/// Launching the built `memloss` under Open MPI's `mpirun` (as root: `--allow-run-as-root`; on a
+/// 2-core machine: `--oversubscribe`), with an optional environment per rank (MPMD app contexts).
+enum MPILaunch {
+    /// `mpirun` on PATH, or nil.
+    static var mpirun: URL? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let u = URL(fileURLWithPath: String(dir)).appendingPathComponent("mpirun")
+            if FileManager.default.isExecutableFile(atPath: u.path) { return u }
+        }
+        return nil
+    }
+
+    static func requireMPI() throws -> URL {
+        guard let m = mpirun else {
+            throw XCTSkip("mpirun not found on PATH: install Open MPI (bash tools/setup.sh installs libopenmpi-dev and openmpi-bin)")
+        }
+        return m
+    }
+
+    struct Outcome { var status: Int32; var out: String; var err: String; var seconds: Double; var timedOut: Bool }
+
+    /// Runs `memloss args…` on `rankEnvironments.count` ranks (one app context per rank, each with
+    /// its extra variables) and waits at most `timeout` seconds (then kills the launcher).
+    static func run(_ args: [String], rankEnvironments: [[String: String]], timeout: Double = 300) throws -> Outcome {
+        try run(rankArguments: rankEnvironments.map { _ in args }, rankEnvironments: rankEnvironments, timeout: timeout)
+    }
+
+    /// Runs one `memloss` rank per entry of `rankArguments`, each with its own arguments and extra
+    /// variables (MPMD app contexts separated by `:`).
+    static func run(rankArguments: [[String]], rankEnvironments: [[String: String]], timeout: Double = 300) throws -> Outcome {
+        let mpirun = try requireMPI()
+        let binary = BuiltExecutable.url("memloss").path
+        var argv = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-x", "MEMLOSS_THREADS=1"]
+        for (i, args) in rankArguments.enumerated() {
+            if i > 0 { argv.append(":") }
+            argv += ["-np", "1"]
+            for (k, v) in rankEnvironments[i].sorted(by: { $0.key < $1.key }) { argv += ["-x", "\(k)=\(v)"] }
+            argv += [binary] + args
+        }
+        return try spawn(mpirun, argv, timeout: timeout)
+    }
+
+    /// Runs `memloss args…` as a plain process (no launcher).
+    static func plain(_ args: [String], timeout: Double = 300) throws -> Outcome {
+        try spawn(BuiltExecutable.url("memloss"), args, timeout: timeout, environment: ["MEMLOSS_THREADS": "1"])
+    }
+
+    private static func spawn(_ executable: URL, _ args: [String], timeout: Double, environment: [String: String] = [:]) throws -> Outcome {
+        let p = Process()
+        p.executableURL = executable
+        p.arguments = args
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in environment { e[k] = v }
+        // A test runner's own launcher variables must not make the child ranks think they are nested.
+        for k in e.keys where k.hasPrefix("OMPI_") || k.hasPrefix("PMIX_") || k.hasPrefix("PMI_") { e[k] = nil }
+        p.environment = e
+        let outFile = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-out-\(UUID().uuidString)")
+        let errFile = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-err-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: outFile.path, contents: nil)
+        FileManager.default.createFile(atPath: errFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: outFile); try? FileManager.default.removeItem(at: errFile) }
+        p.standardOutput = try FileHandle(forWritingTo: outFile)
+        p.standardError = try FileHandle(forWritingTo: errFile)
+        p.standardInput = FileHandle.nullDevice
+        let start = Date()
+        try p.run()
+        var timedOut = false
+        while p.isRunning {
+            if Date().timeIntervalSince(start) > timeout {
+                timedOut = true
+                p.terminate()
+                Thread.sleep(forTimeInterval: 2)
+                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        p.waitUntilExit()
+        let out = (try? String(contentsOf: outFile, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOf: errFile, encoding: .utf8)) ?? ""
+        return Outcome(status: p.terminationStatus, out: out, err: err, seconds: Date().timeIntervalSince(start), timedOut: timedOut)
+    }
+}
+
+final class MPITrainingTests: XCTestCase {
+    /// Keys of metrics and evaluation JSON that measure time or memory (never equal between runs).
+    static let unstableKeys: Set<String> = ["wall_seconds", "images_per_second", "epoch_seconds", "data_wait_seconds",
+                                            "peak_rss_bytes", "bank_wait_seconds", "writer_blocked_seconds", "seconds",
+                                            "checkpoint_seconds"]
+
+    /// A tiny PGD-AT + MemLoss run (disk bank): 256 training samples, global batch 64, 2 epochs of
+    /// 4 steps, a mid-epoch checkpoint every 3 steps.
+    static func tinyArgs(out: URL, batch: Int = 64, epochs: Int = 2) -> [String] {
+        ["train", "--out", out.path, "--epochs", "\(epochs)", "--train-samples", "256", "--validation-size", "64",
+         "--validation-samples", "64", "--test-samples", "64", "--method", "pgd-at", "--attack-steps", "2", "--val-steps", "2",
+         "--batch-size", "\(batch)", "--checkpoint-every", "3", "--eval-every", "1"]
+    }
+
+    private static func two(_ extra: [String: String] = [:]) -> [[String: String]] { [[:], extra] }
+
+    // MARK: - Comparison helpers
+
+    private func tensors(_ url: URL) throws -> [String: [UInt8]] {
+        let f = try SafeTensorsFile.read(from: url)
+        return Dictionary(uniqueKeysWithValues: f.entries.map { ($0.name, $0.bytes) })
+    }
+
+    private func canonical(_ data: Data) throws -> String {
+        func stripped(_ v: Any) -> Any {
+            if let d = v as? [String: Any] {
+                return d.filter { !MPITrainingTests.unstableKeys.contains($0.key) }.mapValues(stripped)
+            }
+            if let a = v as? [Any] { return a.map(stripped) }
+            return v
+        }
+        let obj = try JSONSerialization.jsonObject(with: data)
+        return String(decoding: try JSONSerialization.data(withJSONObject: stripped(obj), options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    private func metricsLines(_ run: URL) throws -> [String] {
+        try Data(contentsOf: run.appendingPathComponent("metrics.jsonl")).split(separator: 0x0A).map { try canonical(Data($0)) }
+    }
+
+    private func shardSegments(_ run: URL, rank: Int) -> [String: Data] {
+        let dir = run.appendingPathComponent("bank/rank-\(rank)")
+        var out: [String: Data] = [:]
+        for n in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [] where n.hasSuffix(".mbs") {
+            out[n] = FileManager.default.contents(atPath: dir.appendingPathComponent(n).path)
+        }
+        return out
+    }
+
+    private func assertSameRun(_ run: URL, as reference: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+        let ck = { (u: URL, n: String) in u.appendingPathComponent("checkpoints").appendingPathComponent(n) }
+        for name in ["last.safetensors", "last.state.safetensors", "best.safetensors"] {
+            XCTAssertEqual(try tensors(ck(run, name)), try tensors(ck(reference, name)), name, file: file, line: line)
+        }
+        let a = try metricsLines(run), b = try metricsLines(reference)
+        XCTAssertEqual(a.count, b.count, "metrics line count", file: file, line: line)
+        for (i, (x, y)) in zip(a, b).enumerated() where x != y {
+            XCTFail("metrics line \(i + 1) differs:\n  \(x)\n  \(y)", file: file, line: line)
+            break
+        }
+        let test = { (u: URL) in try self.canonical(Data(contentsOf: u.appendingPathComponent("eval/test.json"))) }
+        XCTAssertEqual(try test(run), try test(reference), "eval/test.json", file: file, line: line)
+        for r in 0..<2 {
+            let s = shardSegments(run, rank: r)
+            XCTAssertFalse(s.isEmpty, "bank/rank-\(r) has no segments", file: file, line: line)
+            XCTAssertEqual(s, shardSegments(reference, rank: r), "bank/rank-\(r) segments", file: file, line: line)
+        }
+    }
+
+    // MARK: - Tests
+
+    func test_twoRanks_writeOneRunDirectory_withABankShardPerRank() throws {
+        let dir = try TempDirectory()
+        let run = dir.url.appendingPathComponent("run")
+        let r = try MPILaunch.run(Self.tinyArgs(out: run), rankEnvironments: Self.two())
+        XCTAssertEqual(r.status, 0, r.err)
+        let fm = FileManager.default
+        for name in ["config.json", "metrics.jsonl", "report.md", "eval/test.json", "distributed.json",
+                     "bank/rank-0", "bank/rank-1", "checkpoints/CURRENT"] {
+            XCTAssertTrue(fm.fileExists(atPath: run.appendingPathComponent(name).path), "\(name) missing")
+        }
+        XCTAssertFalse(fm.fileExists(atPath: run.appendingPathComponent("bank/manifest.json").path),
+                       "a 2-rank run must not write an unsharded bank")
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("distributed.json"))) as? [String: Any]
+        XCTAssertEqual(record?["worldSize"] as? Int, 2)
+        // Rank 0 alone wrote metrics.jsonl: one line per epoch (2), each over the global batch.
+        let lines = try Data(contentsOf: run.appendingPathComponent("metrics.jsonl")).split(separator: 0x0A)
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] }
+        let epochs = lines.filter { $0["kind"] as? String == "epoch" || $0["type"] as? String == "epoch" }
+        XCTAssertEqual(epochs.count, 2, "epoch lines: \(lines.map { $0.keys.sorted() })")
+        // The test evaluation covers every requested point (sharded, counts reduced).
+        let test = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval/test.json"))) as? [String: Any]
+        XCTAssertEqual(test?["n"] as? Int, 64)
+        XCTAssertEqual(r.out.components(separatedBy: "memloss: training").count - 1, 1, "progress printed by rank 0 only:\n\(r.out)")
+    }
+
+    func test_aGlobalBatchNotDivisibleByTheRanks_isRefused_namingTheFlag() throws {
+        let dir = try TempDirectory()
+        let r = try MPILaunch.run(Self.tinyArgs(out: dir.url.appendingPathComponent("run"), batch: 63), rankEnvironments: Self.two(),
+                                  timeout: 120)
+        XCTAssertFalse(r.timedOut)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("--batch-size 63"), r.err)
+        XCTAssertTrue(r.err.contains("hint:"), r.err)
+    }
+
+    func test_ranksWithDifferentConfigs_stopTogether_namingTheField() throws {
+        let dir = try TempDirectory()
+        let args = Self.tinyArgs(out: dir.url.appendingPathComponent("run"))
+        let r = try MPILaunch.run(rankArguments: [args + ["--seed", "1"], args + ["--seed", "2"]], rankEnvironments: Self.two(),
+                                  timeout: 120)
+        XCTAssertFalse(r.timedOut, "the ranks hung on a config mismatch")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("rank 1: hash") && r.err.contains("first differing field seed"), r.err)
+        XCTAssertTrue(r.err.contains("rank 0's hash"), r.err)
+        XCTAssertTrue(r.err.contains("hint:"), r.err)
+    }
+
+    func test_killingOneRankMidEpoch_failsTheJobWithinATimeout_andResumeIsExact() throws {
+        let dir = try TempDirectory()
+        let reference = dir.url.appendingPathComponent("reference")
+        let ref = try MPILaunch.run(Self.tinyArgs(out: reference), rankEnvironments: Self.two())
+        XCTAssertEqual(ref.status, 0, ref.err)
+
+        // Rank 1 dies after its 6th step (epoch 2; the last commit is the epoch end at step 4) and
+        // after its 8th (the last commit is the mid-epoch one at step 7, with each rank's open bank
+        // generation); rank 0 is then waiting in the step's all-reduce or at the epoch end.
+        var run = reference
+        for killAt in [6, 8] {
+            run = dir.url.appendingPathComponent("killed-\(killAt)")
+            let killed = try MPILaunch.run(Self.tinyArgs(out: run),
+                                           rankEnvironments: Self.two(["MEMLOSS_KILL_AT": "train.afterStep#\(killAt)"]), timeout: 120)
+            XCTAssertFalse(killed.timedOut, "kill at step \(killAt): the job hung after a rank died (\(killed.seconds) s)")
+            XCTAssertNotEqual(killed.status, 0, "kill at step \(killAt): the job must fail when a rank dies")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("eval/test.json").path))
+
+            let resumed = try MPILaunch.run(["train", "--resume", run.path, "--checkpoint-every", "3"], rankEnvironments: Self.two())
+            XCTAssertEqual(resumed.status, 0, resumed.err)
+            XCTAssertTrue(resumed.out.contains("resuming"), resumed.out)
+            try assertSameRun(run, as: reference)
+        }
+
+        // Another world size is refused, naming both sizes.
+        let single = try MPILaunch.plain(["train", "--resume", run.path, "--epochs", "3"], timeout: 120)
+        XCTAssertNotEqual(single.status, 0)
+        XCTAssertTrue(single.err.contains("2 ranks") && single.err.contains("has 1"), single.err)
+        XCTAssertTrue(single.err.contains("mpirun -np 2"), single.err)
+    }
+
+    func test_oneRankUnderMpirun_equalsAPlainRun() throws {
+        let dir = try TempDirectory()
+        let plainRun = dir.url.appendingPathComponent("plain"), mpiRun = dir.url.appendingPathComponent("mpi")
+        let a = try MPILaunch.plain(Self.tinyArgs(out: plainRun, epochs: 1))
+        XCTAssertEqual(a.status, 0, a.err)
+        let b = try MPILaunch.run(Self.tinyArgs(out: mpiRun, epochs: 1), rankEnvironments: [[:]])
+        XCTAssertEqual(b.status, 0, b.err)
+        let ck = { (u: URL) in u.appendingPathComponent("checkpoints/last.safetensors") }
+        XCTAssertEqual(try tensors(ck(mpiRun)), try tensors(ck(plainRun)))
+        XCTAssertEqual(try metricsLines(mpiRun), try metricsLines(plainRun))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: mpiRun.appendingPathComponent("bank/manifest.json").path)
+                      || !((try? FileManager.default.contentsOfDirectory(atPath: mpiRun.appendingPathComponent("bank").path)) ?? [])
+                          .contains { $0.hasPrefix("rank-") }, "one rank keeps the unsharded RUN/bank")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mpiRun.appendingPathComponent("distributed.json").path))
+    }
+}
