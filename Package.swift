@@ -119,7 +119,7 @@ let package = Package(
                     dependencies: ["MemlossBench", "Training", "Models", "Layers", "Kernels", "Datasets", "MemoryBank", "Tensors",
                                    "_TestSupport"]),
         .testTarget(name: "StudyTests", dependencies: ["Study", "Training", "SystemIO", "_TestSupport"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Tensors", "SystemIO", "_TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Layers", "Tensors", "SystemIO", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank", "_TestSupport"]),
     ],

@@ -27,6 +27,8 @@ public enum DataParallelError: Error, CustomStringConvertible {
     case replicasDiverged(epoch: Int, checksums: [String])
     /// A collective operation failed.
     case communication(DistributedError)
+    /// `--sync-batchnorm` given on a resume of a run trained with the other setting.
+    case syncBatchNormChanged(runDirectory: String, stored: Bool)
     /// The run's distributed.json cannot be read or written.
     case file(path: String, problem: String)
 
@@ -50,6 +52,9 @@ public enum DataParallelError: Error, CustomStringConvertible {
                 + sums.joined(separator: ", ") + ")\nhint: this is a bug; report it with the run's config.json"
         case .communication(let e):
             return "\(e)"
+        case .syncBatchNormChanged(let dir, let stored):
+            return "resume: \(dir) was trained \(stored ? "with" : "without") --sync-batchnorm; a resume keeps the run's setting\n"
+                + "hint: resume without the flag (the stored setting is used)"
         case .file(let path, let problem):
             return "\(path): \(problem)\nhint: the file records the run's world size; restore it or start a new run"
         }
@@ -61,7 +66,8 @@ extension DataParallelError {
     /// end with MPI_Finalize instead of MPI_Abort.
     public static func isAgreed(_ error: Error) -> Bool {
         switch error as? DataParallelError {
-        case .configMismatch?, .stoppedByAgreement?, .replicasDiverged?, .batchNotDivisible?, .worldSizeChanged?: return true
+        case .configMismatch?, .stoppedByAgreement?, .replicasDiverged?, .batchNotDivisible?, .worldSizeChanged?,
+             .syncBatchNormChanged?: return true
         default: return false
         }
     }
@@ -81,8 +87,21 @@ public final class DataParallel {
     /// The file recording a multi-rank run's world size, in the run directory.
     public static let fileName = "distributed.json"
 
-    public init(communicator: any Communicator = SingleProcess()) {
+    /// Synchronised batch norm (`--sync-batchnorm`): batch statistics all-reduced per layer in the
+    /// forward and the matching sums in the backward; false: per-rank statistics, running statistics
+    /// averaged at each commit. Resolved from the run's distributed.json on a resume.
+    public private(set) var syncBatchNorm: Bool
+    /// Whether the option was given (a resume refuses a value other than the stored one).
+    private let syncBatchNormGiven: Bool
+    /// The first failure of a collective made inside a layer pass (which cannot throw); the next
+    /// gradient all-reduce throws it.
+    private var pendingError: DistributedError?
+
+    /// - Parameter syncBatchNorm: nil: false for a new run, the stored setting on a resume.
+    public init(communicator: any Communicator = SingleProcess(), syncBatchNorm: Bool? = nil) {
         self.communicator = communicator
+        self.syncBatchNorm = syncBatchNorm ?? false
+        self.syncBatchNormGiven = syncBatchNorm != nil
     }
 
     // MARK: - Seeds and shards
@@ -129,7 +148,11 @@ public final class DataParallel {
         guard isDistributed else { return }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        let mine = Array((try? enc.encode(config)) ?? Data())
+        var mine = Array((try? enc.encode(config)) ?? Data())
+        if var object = (try? JSONSerialization.jsonObject(with: Data(mine))) as? [String: Any] {
+            object["distributed.syncBatchNorm"] = syncBatchNorm  // the one option outside TrainConfig that changes results
+            mine = Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(mine))
+        }
         let root = try collective { try communicator.broadcast(bytes: mine, root: 0) }
         var difference = ""
         if root != mine {
@@ -171,6 +194,46 @@ public final class DataParallel {
         }
     }
 
+    // MARK: - Synchronised batch norm
+
+    /// With `syncBatchNorm` and more than one rank, gives every batch-norm layer of `model` a
+    /// reducer summing its statistics across the ranks (BatchNorm2DLayer+Sync.swift). The layers are
+    /// found by walking the model's stored properties (Mirror), so no model type needs to list them.
+    /// - Returns: the number of layers synchronised.
+    @discardableResult
+    public func enableSyncBatchNorm(on model: AnyClassifier) -> Int {
+        guard isDistributed, syncBatchNorm else { return 0 }
+        let layers = DataParallel.batchNormLayers(in: model.base)
+        let reducer: BatchNormStatisticsReducer = { [communicator, weak self] values in
+            guard self?.pendingError == nil else { return }
+            do throws(DistributedError) { try communicator.allReduceSum(&values) } catch { self?.pendingError = error }
+        }
+        for layer in layers { layer.statisticsReducer = reducer }
+        return layers.count
+    }
+
+    /// Every `BatchNorm2DLayer` reachable through stored properties (arrays and optionals included)
+    /// of `root`, each once, in the order met.
+    static func batchNormLayers(in root: Any) -> [BatchNorm2DLayer] {
+        var seen = Set<ObjectIdentifier>(), out: [BatchNorm2DLayer] = []
+        func visit(_ value: Any) {
+            if let bn = value as? BatchNorm2DLayer {
+                if seen.insert(ObjectIdentifier(bn)).inserted { out.append(bn) }
+                return
+            }
+            let mirror = Mirror(reflecting: value)
+            if mirror.displayStyle == .class {
+                let id = ObjectIdentifier(value as AnyObject)
+                guard seen.insert(id).inserted else { return }
+            }
+            for child in mirror.children { visit(child.value) }
+            var s = mirror.superclassMirror
+            while let m = s { for child in m.children { visit(child.value) }; s = m.superclassMirror }
+        }
+        visit(root)
+        return out
+    }
+
     // MARK: - Every step
 
     /// The gradient all-reduce of one step, for `TrainingStep.synchronizeGradients`: every
@@ -181,7 +244,8 @@ public final class DataParallel {
         guard isDistributed else { return nil }
         let parameters = model.namedParameters.map(\.parameter)
         let scale = 1 / Float(size)
-        return { [communicator] finite in
+        return { [communicator, weak self] finite in
+            if let e = self?.pendingError { throw DataParallelError.communication(e) }
             var buffer = [Float]()
             buffer.reserveCapacity(parameters.reduce(1) { $0 + $1.gradient.count })
             for p in parameters { buffer += p.gradient.scalars }
@@ -311,6 +375,7 @@ public final class DataParallel {
     /// last two commits' states (the newest may belong to a commit a crash interrupted).
     struct RunRecord: Codable {
         var worldSize: Int
+        var syncBatchNorm: Bool?
         var commits: [String: [RankState]]
     }
 
@@ -328,15 +393,22 @@ public final class DataParallel {
     /// no distributed.json).
     public func recordWorldSize(in run: URL) throws {
         guard isDistributed, isRoot else { return }
-        try writeRecord(RunRecord(worldSize: size, commits: [:]), run: run)
+        try writeRecord(RunRecord(worldSize: size, syncBatchNorm: syncBatchNorm, commits: [:]), run: run)
     }
 
-    /// Refuses a resume under another world size than the run's (no distributed.json: 1 rank).
+    /// Refuses a resume under another world size than the run's (no distributed.json: 1 rank), and
+    /// takes the run's batch-norm setting (refusing another one given explicitly).
     public func checkWorldSize(ofRun run: URL) throws {
-        let stored = try readRecord(run)?.worldSize ?? 1
+        let record = try readRecord(run)
+        let stored = record?.worldSize ?? 1
         guard stored == size else {
             throw DataParallelError.worldSizeChanged(runDirectory: run.path, stored: stored, current: size)
         }
+        let storedSync = record?.syncBatchNorm ?? false
+        if syncBatchNormGiven, syncBatchNorm != storedSync, isDistributed {
+            throw DataParallelError.syncBatchNormChanged(runDirectory: run.path, stored: storedSync)
+        }
+        syncBatchNorm = storedSync || (!isDistributed && syncBatchNorm)
     }
 
     /// Gathers every rank's state for the commit at `globalStep` and, on rank 0, records it in
@@ -355,7 +427,7 @@ public final class DataParallel {
             }
             states.append(s)
         }
-        var record = try readRecord(run) ?? RunRecord(worldSize: size, commits: [:])
+        var record = try readRecord(run) ?? RunRecord(worldSize: size, syncBatchNorm: syncBatchNorm, commits: [:])
         record.commits["\(globalStep)"] = states
         let keep = record.commits.keys.compactMap(Int.init).sorted().suffix(2).map(String.init)
         record.commits = record.commits.filter { keep.contains($0.key) }

@@ -5,7 +5,6 @@
 
 import Attacks
 import Datasets
-import Distributed
 import Foundation
 import Kernels
 import Layers
@@ -114,12 +113,13 @@ public final class Trainer {
     /// the configuration stored there (the `config` argument is then ignored) and `resumeOverrides`
     /// laid over it (ResumeOverrides.swift: more epochs, the test evaluation, logging); a resume
     /// with overrides rewrites config.json so the next resume continues with them.
-    /// Under data parallelism (`communicator.size > 1`) every rank constructs its Trainer with the
-    /// same arguments; rank 0 alone writes the run's files (docs/distributed.md).
+    /// Under data parallelism (`parallel.size > 1`, under mpirun) every rank constructs its Trainer
+    /// with the same arguments; rank 0 alone writes the run's files (docs/distributed.md).
     public init(config: TrainConfig, runDirectory: URL, resume: Bool = false,
-                resumeOverrides: ResumeOverrides = .none, communicator: any Communicator = SingleProcess()) throws {
+                resumeOverrides: ResumeOverrides = .none, parallel: DataParallel = DataParallel()) throws {
         run = RunDirectory(runDirectory)
-        parallel = DataParallel(communicator: communicator)
+        self.parallel = parallel
+        if resume { try parallel.checkWorldSize(ofRun: runDirectory) }
         var cfg = config
         if resume {
             guard let data = FileManager.default.contents(atPath: run.config.path) else {
@@ -180,7 +180,6 @@ public final class Trainer {
         checkpoints = CheckpointStore(directory: run.checkpoints)
         if resume {
             // Rank 0 recovers the checkpoint store first (it may repair it); then the others read it.
-            try parallel.checkWorldSize(ofRun: runDirectory)
             if parallel.isRoot { try restore() }
             try parallel.barrier()
             if !parallel.isRoot { try restore() }
@@ -189,6 +188,7 @@ public final class Trainer {
             try parallel.recordWorldSize(in: runDirectory)
         }
         try parallel.broadcastState(of: model, keepDropoutStreams: resumedCommit != nil)
+        parallel.enableSyncBatchNorm(on: model)
         if resume, resumeOverrides != .none {
             try resumeOverrides.check(completedEpochs: startEpoch, runDirectory: runDirectory.path)
             if parallel.isRoot { try run.writeJSON(cfg, to: run.config) }

@@ -129,6 +129,11 @@ struct TrainCommand: ParsableCommand {
         discussion: "Every epoch end commits a checkpoint too. A killed run resumed with --resume repeats at most this much work; "
             + "the interval does not change the results (resume is exact), so it may differ on --resume."))
     var checkpointEvery: String?
+    @Flag(help: ArgumentHelp(
+        "Under mpirun: synchronised batch norm (batch statistics all-reduced per layer), so R ranks compute what one process computes with the global batch.",
+        discussion: "Without it each rank normalises with its own batch's statistics and the running statistics are averaged "
+            + "across ranks at every checkpoint (docs/distributed.md §5). No effect on one process. A resume keeps the run's setting."))
+    var syncBatchnorm = false
 
     /// Rejects non-finite and out-of-range numbers when the flags are parsed, naming the flag (the
     /// ranges are `NumericSetting`'s, which `TrainConfig.validate` applies to config files too).
@@ -192,7 +197,7 @@ struct TrainCommand: ParsableCommand {
         // Rank 0 prepares the directory; the Trainer's first collective (the config check) holds the
         // other ranks until it has.
         if communicator.rank == 0 { try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite) }
-        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir), communicator: communicator)
+        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir), parallel: parallel(communicator))
         try execute(trainer)
     }
 
@@ -223,7 +228,7 @@ struct TrainCommand: ParsableCommand {
             return
         }
         try execute(try Trainer(config: resolved, runDirectory: directory, resume: true, resumeOverrides: overrides,
-                                communicator: communicator))
+                                parallel: parallel(communicator)))
     }
 
     /// The given flags (and `--config`), each with the TrainConfig fields it sets (JSON paths), for
@@ -259,6 +264,11 @@ struct TrainCommand: ParsableCommand {
         var out: [String: [String]] = [:]
         for (flag, given, fields) in table where given { out[flag] = fields }
         return out
+    }
+
+    /// The data-parallel side of this process (one rank without a launcher).
+    private func parallel(_ communicator: any Communicator) -> DataParallel {
+        DataParallel(communicator: communicator, syncBatchNorm: syncBatchnorm ? true : nil)
     }
 
     private func execute(_ trainer: Trainer) throws {

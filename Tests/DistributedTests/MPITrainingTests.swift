@@ -257,4 +257,68 @@ final class MPITrainingTests: XCTestCase {
                           .contains { $0.hasPrefix("rank-") }, "one rank keeps the unsharded RUN/bank")
         XCTAssertFalse(FileManager.default.fileExists(atPath: mpiRun.appendingPathComponent("distributed.json").path))
     }
+
+    /// Per-step losses of a run's step lines (`--log-every 1`).
+    private func stepLosses(_ run: URL) throws -> [Double] {
+        try Data(contentsOf: run.appendingPathComponent("metrics.jsonl")).split(separator: 0x0A).compactMap {
+            let o = try JSONSerialization.jsonObject(with: Data($0)) as? [String: Any]
+            return o?["type"] as? String == "step" ? o?["loss"] as? Double : nil
+        }
+    }
+
+    /// Max |a − b| over the float tensors both checkpoints hold (parameters; running statistics and
+    /// counters left out: they are averaged estimates, not the trained weights).
+    private func maxParameterDifference(_ a: URL, _ b: URL) throws -> Float {
+        let x = try SafeTensorsFile.read(from: a), y = try SafeTensorsFile.read(from: b)
+        var worst: Float = 0
+        for e in x.entries where e.dtype == .f32 && !e.name.contains("running") {
+            guard let f = y.entries.first(where: { $0.name == e.name }) else { XCTFail("\(e.name) missing"); continue }
+            for (p, q) in zip(try e.tensor().scalars, try f.tensor().scalars) { worst = max(worst, abs(p - q)) }
+        }
+        return worst
+    }
+
+    /// Synchronised batch norm: 2 ranks × 64 compute what 1 process computes with the global batch of
+    /// 128 (ResNet-18 at width 1/8, BN in every block, no dropout; 128 training samples, so each of the
+    /// 20 steps, one per epoch, sees all of them on both sides). Tolerance 1e-4 on every step's loss
+    /// and on every final parameter: float rounding differs (per-rank partial sums, a reduction in
+    /// Double), as it does between 1 and 2 threads of one process (measured: 8e-6 on the losses,
+    /// 1e-5 on the parameters). The learning rate is small (5e-4, no momentum) because this tiny
+    /// network amplifies rounding differences by ×4–×15 per step at 0.01 and above, with any thread
+    /// count. Without --sync-batchnorm the first step's loss already differs by about 1e-3, which the
+    /// test checks too, so the tolerance separates the two.
+    func test_syncBatchNorm_twoRanksOfHalfTheBatch_matchOneProcessOverTwentySteps() throws {
+        _ = try MPILaunch.requireMPI()
+        let dir = try TempDirectory()
+        let data = dir.url.appendingPathComponent("d.mlds")
+        let synth = try MPILaunch.plain(["data", "synth", "--out", data.path, "--count", "160", "--shape", "3,32,32",
+                                         "--classes", "10", "--seed", "3"], timeout: 60)
+        XCTAssertEqual(synth.status, 0, synth.err)
+        func args(_ out: URL, epochs: Int) -> [String] {
+            ["train", "--data", "synthetic:\(data.path)", "--model", "resnet18", "--width", "0.125", "--method", "standard",
+             "--epochs", "\(epochs)", "--train-samples", "128", "--validation-size", "0", "--test-samples", "8", "--augment", "false",
+             "--log-every", "1", "--lr", "0.0005", "--momentum", "0", "--batch-size", "128", "--out", out.path]
+        }
+        let tolerance = 1e-4
+        let one = dir.url.appendingPathComponent("one"), two = dir.url.appendingPathComponent("two")
+        let a = try MPILaunch.plain(args(one, epochs: 20))
+        XCTAssertEqual(a.status, 0, a.err)
+        let b = try MPILaunch.run(args(two, epochs: 20) + ["--sync-batchnorm"], rankEnvironments: Self.two())
+        XCTAssertEqual(b.status, 0, b.err)
+        let la = try stepLosses(one), lb = try stepLosses(two)
+        XCTAssertEqual(la.count, 20)
+        XCTAssertEqual(lb.count, 20)
+        for (i, (x, y)) in zip(la, lb).enumerated() {
+            XCTAssertLessThanOrEqual(abs(x - y), tolerance, "step \(i + 1): 1 process \(x), 2 ranks \(y)")
+        }
+        let ck = { (u: URL) in u.appendingPathComponent("checkpoints/last.safetensors") }
+        XCTAssertLessThanOrEqual(Double(try maxParameterDifference(ck(one), ck(two))), tolerance)
+
+        // Per-rank statistics (the default) are a different computation: outside the tolerance.
+        let three = dir.url.appendingPathComponent("three")
+        let c = try MPILaunch.run(args(three, epochs: 1), rankEnvironments: Self.two())
+        XCTAssertEqual(c.status, 0, c.err)
+        let lc = try stepLosses(three)
+        XCTAssertGreaterThan(abs((lc.first ?? 0) - la[0]), tolerance, "per-rank batch norm should differ from the global batch's")
+    }
 }
