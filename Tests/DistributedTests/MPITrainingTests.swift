@@ -187,6 +187,45 @@ final class MPITrainingTests: XCTestCase {
         let test = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval/test.json"))) as? [String: Any]
         XCTAssertEqual(test?["n"] as? Int, 64)
         XCTAssertEqual(r.out.components(separatedBy: "memloss: training").count - 1, 1, "progress printed by rank 0 only:\n\(r.out)")
+
+        // membank reads the shards as one bank: the union has every training sample once per generation.
+        let bank = run.appendingPathComponent("bank").path
+        let info = try BuiltExecutable.run("membank", ["info", "--json", bank])
+        XCTAssertEqual(info.status, 0, info.err)
+        let json = try JSONSerialization.jsonObject(with: Data(info.out.utf8)) as? [String: Any]
+        let total = json?["total"] as? [String: Any], shards = json?["shards"] as? [[String: Any]] ?? []
+        XCTAssertEqual(json?["shardCount"] as? Int, 2)
+        XCTAssertEqual(shards.count, 2)
+        let generations = total?["generations"] as? [[String: Any]] ?? []
+        XCTAssertEqual(generations.map { $0["entries"] as? Int }, [256, 256], "each generation holds all 256 samples")
+        XCTAssertEqual(total?["entries"] as? Int, shards.reduce(0) { $0 + ($1["entries"] as? Int ?? 0) })
+        XCTAssertEqual(shards.map { $0["entries"] as? Int }, [256, 256], "each shard holds its 128 samples × 2 generations")
+        let text = try BuiltExecutable.run("membank", ["info", bank])
+        XCTAssertTrue(text.out.contains("2 shards") && text.out.contains("rank-1") && text.out.contains("total"), text.out)
+
+        let verify = try BuiltExecutable.run("membank", ["verify", bank])
+        XCTAssertEqual(verify.status, 0, verify.out + verify.err)
+        XCTAssertTrue(verify.out.contains("intact (2 shards, 512 records checked)"), verify.out)
+
+        let npy = dir.url.appendingPathComponent("d.npy").path
+        let export = try BuiltExecutable.run("membank", ["export", bank, "--npy", npy])
+        XCTAssertEqual(export.status, 0, export.err)
+        XCTAssertTrue(export.out.contains("generation 1: 256 entries"), export.out)
+        let stats = try BuiltExecutable.run("membank", ["stats", "--json", bank])
+        XCTAssertEqual(stats.status, 0, stats.err)
+        let perGeneration = try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [[String: Any]] ?? []
+        XCTAssertEqual(perGeneration.map { $0["entries"] as? Int }, [256, 256])
+
+        // A damaged shard makes the whole bank fail verification, naming the shard.
+        let shard1 = run.appendingPathComponent("bank/rank-1")
+        let segment = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: shard1.path).sorted().first { $0.hasSuffix(".mbs") })
+        let url = shard1.appendingPathComponent(segment)
+        var bytes = try Data(contentsOf: url)
+        bytes[bytes.count - 100] ^= 0xFF
+        try bytes.write(to: url)
+        let damaged = try BuiltExecutable.run("membank", ["verify", bank])
+        XCTAssertNotEqual(damaged.status, 0)
+        XCTAssertTrue(damaged.out.contains("DAMAGED") && damaged.out.contains("rank-1: DAMAGED"), damaged.out)
     }
 
     func test_aGlobalBatchNotDivisibleByTheRanks_isRefused_namingTheFlag() throws {
