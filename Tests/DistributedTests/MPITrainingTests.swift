@@ -360,4 +360,37 @@ final class MPITrainingTests: XCTestCase {
         let lc = try stepLosses(three)
         XCTAssertGreaterThan(abs((lc.first ?? 0) - la[0]), tolerance, "per-rank batch norm should differ from the global batch's")
     }
+
+    /// `memloss eval` under mpirun shards the test points and reduces the counts: for the
+    /// deterministic attacks (natural, FGSM) 2 ranks report exactly what one process reports.
+    func test_evalUnderMpirun_shardsThePoints_andReducesTheCounts() throws {
+        _ = try MPILaunch.requireMPI()
+        let dir = try TempDirectory()
+        let run = dir.url.appendingPathComponent("run")
+        let t = try MPILaunch.plain(["train", "--out", run.path, "--method", "standard", "--epochs", "3", "--train-samples", "1024",
+                                     "--batch-size", "32", "--validation-size", "64", "--validation-samples", "64",
+                                     "--test-samples", "16"])
+        XCTAssertEqual(t.status, 0, t.err)
+        let ck = run.appendingPathComponent("checkpoints/last.safetensors").path
+        let args = ["eval", "--checkpoint", ck, "--n", "301", "--attack", "natural,fgsm", "--json"]
+        let one = try MPILaunch.plain(args)
+        XCTAssertEqual(one.status, 0, one.err)
+        let two = try MPILaunch.run(args, rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertEqual(two.status, 0, two.err)
+        func figures(_ text: String) throws -> [Double] {
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
+            let attacks = o["attacks"] as? [[String: Any]] ?? []
+            return [Double(o["n"] as? Int ?? -1), o["cleanAccuracy"] as? Double ?? -1, o["worstCaseAccuracy"] as? Double ?? -1]
+                + attacks.map { Double($0["correct"] as? Int ?? -1) }
+        }
+        let a = try figures(one.out), b = try figures(two.out)
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(a.first, 301)
+        XCTAssertGreaterThan(a[1], 0.2, "the checkpoint should be better than chance for the comparison to mean something")
+
+        let aa = try MPILaunch.run(["eval", "--checkpoint", ck, "--n", "8", "--attack", "autoattack"], rankEnvironments: Self.two(),
+                                   timeout: 120)
+        XCTAssertNotEqual(aa.status, 0)
+        XCTAssertTrue(aa.err.contains("does not shard across MPI ranks yet"), aa.err)
+    }
 }
