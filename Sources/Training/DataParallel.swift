@@ -291,6 +291,25 @@ public final class DataParallel {
 
     // MARK: - Epoch end and evaluation
 
+    /// The epoch's bank report over every rank's shard: entry counts and bytes summed, wait times
+    /// the slowest rank's (bytes per entry follows from the sums); nil stays nil.
+    public func reduce(_ report: MemoryEpochReport?) throws -> MemoryEpochReport? {
+        guard isDistributed, var r = report else { return report }
+        var v: [Double] = [r.entriesWritten, r.entriesPresent, r.entriesAbsent, r.entriesCorrupt, r.generationBytes, r.totalBytes]
+            .map(Double.init)
+        try collective { try communicator.allReduceSum(&v) }
+        // The slowest rank's waits: a max through the sum of one-hot slots (no max reduction needed).
+        var waits = [Double](repeating: 0, count: 2 * size)
+        waits[rank] = r.bankWaitSeconds
+        waits[size + rank] = r.writerBlockedSeconds
+        try collective { try communicator.allReduceSum(&waits) }
+        r.entriesWritten = Int(v[0]); r.entriesPresent = Int(v[1]); r.entriesAbsent = Int(v[2]); r.entriesCorrupt = Int(v[3])
+        r.generationBytes = Int(v[4]); r.totalBytes = Int(v[5])
+        r.bankWaitSeconds = waits[0..<size].max() ?? 0
+        r.writerBlockedSeconds = waits[size...].max() ?? 0
+        return r
+    }
+
     /// Averages the batch-norm running statistics (`…running_mean`, `…running_var` buffers) over
     /// the ranks. Training-mode passes only update them (never read them), and the update is affine
     /// with the same coefficients on every rank, so averaging at any commit gives the same numbers

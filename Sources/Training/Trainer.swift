@@ -409,6 +409,7 @@ public final class Trainer {
         let epochSeconds = SystemStats.now - epochStart
         var memoryReport: MemoryEpochReport?
         do { memoryReport = try memory?.endEpoch() } catch { throw TrainingError.memory("\(error)") }
+        memoryReport = try parallel.reduce(memoryReport)  // every rank's bank shard
         var record = metrics.record(epoch: epoch + 1, step: globalStep, learningRate: lr, epochSeconds: epochSeconds,
                                     dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds,
                                     wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes,

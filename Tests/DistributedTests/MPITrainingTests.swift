@@ -183,6 +183,8 @@ final class MPITrainingTests: XCTestCase {
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] }
         let epochs = lines.filter { $0["kind"] as? String == "epoch" || $0["type"] as? String == "epoch" }
         XCTAssertEqual(epochs.count, 2, "epoch lines: \(lines.map { $0.keys.sorted() })")
+        // The bank counters are every shard's: 256 samples recorded per epoch (128 by each rank).
+        XCTAssertEqual((epochs.last?["memory"] as? [String: Any])?["entries_written"] as? Int, 256)
         // The test evaluation covers every requested point (sharded, counts reduced).
         let test = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval/test.json"))) as? [String: Any]
         XCTAssertEqual(test?["n"] as? Int, 64)
