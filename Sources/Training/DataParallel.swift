@@ -473,7 +473,7 @@ public final class DataParallel {
     // MARK: - Helpers
 
     /// Runs a collective operation, its `DistributedError` wrapped as `.communication`.
-    private func collective<T>(_ body: () throws -> T) throws -> T {
+    func collective<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as DistributedError { throw DataParallelError.communication(e) }
     }
 

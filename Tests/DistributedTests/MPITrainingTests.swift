@@ -395,4 +395,17 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertNotEqual(aa.status, 0)
         XCTAssertTrue(aa.err.contains("does not shard across MPI ranks yet"), aa.err)
     }
+
+    /// `memloss bench allreduce` runs under mpirun and reports the packed buffer's size (a smoke
+    /// test of the command; its times are measured by hand on an idle machine, not here).
+    func test_benchAllReduce_reportsTheBytesOfThePackedGradientBuffer() throws {
+        let r = try MPILaunch.run(["bench", "allreduce", "--model", "smallcnn", "--width", "0.5", "--steps", "2", "--warmup", "0",
+                                   "--json"], rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertEqual(r.status, 0, r.err)
+        let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        XCTAssertEqual(o["ranks"] as? Int, 2)
+        XCTAssertEqual(o["parameters"] as? Int, 78778)
+        XCTAssertEqual(o["bytesPerStep"] as? Int, 4 * (78778 + 1))
+        XCTAssertEqual(o["steps"] as? Int, 2)
+    }
 }
