@@ -61,24 +61,26 @@ public struct EpochPlan: Sendable, Hashable {
         self.init(population: Array(0..<count), seed: seed, epoch: epoch, batchSize: batchSize, dropLast: dropLast)
     }
 
-    /// Rank `rank`'s plan of a data-parallel epoch over `size` ranks (docs/distributed.md §4):
-    /// the rank owns the positions `k` of `population` with `k mod size == rank`, visits them in the
+    /// Rank `rank`'s plan of a data-parallel epoch over `size` ranks (docs/distributed.md §2):
+    /// the rank owns the sample IDs of `population` with `id mod size == rank`, visits them in the
     /// permutation of (`seed`, `epoch`, `rank`) (`EpochOrder.permutation` with the rank folded into
-    /// the seed), and keeps the first `⌊population.count / size⌋` of them, so every rank runs the
-    /// same number of equal batches; the one leftover sample of a larger shard (at most one per
-    /// rank) is skipped that epoch, a different one each epoch.
-    /// - Precondition: `size ≥ 1`, `0 ≤ rank < size`, `batchSize ≥ 1`.
+    /// the seed), and keeps the first `m` of them, `m` the smallest shard's size (computed from
+    /// `population`, the same on every rank), so every rank runs the same number of equal batches;
+    /// a larger shard's surplus (`its size − m` samples) is skipped that epoch, different ones each
+    /// epoch.
+    /// - Precondition: `size ≥ 1`, `0 ≤ rank < size`, `batchSize ≥ 1`, IDs ≥ 0.
     public init(shardOf population: [Int], rank: Int, size: Int, seed: UInt64, epoch: Int, batchSize: Int) {
         precondition(size >= 1 && rank >= 0 && rank < size, "EpochPlan: rank \(rank) outside 0..<\(size)")
-        let shard = stride(from: rank, to: population.count, by: size).map { population[$0] }
+        precondition(batchSize >= 1, "EpochPlan: batchSize must be ≥ 1")
+        var counts = [Int](repeating: 0, count: size)
+        for id in population { counts[id % size] += 1 }
+        let shard = population.filter { $0 % size == rank }
         var rankStream = SplitMix64.derived(seed: seed ^ EpochOrder.shardSalt, stream: UInt64(rank))
-        let rankSeed = rankStream.next()
-        let order = EpochOrder.permutation(seed: rankSeed, epoch: epoch, count: shard.count)
-        let kept = population.count / size
+        let order = EpochOrder.permutation(seed: rankStream.next(), epoch: epoch, count: shard.count)
         self.epoch = epoch
         self.batchSize = batchSize
         self.dropLast = false
-        ids = order.prefix(kept).map { shard[$0] }
+        ids = order.prefix(counts.min() ?? 0).map { shard[$0] }
     }
 
     /// A plan visiting `ids` in the given order (no shuffle), e.g. for evaluation.

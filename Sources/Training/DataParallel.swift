@@ -120,8 +120,8 @@ public final class DataParallel {
     }
 
     /// The epoch's plan for this rank: the plain plan for one rank; otherwise the rank's shard
-    /// (sample position k of `population` belongs to rank k mod R), in its own order, cut into
-    /// batches of `globalBatch / R` (EpochPlan(shardOf:…)).
+    /// (sample ID i belongs to rank i mod R), in its own order, cut to the smallest shard's size
+    /// and into batches of `globalBatch / R` (EpochPlan(shardOf:…)).
     public func plan(population: [Int], seed: UInt64, epoch: Int, globalBatch: Int) throws -> EpochPlan {
         guard isDistributed else { return EpochPlan(population: population, seed: seed, epoch: epoch, batchSize: globalBatch) }
         return EpochPlan(shardOf: population, rank: rank, size: size, seed: seed, epoch: epoch,

@@ -162,6 +162,17 @@ final class MPITrainingTests: XCTestCase {
         }
     }
 
+    /// The values of a little-endian int64 `.npy` file (format version 1: magic, version, u16
+    /// header length, header, data), as `membank export` writes the IDs.
+    static func int64NPY(_ path: String) throws -> [Int] {
+        let b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        guard b.count >= 10, b[0] == 0x93, b[6] == 1 else { XCTFail("\(path): not an NPY v1 file"); return [] }
+        let start = 10 + Int(b[8]) + Int(b[9]) << 8
+        return stride(from: start, to: b.count - 7, by: 8).map { o in
+            Int(Int64(bitPattern: (0..<8).reduce(UInt64(0)) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) }))
+        }
+    }
+
     // MARK: - Tests
 
     func test_twoRanks_writeOneRunDirectory_withABankShardPerRank() throws {
@@ -183,15 +194,29 @@ final class MPITrainingTests: XCTestCase {
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] }
         let epochs = lines.filter { $0["kind"] as? String == "epoch" || $0["type"] as? String == "epoch" }
         XCTAssertEqual(epochs.count, 2, "epoch lines: \(lines.map { $0.keys.sorted() })")
-        // The bank counters are every shard's: 256 samples recorded per epoch (128 by each rank).
-        XCTAssertEqual((epochs.last?["memory"] as? [String: Any])?["entries_written"] as? Int, 256)
+        // Ownership: sample ID i is in rank (i mod 2)'s shard; both shards keep the smaller shard's
+        // count m per generation, and every figure of the union is 2·m.
+        let bank = run.appendingPathComponent("bank").path
+        var shardIDs: [[Int]] = []
+        for r in 0..<2 {
+            let npy = dir.url.appendingPathComponent("shard\(r).npy").path
+            let e = try BuiltExecutable.run("membank", ["export", "\(bank)/rank-\(r)", "--generation", "1", "--npy", npy])
+            XCTAssertEqual(e.status, 0, e.err)
+            let ids = try Self.int64NPY(String(npy.dropLast(4)) + ".ids.npy")
+            XCTAssertTrue(ids.allSatisfy { $0 % 2 == r }, "rank \(r)'s shard holds IDs of the other rank: \(ids.prefix(10))")
+            shardIDs.append(ids)
+        }
+        let m = shardIDs[0].count
+        XCTAssertGreaterThan(m, 100)
+        XCTAssertEqual(shardIDs[1].count, m, "both ranks run the same steps over the same number of samples")
+        // The bank counters are every shard's: 2·m samples recorded per epoch.
+        XCTAssertEqual((epochs.last?["memory"] as? [String: Any])?["entries_written"] as? Int, 2 * m)
         // The test evaluation covers every requested point (sharded, counts reduced).
         let test = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval/test.json"))) as? [String: Any]
         XCTAssertEqual(test?["n"] as? Int, 64)
         XCTAssertEqual(r.out.components(separatedBy: "memloss: training").count - 1, 1, "progress printed by rank 0 only:\n\(r.out)")
 
-        // membank reads the shards as one bank: the union has every training sample once per generation.
-        let bank = run.appendingPathComponent("bank").path
+        // membank reads the shards as one bank: the union of both shards per generation.
         let info = try BuiltExecutable.run("membank", ["info", "--json", bank])
         XCTAssertEqual(info.status, 0, info.err)
         let json = try JSONSerialization.jsonObject(with: Data(info.out.utf8)) as? [String: Any]
@@ -199,24 +224,25 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertEqual(json?["shardCount"] as? Int, 2)
         XCTAssertEqual(shards.count, 2)
         let generations = total?["generations"] as? [[String: Any]] ?? []
-        XCTAssertEqual(generations.map { $0["entries"] as? Int }, [256, 256], "each generation holds all 256 samples")
+        XCTAssertEqual(generations.map { $0["entries"] as? Int }, [2 * m, 2 * m])
         XCTAssertEqual(total?["entries"] as? Int, shards.reduce(0) { $0 + ($1["entries"] as? Int ?? 0) })
-        XCTAssertEqual(shards.map { $0["entries"] as? Int }, [256, 256], "each shard holds its 128 samples × 2 generations")
+        XCTAssertEqual(shards.map { $0["entries"] as? Int }, [2 * m, 2 * m], "each shard: m samples × 2 generations")
         let text = try BuiltExecutable.run("membank", ["info", bank])
         XCTAssertTrue(text.out.contains("2 shards") && text.out.contains("rank-1") && text.out.contains("total"), text.out)
 
         let verify = try BuiltExecutable.run("membank", ["verify", bank])
         XCTAssertEqual(verify.status, 0, verify.out + verify.err)
-        XCTAssertTrue(verify.out.contains("intact (2 shards, 512 records checked)"), verify.out)
+        XCTAssertTrue(verify.out.contains("intact (2 shards, \(4 * m) records checked)"), verify.out)
 
         let npy = dir.url.appendingPathComponent("d.npy").path
         let export = try BuiltExecutable.run("membank", ["export", bank, "--npy", npy])
         XCTAssertEqual(export.status, 0, export.err)
-        XCTAssertTrue(export.out.contains("generation 1: 256 entries"), export.out)
+        XCTAssertTrue(export.out.contains("generation 1: \(2 * m) entries"), export.out)
+        XCTAssertEqual(try Self.int64NPY(String(npy.dropLast(4)) + ".ids.npy"), (shardIDs[0] + shardIDs[1]).sorted(), "the union, in ID order")
         let stats = try BuiltExecutable.run("membank", ["stats", "--json", bank])
         XCTAssertEqual(stats.status, 0, stats.err)
         let perGeneration = try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [[String: Any]] ?? []
-        XCTAssertEqual(perGeneration.map { $0["entries"] as? Int }, [256, 256])
+        XCTAssertEqual(perGeneration.map { $0["entries"] as? Int }, [2 * m, 2 * m])
 
         // A damaged shard makes the whole bank fail verification, naming the shard.
         let shard1 = run.appendingPathComponent("bank/rank-1")
