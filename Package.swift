@@ -73,6 +73,9 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4",
                        providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
+        // Open MPI's C API for data-parallel training (docs/distributed.md); only Distributed imports it.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"]), .brew(["open-mpi"])]),
 
         // Library modules, bottom to top.
         // The one I/O layer: mmap, atomic writes, /proc memory figures, the prefetch ring (Glibc/Foundation only).
@@ -86,7 +89,10 @@ let package = Package(
         .target(name: "MemoryBank", dependencies: ["SystemIO", "Tensors", "Kernels", "CLZ4"], exclude: ["README.md"],
                 swiftSettings: kernelSettings),
         .target(name: "Attacks", dependencies: ["SystemIO", "Tensors", "Kernels", "Layers"], exclude: ["README.md"], swiftSettings: librarySettings),
-        .target(name: "Training", dependencies: ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
+        // Collective operations (rank, all-reduce, broadcast): SingleProcess or MPI (docs/distributed.md).
+        .target(name: "Distributed", dependencies: ["CMPI"], exclude: ["README.md"], swiftSettings: librarySettings),
+        .target(name: "Training", dependencies: ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank",
+                                                 "Distributed"],
                 exclude: ["README.md"], swiftSettings: librarySettings),
 
         // Benchmarks as a library (`memloss bench scale|memory|bank`): Training's public API carries no bench types.
@@ -113,6 +119,7 @@ let package = Package(
             name: "memloss",
             dependencies: [
                 "Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench", "Study",
+                "Distributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: librarySettings),
@@ -137,6 +144,7 @@ let package = Package(
                     dependencies: ["MemlossBench", "Training", "Models", "Layers", "Kernels", "Datasets", "MemoryBank", "Tensors",
                                    "_TestSupport"]),
         .testTarget(name: "StudyTests", dependencies: ["Study", "Training", "SystemIO", "_TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Layers", "Tensors", "SystemIO", "_TestSupport"]),
         .testTarget(name: "TrainingTests",
                     dependencies: ["Training", "Attacks", "Models", "Layers", "Kernels", "Tensors", "Datasets", "MemoryBank", "_TestSupport"]),
     ],

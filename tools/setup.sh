@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/setup.sh: install the system libraries memloss links against (Debian: liblz4-dev,
-# libopenblas-dev, pkg-config) when they are missing. Idempotent; needs root (or sudo) only when
+# libopenblas-dev, pkg-config, and Open MPI's libopenmpi-dev + openmpi-bin for data-parallel
+# training, docs/distributed.md) when they are missing. Idempotent; needs root (or sudo) only when
 # something is actually missing. Used by the README's commands and by .ci/run.
 # Then, best effort, create the Python cross-check venv `.venv-tools` (numpy + safetensors from
 # PyPI) used by tools/check_safetensors.py and the tests that call it; a failure there only warns
@@ -15,7 +16,7 @@ fi
 # MARK: - System libraries (required)
 
 need=()
-for pkg in liblz4-dev libopenblas-dev pkg-config; do
+for pkg in liblz4-dev libopenblas-dev pkg-config libopenmpi-dev openmpi-bin; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need+=("$pkg")
     fi

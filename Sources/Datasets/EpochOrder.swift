@@ -9,6 +9,8 @@ import Tensors
 public enum EpochOrder {
     /// Salt separating permutation streams from augmentation and split streams (docs/datasets.md §5).
     static let streamSalt: UInt64 = 0x7065_726D_7574_6531  // "permute1"
+    /// Salt of the per-rank seeds of data-parallel shards (`EpochPlan(shardOf:…)`).
+    static let shardSalt: UInt64 = 0x7368_6172_6472_6B31  // "shardrk1"
 
     /// The permutation of `0..<count` for epoch `epoch`: Fisher–Yates (Durstenfeld) driven by
     /// `SplitMix64.derived(seed: seed ^ salt, stream: epoch)`:
@@ -57,6 +59,28 @@ public struct EpochPlan: Sendable, Hashable {
     /// Every ID of `0..<count`, shuffled for `epoch`.
     public init(count: Int, seed: UInt64, epoch: Int, batchSize: Int, dropLast: Bool = false) {
         self.init(population: Array(0..<count), seed: seed, epoch: epoch, batchSize: batchSize, dropLast: dropLast)
+    }
+
+    /// Rank `rank`'s plan of a data-parallel epoch over `size` ranks (docs/distributed.md §2):
+    /// the rank owns the sample IDs of `population` with `id mod size == rank`, visits them in the
+    /// permutation of (`seed`, `epoch`, `rank`) (`EpochOrder.permutation` with the rank folded into
+    /// the seed), and keeps the first `m` of them, `m` the smallest shard's size (computed from
+    /// `population`, the same on every rank), so every rank runs the same number of equal batches;
+    /// a larger shard's surplus (`its size − m` samples) is skipped that epoch, different ones each
+    /// epoch.
+    /// - Precondition: `size ≥ 1`, `0 ≤ rank < size`, `batchSize ≥ 1`, IDs ≥ 0.
+    public init(shardOf population: [Int], rank: Int, size: Int, seed: UInt64, epoch: Int, batchSize: Int) {
+        precondition(size >= 1 && rank >= 0 && rank < size, "EpochPlan: rank \(rank) outside 0..<\(size)")
+        precondition(batchSize >= 1, "EpochPlan: batchSize must be ≥ 1")
+        var counts = [Int](repeating: 0, count: size)
+        for id in population { counts[id % size] += 1 }
+        let shard = population.filter { $0 % size == rank }
+        var rankStream = SplitMix64.derived(seed: seed ^ EpochOrder.shardSalt, stream: UInt64(rank))
+        let order = EpochOrder.permutation(seed: rankStream.next(), epoch: epoch, count: shard.count)
+        self.epoch = epoch
+        self.batchSize = batchSize
+        self.dropLast = false
+        ids = order.prefix(counts.min() ?? 0).map { shard[$0] }
     }
 
     /// A plan visiting `ids` in the given order (no shuffle), e.g. for evaluation.

@@ -59,24 +59,41 @@ extension Conv2D {
         return supports(rule, pass, g) ? rule : .gemm
     }
 
-    /// For shapes the table does not list: the direct kernel when a 16-channel tile is at least half
-    /// used and (forward, backward-input) the reduction is long enough to hide its transposing store
-    /// (C·R·S ≥ 64).
+    /// For shapes the table does not list: the direct kernel where its row-vectorised form applies
+    /// (first layers, few output channels, full rows: Conv2D+Rows.swift), or where a channel tile is at
+    /// least half used and the reduction is long enough to hide the transposing store (C·R·S ≥ 64).
     static func ruleChoice(_ pass: ConvPass, _ g: ConvGeometry) -> ConvAlgorithm {
+        let half = WideVector.scalarCount
         switch pass {
-        case .forward: return g.k >= 8 && g.c * g.r * g.s >= 64 ? .direct : .gemm
-        case .backwardInput: return g.c >= 8 && g.k * g.r * g.s >= 64 ? .direct : .gemm
-        case .backwardWeight: return g.k >= 8 ? .direct : .gemm
+        case .forward:
+            return rowKernelFits(g) || (g.k >= half && g.c * g.r * g.s >= 64) ? .direct : .gemm
+        case .backwardInput:
+            guard supports(.direct, .backwardInput, g) else { return .gemm }
+            return rowKernelFits(transposedGeometry(g)) || (g.c >= half && g.k * g.r * g.s >= 64) ? .direct : .gemm
+        case .backwardWeight: return g.k >= half ? .direct : .gemm
         }
     }
 
-    /// Measured choices per shape: two runs of `memloss bench conv --json` (batch 128, 2 workers, best
-    /// of ≥ 0.5 s per cell; forward with the shift + ReLU epilogue of an inference pass) on an idle AMD
-    /// EPYC Zen 3 (family 25), 2026-12-01; per pass, the direct kernel where the GEMM path's summed time
+    /// The measured table of the build's vector width (see `measuredChoicesAVX2`,
+    /// `measuredChoicesAVX512`): a shape's choice depends on the kernels' width as much as on the CPU.
+    static var measuredChoices: [ShapeKey: [ConvPass: ConvAlgorithm]] {
+        #if MEMLOSS_AVX512
+        return measuredChoicesAVX512
+        #else
+        return measuredChoicesAVX2
+        #endif
+    }
+
+    /// Measured choices per shape for 8-lane (AVX2) kernels: two runs of `memloss bench conv --json`
+    /// (batch 128, 2 workers, best of ≥ 0.5 s per cell; forward with the shift + ReLU epilogue of an
+    /// inference pass) on an idle AMD EPYC Zen 3 (family 25), 2026-12-01, before the row-vectorised
+    /// kernel existed (the stem and SmallCNN conv1 may now be faster on the direct path); per pass, the direct kernel where the GEMM path's summed time
     /// over both runs was ≥ 1.03× the direct one's. Cells within ~10% are run-to-run noise either way. The comment under
     /// each entry gives the mean GF/s (GEMM / direct). Regenerate with `memloss bench conv
     /// --dispatch-table` (docs/performance.md).
-    static let measuredChoices: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
+    static let measuredChoicesAVX512: [ShapeKey: [ConvPass: ConvAlgorithm]] = [:]  // MEASURING
+
+    static let measuredChoicesAVX2: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
         ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
             // resnet18 conv1 (stem); GF/s gemm/direct: fwd 42/40, bwd-in 56/22, bwd-w 46/53
         ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .direct, .backwardWeight: .direct],

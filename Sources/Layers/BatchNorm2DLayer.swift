@@ -21,6 +21,9 @@ public final class BatchNorm2DLayer: Layer {
     public let weight: Parameter, bias: Parameter
     public let runningMean: Buffer, runningVar: Buffer
     public let batchesTracked: Counter
+    /// Synchronised batch norm (BatchNorm2DLayer+Sync.swift): when set, training-mode passes use
+    /// the statistics of every replica's batch, summed through it; nil (the default): this batch's.
+    public var statisticsReducer: BatchNormStatisticsReducer?
 
     /// What `backward` needs: the forward input, the batch statistics of a training pass (nil in
     /// inference), and the output of a fused ReLU (its mask; nil without one).
@@ -28,6 +31,8 @@ public final class BatchNorm2DLayer: Layer {
         let input: Tensor
         let saved: BatchNorm2D.Saved?
         let reluOutput: Tensor?
+        /// The global statistics of a synchronised training pass (nil otherwise).
+        var synced: SyncedStatistics? = nil
     }
 
     public init(_ channels: Int, momentum: Float = BatchNorm2DLayer.defaultMomentum, eps: Float = BatchNorm2DLayer.defaultEps) {
@@ -52,6 +57,9 @@ public final class BatchNorm2DLayer: Layer {
         -> (output: Tensor, cache: Cache) {
         precondition(input.rank == 4 && input.shape[1] == channels,
                      "BatchNorm2DLayer(\(channels)): input must be [N, \(channels), H, W], got \(input.shape)")
+        if mode == .training, let statisticsReducer {
+            return forwardSynchronized(input, reducer: statisticsReducer, residual: residual, relu: relu)
+        }
         switch mode {
         case .training:
             let (y, saved) = BatchNorm2D.forwardTraining(input, gamma: weight.value, beta: bias.value,
@@ -78,6 +86,10 @@ public final class BatchNorm2DLayer: Layer {
     /// gradient). Parameter gradients accumulate when `targets` has `.parameters`.
     public func backward(_ dOutput: Tensor, cache: Cache, targets: GradientTargets, wantPreActivation: Bool)
         -> (dInput: Tensor?, dPreActivation: Tensor?) {
+        if let synced = cache.synced, let statisticsReducer {
+            return backwardSynchronized(dOutput, cache: cache, synced: synced, reducer: statisticsReducer, targets: targets,
+                                        wantPreActivation: wantPreActivation)
+        }
         let wantParams = targets.contains(.parameters)
         var dGamma: Tensor? = wantParams ? weight.gradient : nil
         var dBeta: Tensor? = wantParams ? bias.gradient : nil

@@ -16,14 +16,29 @@ public struct BankExport: Sendable {
 
     /// Collects every entry of `generation` in ascending ID order (δ dequantised, augmented frame).
     public static func collect(_ bank: InspectedBank, generation: Int?) throws(MembankError) -> BankExport {
-        let g = try bank.resolveGeneration(generation)
-        var ids: [Int] = [], values: [Float] = []
-        let skipped = try bank.forEachEntry(in: g) { (id: Int, delta: [Float], _: EntryInfo) throws(MembankError) in
-            ids.append(id)
-            values += delta
+        try collect([bank], generation: generation)
+    }
+
+    /// The union over the shards of a sharded bank (`BANK/rank-<r>`, disjoint IDs), in ascending ID
+    /// order; the generation (default: the first shard's newest) must be live in every shard.
+    public static func collect(_ banks: [InspectedBank], generation: Int?) throws(MembankError) -> BankExport {
+        guard let first = banks.first else { throw .invalidArgument(name: "BANK", value: "no shards", expected: "a bank directory") }
+        let g = try first.resolveGeneration(generation)
+        var entries: [(id: Int, delta: [Float])] = []
+        var skipped = 0
+        for bank in banks {
+            _ = try bank.resolveGeneration(g)
+            skipped += try bank.forEachEntry(in: g) { (id: Int, delta: [Float], _: EntryInfo) throws(MembankError) in
+                entries.append((id, delta))
+            }.count
         }
-        return BankExport(generation: g, ids: ids, deltas: NPYArray(float32: values, shape: [ids.count] + bank.config.shape),
-                          idArray: NPYArray(int64: ids.map(Int64.init), shape: [ids.count]), damagedEntries: skipped.count)
+        if banks.count > 1 { entries.sort { $0.id < $1.id } }
+        let ids = entries.map(\.id)
+        if let dup = zip(ids, ids.dropFirst()).first(where: { $0.0 == $0.1 }) {
+            throw .shardsDisagree(path: first.path, field: "sample ownership", values: ["ID \(dup.0) is in more than one shard"])
+        }
+        return BankExport(generation: g, ids: ids, deltas: NPYArray(float32: entries.flatMap(\.delta), shape: [ids.count] + first.config.shape),
+                          idArray: NPYArray(int64: ids.map(Int64.init), shape: [ids.count]), damagedEntries: skipped)
     }
 
     /// The IDs file next to `deltaPath`: `x.npy` → `x.ids.npy` (`x` → `x.ids.npy`).

@@ -112,8 +112,15 @@ public enum BankStatistics {
     /// - Parameter bins: histogram bins, ≥ 1.
     /// - Throws: `.bank(corruptRecord…)` at the first damaged record.
     public static func compute(_ bank: InspectedBank, generation: Int, bins: Int = defaultBins) throws(MembankError) -> GenerationStats {
+        try compute([bank], generation: generation, bins: bins)
+    }
+
+    /// The statistics of `generation` over the union of `banks` (the shards of a sharded bank, which
+    /// share one config: ShardedBank checks it), every entry of every shard decoded once.
+    public static func compute(_ banks: [InspectedBank], generation: Int, bins: Int = defaultBins) throws(MembankError) -> GenerationStats {
         guard bins >= 1 && bins <= 10_000 else { throw .invalidArgument(name: "--bins", value: "\(bins)", expected: "1…10000") }
-        let config = bank.config
+        guard let first = banks.first else { throw .invalidArgument(name: "BANK", value: "no shards", expected: "a bank directory") }
+        let config = first.config
         let eps = config.epsilon, e = Double(eps)
         let t = tolerance(codec: config.codec, epsilon: eps)
         let perValue = config.norm == .linf
@@ -125,7 +132,8 @@ public enum BankStatistics {
             var linf = 0.0, l2 = 0.0, pY = 0.0, margin = 0.0
         }
         var classes: [Int: ClassAccumulator] = [:]
-        let skipped = try bank.forEachEntry(in: generation) { (_: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
+        var skipped: [MemoryBankError] = []
+        for bank in banks { skipped += try bank.forEachEntry(in: generation) { (_: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
             var saturated = 0
             for x in delta {
                 if let k = bin(of: x, epsilon: eps, bins: bins, tolerance: t) { counts[k] += 1 } else { outside += 1 }
@@ -150,7 +158,7 @@ public enum BankStatistics {
             if margin.isFinite { c.margin += Double(margin); c.marginCount += 1 }
             if margin < 0 { c.misclassified += 1 }
             classes[Int(info.metadata.label)] = c
-        }
+        } }
         let entries = linfs.count, values = entries * config.elementCount
         let histogram = (0..<bins).map { k in
             HistogramBin(lower: -e + 2 * e * Double(k) / Double(bins), upper: -e + 2 * e * Double(k + 1) / Double(bins), count: counts[k])

@@ -29,6 +29,8 @@ public enum MembankError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(name: String, value: String, expected: String)
     /// Writing an output file failed.
     case io(path: String, operation: String, reason: String)
+    /// The shards of a sharded bank (`BANK/rank-<r>`, data-parallel training) disagree on a setting.
+    case shardsDisagree(path: String, field: String, values: [String])
 
     public var description: String {
         let (what, hint) = parts
@@ -71,6 +73,9 @@ public enum MembankError: Error, CustomStringConvertible, Equatable {
             return ("\(name) = \(value) is invalid: expected \(expected)", "see `membank help` for the options")
         case .io(let path, let operation, let reason):
             return ("\(path): \(operation) failed: \(reason)", "check the path, permissions and free disk space")
+        case .shardsDisagree(let path, let field, let values):
+            return ("\(path): the shards disagree on \(field) (\(values.joined(separator: ", ")))",
+                    "the rank-<r> directories must come from one data-parallel run; inspect one shard with `membank info \(path)/rank-0`")
         }
     }
 

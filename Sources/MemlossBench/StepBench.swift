@@ -140,6 +140,9 @@ public struct StepBenchReport: Codable, Sendable {
         /// /proc/cpuinfo `model name` and `cpu family` of the first processor ("unknown" elsewhere).
         public var model: String
         public var family: String
+        /// The vector width the conv kernels were built for (`Kernels.VectorISA`), e.g. "AVX-512
+        /// (16-lane conv kernels)"; nil in reports written before it was recorded.
+        public var kernels: String?
     }
 
     public struct MemoryFigures: Codable, Sendable, Equatable {
@@ -278,7 +281,7 @@ public enum StepBench {
 
     /// /proc/cpuinfo's first `model name` and `cpu family`.
     static func cpuInfo() -> StepBenchReport.CPUInfo {
-        var info = StepBenchReport.CPUInfo(model: "unknown", family: "unknown")
+        var info = StepBenchReport.CPUInfo(model: "unknown", family: "unknown", kernels: VectorISA.description)
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return info }
         var model: String?, family: String?
         for line in text.split(separator: "\n") {

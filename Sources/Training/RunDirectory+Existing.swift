@@ -10,7 +10,7 @@ extension RunDirectory {
     /// The entries the trainer writes in a run directory (design.md §6, Report.swift's charts, the
     /// default bank); `--overwrite` removes exactly these and leaves anything else alone.
     public static let runEntries = ["config.json", "metrics.jsonl", "checkpoints", "eval", "report.md",
-                                    "loss.svg", "accuracy.svg", "bank"]
+                                    "loss.svg", "accuracy.svg", "bank", "distributed.json"]
     /// The entries that make a directory an existing run.
     public static let runMarkers = ["config.json", "checkpoints", "metrics.jsonl"]
 

@@ -97,18 +97,30 @@ public final class Trainer {
     public private(set) var memory: (any MemoryStore)?
     /// Where the disk bank lives (nil for RAM or no MemLoss).
     public private(set) var bankDirectory: URL?
-    /// The step every batch runs (built once the memory exists).
-    private lazy var step = TrainingStep(model: model, method: method, optimizer: optimizer, memory: memory,
-                                         term: config.memLoss?.term ?? MemLossTermConfig(), seed: config.seed,
-                                         attackInit: config.attackInit)
+    /// This process's rank of a data-parallel job (DataParallel.swift; one rank without mpirun).
+    public let parallel: DataParallel
+    /// The step every batch runs (built once the memory exists); per-rank attack seed and the
+    /// gradient all-reduce under data parallelism.
+    private lazy var step: TrainingStep = {
+        var s = TrainingStep(model: model, method: method, optimizer: optimizer, memory: memory,
+                             term: config.memLoss?.term ?? MemLossTermConfig(),
+                             seed: DataParallel.rankSeed(config.seed, rank: parallel.rank),
+                             attackInit: config.attackInit)
+        s.synchronizeGradients = parallel.gradientSynchronizer(for: model)
+        return s
+    }()
 
     /// Prepares a run in `runDirectory`. With `resume`, continues from its `last` checkpoint with
     /// the configuration stored there (the `config` argument is then ignored) and `resumeOverrides`
     /// laid over it (ResumeOverrides.swift: more epochs, the test evaluation, logging); a resume
     /// with overrides rewrites config.json so the next resume continues with them.
+    /// Under data parallelism (`parallel.size > 1`, under mpirun) every rank constructs its Trainer
+    /// with the same arguments; rank 0 alone writes the run's files (docs/distributed.md).
     public init(config: TrainConfig, runDirectory: URL, resume: Bool = false,
-                resumeOverrides: ResumeOverrides = .none) throws {
+                resumeOverrides: ResumeOverrides = .none, parallel: DataParallel = DataParallel()) throws {
         run = RunDirectory(runDirectory)
+        self.parallel = parallel
+        if resume { try parallel.checkWorldSize(ofRun: runDirectory) }
         var cfg = config
         if resume {
             guard let data = FileManager.default.contents(atPath: run.config.path) else {
@@ -121,6 +133,8 @@ public final class Trainer {
         }
         try cfg.validate()
         self.config = cfg
+        try parallel.checkSameConfig(cfg)
+        _ = try parallel.localBatchSize(global: cfg.batchSize)
 
         let source: DataSource
         do { source = try DataSource(parsing: cfg.data) } catch { throw TrainingError.data("\(error)") }
@@ -166,13 +180,19 @@ public final class Trainer {
         try run.create()
         checkpoints = CheckpointStore(directory: run.checkpoints)
         if resume {
-            try restore()
-        } else {
+            // Rank 0 recovers the checkpoint store first (it may repair it); then the others read it.
+            if parallel.isRoot { try restore() }
+            try parallel.barrier()
+            if !parallel.isRoot { try restore() }
+        } else if parallel.isRoot {
             try run.writeJSON(cfg, to: run.config)
+            try parallel.recordWorldSize(in: runDirectory)
         }
+        try parallel.broadcastState(of: model, keepDropoutStreams: resumedCommit != nil)
+        parallel.enableSyncBatchNorm(on: model)
         if resume, resumeOverrides != .none {
             try resumeOverrides.check(completedEpochs: startEpoch, runDirectory: runDirectory.path)
-            try run.writeJSON(cfg, to: run.config)
+            if parallel.isRoot { try run.writeJSON(cfg, to: run.config) }
         }
         if let mc = cfg.memLoss ?? WarmStart.bankConfig(cfg) {
             memory = try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil, openGeneration: startMemory)
@@ -202,8 +222,10 @@ public final class Trainer {
         do {
             state = try Checkpoint.loadResumable(into: model.stateEntries(prefix: ""), optimizer: optimizer, from: modelURL)
         } catch { throw TrainingError.resume("\(error)") }
+        let rankState = try commit.flatMap { try parallel.rankState(globalStep: $0.globalStep, run: run.url) }
+        let rngStates = rankState?.rngStates ?? state.rngStates
         for (i, layer) in model.stochasticLayers.enumerated() {
-            if let s = state.rngStates["dropout.\(i)"] { layer.randomState = SplitMix64(seed: s) }
+            if let s = rngStates["dropout.\(i)"] { layer.randomState = SplitMix64(seed: s) }
         }
         if let commit {
             guard commit.globalStep == state.step else {
@@ -213,7 +235,7 @@ public final class Trainer {
             startEpoch = commit.epoch
             startEpochStep = commit.epochStep
             startProgress = commit.progress
-            startMemory = commit.memory
+            startMemory = rankState.map(\.memory) ?? commit.memory
             globalStep = commit.globalStep
             bestRobust = commit.bestValidationRobust
             bestEpoch = commit.bestEpoch
@@ -236,7 +258,7 @@ public final class Trainer {
         case .ram:
             return RAMMemoryStore(config: mc.store, sampleCount: trainSet.count, shape: trainSet.shape.dimensions)
         case .disk:
-            let dir = mc.store.directory.map { URL(fileURLWithPath: $0) } ?? run.url.appendingPathComponent("bank")
+            let dir = parallel.bankDirectory(mc.store.directory.map { URL(fileURLWithPath: $0) } ?? run.url.appendingPathComponent("bank"))
             bankDirectory = dir
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
@@ -258,13 +280,19 @@ public final class Trainer {
         }
     }
 
-    public var stepsPerEpoch: Int { EpochPlan(population: trainIDs, seed: config.seed, epoch: 0, batchSize: config.batchSize).batchCount }
+    public var stepsPerEpoch: Int {
+        (try? parallel.plan(population: trainIDs, seed: config.seed, epoch: 0, globalBatch: config.batchSize))?.batchCount ?? 0
+    }
 
     /// Runs the remaining epochs, the final test evaluation and the report.
     @discardableResult
-    public func train(events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingSummary {
+    public func train(events rootEvents: (TrainingEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        let isRoot = parallel.isRoot
+        func events(_ event: TrainingEvent) { if isRoot { rootEvents(event) } }  // rank 0 alone reports progress
         let log: MetricsLog
-        if let commit = resumedCommit {
+        if !parallel.isRoot {
+            log = try MetricsLog(url: URL(fileURLWithPath: "/dev/null"))  // rank 0 alone writes metrics.jsonl
+        } else if let commit = resumedCommit {
             log = try MetricsLog(url: run.metrics, truncatingTo: commit.metricsBytes)
         } else {
             log = try MetricsLog(url: run.metrics, keepEpochsThrough: legacyResume ? startEpoch : 0)
@@ -292,22 +320,27 @@ public final class Trainer {
         var test: EvaluationResult? = nil
         if let testSet {
             let evalModel = spec.build(seed: config.seed)
-            let source = checkpoints.current.map(checkpoints.evaluationURL) ?? run.lastCheckpoint
-            _ = try Checkpoint.load(into: evalModel.stateEntries(prefix: ""), from: source)
+            if parallel.isRoot {
+                let source = checkpoints.current.map(checkpoints.evaluationURL) ?? run.lastCheckpoint
+                _ = try Checkpoint.load(into: evalModel.stateEntries(prefix: ""), from: source)
+            }
+            try parallel.broadcastState(of: evalModel, keepDropoutStreams: true)
             let n = config.testSamples > 0 ? min(config.testSamples, testSet.count) : testSet.count
             let attacks = try config.testAttacks.map { (name: $0, spec: try AttackSpec(parsing: $0, epsilon: config.validationAttack.epsilon)) }
-            let r = Evaluation.run(model: evalModel, dataset: testSet, ids: Array(0..<n), attacks: attacks,
-                                   epsilonText: config.epsilonText, epsilon: config.validationAttack.epsilon,
-                                   seed: config.seed &+ 7)
-            try run.writeJSON(r, to: run.eval.appendingPathComponent("test.json"))
+            let r = try parallel.reduce(Evaluation.run(model: evalModel, dataset: testSet, ids: parallel.shard(Array(0..<n)),
+                                                       attacks: attacks, epsilonText: config.epsilonText,
+                                                       epsilon: config.validationAttack.epsilon, seed: config.seed &+ 7))
+            if parallel.isRoot { try run.writeJSON(r, to: run.eval.appendingPathComponent("test.json")) }
             events(.evaluated(split: "test", result: r))
             test = r
         }
         let summary = TrainingSummary(epochs: config.epochs, steps: globalStep, wallSeconds: SystemStats.now - start,
                                       bestEpoch: bestEpoch, bestValidationRobust: bestRobust, test: test,
                                       peakRSSBytes: SystemStats.peakRSSBytes)
-        try run.writeJSON(summary, to: run.eval.appendingPathComponent("summary.json"))
-        try Report.write(run: run, config: config, summary: summary)
+        if parallel.isRoot {
+            try run.writeJSON(summary, to: run.eval.appendingPathComponent("summary.json"))
+            try Report.write(run: run, config: config, summary: summary)
+        }
         events(.finished(summary))
         return summary
     }
@@ -317,7 +350,7 @@ public final class Trainer {
     private func runEpoch(_ epoch: Int, firstBatch: Int, progress: EpochProgress?, memoryCheckpoint: MemoryCheckpoint?,
                           log: MetricsLog, events: (TrainingEvent) -> Void, stepTimes: inout StepTimeWindow,
                           runStart: Double, lastCheckpoint: inout (time: Double, step: Int)) throws {
-        let plan = EpochPlan(population: trainIDs, seed: config.seed, epoch: epoch, batchSize: config.batchSize)
+        let plan = try parallel.plan(population: trainIDs, seed: config.seed, epoch: epoch, globalBatch: config.batchSize)
         let loader = BatchLoader(dataset: trainSet, augmentation: augmentation, seed: config.seed)
         let prefetcher = Prefetcher(loader: loader, plan: plan, depth: config.prefetchDepth, firstBatch: firstBatch)
         defer { prefetcher.cancel() }
@@ -334,7 +367,7 @@ public final class Trainer {
                                               stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
             let momentum = config.schedule.momentum(base: config.optimizer.momentum, iteration: globalStep,
                                                     stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
-            let outcome = try step.run(batch, globalStep: globalStep, learningRate: lr, momentum: momentum)
+            let outcome = try parallel.reduce(try step.run(batch, globalStep: globalStep, learningRate: lr, momentum: momentum))
             for p in outcome.memory?.problems.prefix(20) ?? [] {
                 try log.append(.bankProblem(BankProblemRecord(epoch: epoch + 1, step: globalStep, problem: p)))
             }
@@ -350,17 +383,19 @@ public final class Trainer {
             stepTimes.add(dt)
             let remaining = (config.epochs - epoch - 1) * plan.batchCount + (plan.batchCount - metrics.steps)
             events(.step(epoch: epoch + 1, step: metrics.steps, stepsPerEpoch: plan.batchCount, loss: outcome.loss,
-                         imagesPerSecond: Double(batch.count) / dt, etaSeconds: stepTimes.eta(remainingSteps: remaining)))
+                         imagesPerSecond: Double(outcome.batchSize) / dt, etaSeconds: stepTimes.eta(remainingSteps: remaining)))
             if globalStep % config.logEvery == 0 {
                 try log.append(.step(StepRecord(epoch: epoch + 1, step: globalStep, learningRate: Double(lr),
                                                 loss: Double(outcome.loss), terms: outcome.terms.mapValues(Double.init),
-                                                imagesPerSecond: Double(batch.count) / dt,
+                                                imagesPerSecond: Double(outcome.batchSize) / dt,
                                                 dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds,
                                                 wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes)))
             }
             let done = metrics.steps
+            // Every rank commits together (a time-based interval may fall due on one rank first).
             if done < plan.batchCount,
-               checkpointEvery.isDue(steps: globalStep - lastCheckpoint.step, seconds: SystemStats.now - lastCheckpoint.time) {
+               try parallel.anyRank(checkpointEvery.isDue(steps: globalStep - lastCheckpoint.step,
+                                                          seconds: SystemStats.now - lastCheckpoint.time)) {
                 let started = SystemStats.now
                 checkpoints += 1
                 let p = EpochProgress(metrics: metrics, elapsedSeconds: started - epochStart,
@@ -376,6 +411,7 @@ public final class Trainer {
         let epochSeconds = SystemStats.now - epochStart
         var memoryReport: MemoryEpochReport?
         do { memoryReport = try memory?.endEpoch() } catch { throw TrainingError.memory("\(error)") }
+        memoryReport = try parallel.reduce(memoryReport)  // every rank's bank shard
         var record = metrics.record(epoch: epoch + 1, step: globalStep, learningRate: lr, epochSeconds: epochSeconds,
                                     dataWaitSeconds: dataWaitBefore + prefetcher.statistics.consumerWaitSeconds,
                                     wallSeconds: SystemStats.now - runStart, peakRSSBytes: SystemStats.peakRSSBytes,
@@ -391,12 +427,15 @@ public final class Trainer {
     private func endEpoch(_ epoch: Int, record: EpochRecord, log: MetricsLog, events: (TrainingEvent) -> Void) throws {
         var record = record
         var isBest = false
+        try parallel.averageRunningStatistics(of: model)
+        try parallel.checkReplicasAgree(model, epoch: epoch + 1)
         if (epoch + 1) % config.evalEvery == 0 || epoch + 1 == config.epochs, !split.validation.isEmpty {
-            let ids = Array(split.validation.prefix(config.validationSamples))
+            let ids = parallel.shard(Array(split.validation.prefix(config.validationSamples)))
             let name = "pgd\(config.validationAttack.steps)"
-            let r = Evaluation.run(model: model, dataset: trainSet, ids: ids, attacks: [(name, .pgd(config.validationAttack))],
-                                   epsilonText: config.epsilonText, epsilon: config.validationAttack.epsilon,
-                                   seed: config.seed &+ 3)
+            let r = try parallel.reduce(Evaluation.run(model: model, dataset: trainSet, ids: ids,
+                                                       attacks: [(name, .pgd(config.validationAttack))],
+                                                       epsilonText: config.epsilonText, epsilon: config.validationAttack.epsilon,
+                                                       seed: config.seed &+ 3))
             record.valCleanAccuracy = r.cleanAccuracy
             record.valRobustAccuracy = r.worstCaseAccuracy
             record.valAttack = name
@@ -411,7 +450,7 @@ public final class Trainer {
         // become visible together (the commit records the metrics length).
         record.bestEpoch = bestEpoch
         try log.append(.epoch(record))
-        try log.sync()
+        if parallel.isRoot { try log.sync() }
         FaultPoint.hit("train.afterEpochLine")
         try commit(epoch: epoch + 1, epochStep: 0, progress: nil, memory: nil, isBest: isBest, log: log)
         events(.epoch(record))
@@ -422,7 +461,7 @@ public final class Trainer {
     private func commitMidEpoch(_ epoch: Int, epochStep: Int, progress: EpochProgress, log: MetricsLog) throws {
         let mem: MemoryCheckpoint?
         do { mem = try memory?.checkpoint(batch: epochStep) } catch { throw TrainingError.memory("\(error)") }
-        try log.sync()
+        if parallel.isRoot { try log.sync() }
         try commit(epoch: epoch, epochStep: epochStep, progress: progress, memory: mem, isBest: false, log: log)
     }
 
@@ -431,6 +470,12 @@ public final class Trainer {
                         isBest: Bool, log: MetricsLog) throws {
         var rngStates: [String: UInt64] = [:]
         for (i, layer) in model.stochasticLayers.enumerated() { rngStates["dropout.\(i)"] = layer.randomState.state }
+        // Data parallel: every rank's bank records are durable (its checkpoint/endEpoch returned)
+        // and its resume state is gathered before rank 0 alone commits.
+        try parallel.averageRunningStatistics(of: model)
+        try parallel.recordRankStates(.init(rngStates: rngStates, memory: mem), globalStep: globalStep, run: run.url)
+        try parallel.barrier()
+        guard parallel.isRoot else { return }
         let state = TrainingState(epoch: epoch, step: globalStep, rngStates: rngStates,
                                   checkpointID: Checkpoint.newCheckpointID(),
                                   extra: ["bestValidationRobust": "\(bestRobust)", "bestEpoch": "\(bestEpoch)",

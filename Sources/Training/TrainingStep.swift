@@ -91,6 +91,9 @@ public struct TrainingStep {
     /// have been opened to read: `MemoryStore.readsWindow`) and warm-starts the samples with an entry
     /// from the same examples the term uses (WarmStart.swift).
     public let attackInit: AttackInit
+    /// Data parallel (DataParallel.gradientSynchronizer): averages the gradients across ranks before
+    /// the optimizer and returns whether every rank's loss was finite. nil: one process.
+    public var synchronizeGradients: ((_ localFinite: Bool) throws -> Bool)? = nil
 
     public init(model: AnyClassifier, method: any TrainingMethod, optimizer: SGD, memory: (any MemoryStore)? = nil,
                 term: MemLossTermConfig = MemLossTermConfig(), seed: UInt64, attackInit: AttackInit = .random) {
@@ -152,7 +155,8 @@ public struct TrainingStep {
         }
         seconds.record = lap()
 
-        let finite = result.loss.isFinite && result.terms.values.allSatisfy(\.isFinite)
+        var finite = result.loss.isFinite && result.terms.values.allSatisfy(\.isFinite)
+        if let synchronizeGradients { finite = try synchronizeGradients(finite) }
         let apply = update && finite
         if apply { optimizer.step(learningRate: learningRate, momentum: momentum) }
         seconds.optimizer = lap()

@@ -12,7 +12,9 @@ struct Membank: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "membank",
         abstract: "Inspect a memory bank of adversarial perturbations (docs/membank.md).",
-        discussion: "BANK is a bank directory (RUN/bank, with manifest.mbm). Add --json for machine-readable output.",
+        discussion: "BANK is a bank directory (RUN/bank, with manifest.mbm). A data-parallel run's bank is sharded "
+            + "(RUN/bank/rank-<r>, one bank per rank): info, verify, stats and export read its shards as one (per shard and "
+            + "total); the other subcommands take one shard. Add --json for machine-readable output.",
         subcommands: [Info.self, Verify.self, Stats.self, Show.self, Render.self, Diff.self, Export.self, Dump.self])
 }
 
@@ -43,6 +45,12 @@ func printJSON<T: Encodable>(_ value: T) throws(MembankError) {
     }
 }
 
+/// The bank at `path`: its shards (`path/rank-<r>`, a data-parallel run's bank) or itself.
+func openBanks(_ path: String) throws(MembankError) -> [InspectedBank] {
+    if let sharded = ShardedBank.detect(path) { return try sharded.open() }
+    return [try InspectedBank.open(path)]
+}
+
 struct Info: MembankCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generations, entries, codec, ε and norm, shape, bytes on disk and per entry, compression, settings.")
@@ -51,6 +59,11 @@ struct Info: MembankCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func execute() throws(MembankError) {
+        if let sharded = ShardedBank.detect(bank) {
+            let info = try ShardedInfo.compute(sharded)
+            if json { try printJSON(info) } else { print(info.text, terminator: "") }
+            return
+        }
         let info = try BankInfo.compute(try InspectedBank.open(bank))
         if json { try printJSON(info) } else { print(info.text, terminator: "") }
     }
@@ -64,6 +77,16 @@ struct Verify: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        if let sharded = ShardedBank.detect(bank) {
+            let report = ShardedVerifyReport.run(sharded)
+            if json {
+                do { try printJSON(report) } catch { FileHandle.standardError.write(Data("membank: error: \(error)\n".utf8)) }
+            } else {
+                print(report.text, terminator: "")
+            }
+            if !report.intact { throw ExitCode.failure }
+            return
+        }
         let report = VerifyReport.run(path: bank)
         if json {
             do { try printJSON(report) } catch { FileHandle.standardError.write(Data("membank: error: \(error)\n".utf8)) }
@@ -84,13 +107,17 @@ struct Stats: MembankCommand {
     @Flag(help: "Print JSON (an array, one object per generation).") var json = false
 
     func execute() throws(MembankError) {
-        let b = try InspectedBank.open(bank)
-        let generations = generation.map { [$0] } ?? b.generations
+        // A sharded bank: the statistics of the union of its shards.
+        let banks = try openBanks(bank)
+        let generations = generation.map { [$0] } ?? ShardedBank.commonGenerations(banks)
         if generations.isEmpty { throw .noGenerations(path: bank) }
         var all: [GenerationStats] = []
         for g in generations {
-            _ = try b.resolveGeneration(g)
-            all.append(try BankStatistics.compute(b, generation: g, bins: bins))
+            for b in banks { _ = try b.resolveGeneration(g) }
+            all.append(try BankStatistics.compute(banks, generation: g, bins: bins))
+        }
+        if banks.count > 1 && !json {
+            print("sharded bank \(bank): \(banks.count) shards; statistics of their union")
         }
         if json { try printJSON(all) } else { print(all.map(BankStatistics.text).joined(separator: "\n"), terminator: "") }
     }
@@ -200,8 +227,8 @@ struct Export: MembankCommand {
     @Option(help: "Output .npy file of the IDs (default: FILE with .ids.npy).") var idsNpy: String?
 
     func execute() throws(MembankError) {
-        let b = try InspectedBank.open(bank)
-        let export = try BankExport.collect(b, generation: generation)
+        let banks = try openBanks(bank)  // a sharded bank: the union
+        let export = try BankExport.collect(banks, generation: generation)
         let idPath = idsNpy ?? BankExport.defaultIDPath(for: npy)
         try export.deltas.write(to: npy)
         try export.idArray.write(to: idPath)

@@ -73,7 +73,7 @@ struct BenchConv: ParsableCommand {
         report.modelTotals = ConvBenchTotal.totals(of: report.kernels)
         if dispatchTable && !json {
             print("")
-            print("// Conv2D.measuredChoices from this run (direct where it was ≥ \(ConvBench.directMargin)× as fast as gemm):")
+            print("// Conv2D.measuredChoices\(WideVector.scalarCount == 16 ? "AVX512" : "AVX2") from this run (direct where it was ≥ \(ConvBench.directMargin)× as fast as gemm):")
             for line in ConvBench.dispatchEntries(report.kernels) { print(line) }
         }
         if !json {
@@ -110,6 +110,7 @@ struct BenchConv: ParsableCommand {
     private func printHeader(_ report: ConvBenchReport) {
         print("memloss bench conv — \(report.date)")
         print("BLAS: \(report.blasConfiguration)")
+        print("direct kernels: \(VectorISA.description)")
         print("workers: \(report.workers); batch \(report.batch); best of repetitions over ≥ \(report.minTimeSeconds) s per cell")
         print("GF/s = 2·MACs / time; bwd-input and bwd-weight cost the same MACs as forward; fwd includes the shift + ReLU epilogue.")
         print("sgemm: \(report.sgemmPolicy)")

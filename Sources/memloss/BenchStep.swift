@@ -82,7 +82,7 @@ struct BenchStep: ParsableCommand {
         func pct(_ s: Double) -> String { String(format: "%6.1f%%", 100 * s / max(r.medianStepSeconds, 1e-12)) }
         let c = r.settings.config
         print("memloss bench step  \(r.date)")
-        print("  cpu      \(r.cpu.model) (family \(r.cpu.family)); \(r.workers) workers")
+        print("  cpu      \(r.cpu.model) (family \(r.cpu.family)); \(r.workers) workers; \(r.cpu.kernels ?? "kernel width not recorded")")
         print("  blas     \(r.blas)")
         if threadsNote { print("  threads  \(threadVariables)") }
         let attack = r.settings.epsilon.map { e in

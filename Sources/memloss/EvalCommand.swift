@@ -8,6 +8,7 @@
 import ArgumentParser
 import Attacks
 import Datasets
+import Distributed
 import Foundation
 import Layers
 import Models
@@ -63,6 +64,31 @@ struct EvalCommand: ParsableCommand {
     var attack: String { attackList ?? "pgd20" }
 
     func run() throws {
+        // Under mpirun: the attack evaluation shards the test points across the ranks and reduces
+        // the counts (docs/distributed.md §7); without a launcher, one process and no MPI call.
+        let communicator: any Communicator
+        do { communicator = try makeCommunicator() } catch { throw ValidationError("\(error)") }
+        defer { communicator.finalize() }
+        guard communicator.size > 1 else { return try evaluate(DataParallel()) }
+        let autoAttack = attack.lowercased().split(separator: ",").contains("autoattack")
+        if replay != nil || autoAttack {
+            // Every rank sees the same flags, so every rank stops here; rank 0 says why.
+            if communicator.rank == 0 {
+                FileHandle.standardError.write(Data(("memloss eval: \(replay != nil ? "--replay" : "--attack autoattack") does not "
+                    + "shard across MPI ranks yet\nhint: run it without mpirun (one process)\n").utf8))
+            }
+            throw ExitCode(1)
+        }
+        do { try evaluate(DataParallel(communicator: communicator)) } catch {
+            if communicator.rank != 0 || !(error is ValidationError) {
+                communicator.abort(code: 1, message: "memloss eval (rank \(communicator.rank)): \(error)")
+            }
+            throw error
+        }
+    }
+
+    /// The evaluation as rank `parallel.rank` of `parallel.size` (rank 0 alone prints and writes).
+    private func evaluate(_ parallel: DataParallel) throws {
         if let replay {
             try runReplay(bank: replay)
             return
@@ -99,8 +125,9 @@ struct EvalCommand: ParsableCommand {
                 throw ValidationError("--attack \(name): \(error)")
             }
         }
-        let r = Evaluation.run(model: net, dataset: testSet, ids: Array(0..<count), attacks: attacks,
-                               epsilonText: epsText, epsilon: eps, seed: seed)
+        let r = try parallel.reduce(Evaluation.run(model: net, dataset: testSet, ids: parallel.shard(Array(0..<count)),
+                                                   attacks: attacks, epsilonText: epsText, epsilon: eps, seed: seed))
+        guard parallel.isRoot else { return }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try enc.encode(r)

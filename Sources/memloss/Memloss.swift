@@ -18,7 +18,8 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure kernel, model and data-pipeline throughput on this machine.",
-        subcommands: [BenchConv.self, BenchData.self, BenchBank.self, BenchMemory.self, BenchScale.self, BenchStep.self])
+        subcommands: [BenchConv.self, BenchData.self, BenchBank.self, BenchMemory.self, BenchScale.self, BenchStep.self,
+                      BenchAllReduce.self])
 }
 
 /// Prints `value` as pretty, key-sorted JSON on stdout (every `--json` of the commands).

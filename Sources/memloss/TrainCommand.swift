@@ -5,6 +5,7 @@
 
 import ArgumentParser
 import Attacks
+import Distributed
 import Foundation
 import Layers
 import MemoryBank
@@ -135,6 +136,11 @@ struct TrainCommand: ParsableCommand {
         discussion: "Every epoch end commits a checkpoint too. A killed run resumed with --resume repeats at most this much work; "
             + "the interval does not change the results (resume is exact), so it may differ on --resume."))
     var checkpointEvery: String?
+    @Flag(help: ArgumentHelp(
+        "Under mpirun: synchronised batch norm (batch statistics all-reduced per layer), so R ranks compute what one process computes with the global batch.",
+        discussion: "Without it each rank normalises with its own batch's statistics and the running statistics are averaged "
+            + "across ranks at every checkpoint (docs/distributed.md §5). No effect on one process. A resume keeps the run's setting."))
+    var syncBatchnorm = false
 
     /// Rejects non-finite and out-of-range numbers when the flags are parsed, naming the flag (the
     /// ranges are `NumericSetting`'s, which `TrainConfig.validate` applies to config files too).
@@ -154,20 +160,34 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Under mpirun (or srun) one rank of a data-parallel job; otherwise one process, no MPI call.
+        let communicator: any Communicator
+        do { communicator = try makeCommunicator() } catch {
+            FileHandle.standardError.write(Data("memloss train: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { communicator.finalize() }
         do {
-            try runTraining()
+            try runTraining(communicator)
         } catch let e as ValidationError {
             throw e
+        } catch DataParallelError.stoppedByAgreement {
+            throw ExitCode(1)  // every rank stops together; rank 0 prints the cause
         } catch {
             let text = ResultFile.describeFoundationError(error) ?? "\(error)"
-            FileHandle.standardError.write(Data("memloss train: \(text)\n".utf8))
+            let who = communicator.size > 1 && communicator.rank != 0 ? " (rank \(communicator.rank))" : ""
+            FileHandle.standardError.write(Data("memloss train\(who): \(text)\n".utf8))
+            if communicator.size > 1, !DataParallelError.isAgreed(error) {
+                // The other ranks may wait in a collective: stop the whole job (no hang).
+                communicator.abort(code: 1, message: "memloss train\(who): stopping every rank of the job")
+            }
             throw ExitCode(1)
         }
     }
 
-    private func runTraining() throws {
+    private func runTraining(_ communicator: any Communicator) throws {
         if let resume {
-            try resumeTraining(resume)
+            try resumeTraining(resume, communicator)
             return
         }
         var cfg = TrainConfig.demo
@@ -181,14 +201,16 @@ struct TrainCommand: ParsableCommand {
         }
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         let dir = out ?? "runs/\(cfg.method.name)-\(cfg.model)-\(stamp)"
-        try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite)
-        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir))
+        // Rank 0 prepares the directory; the Trainer's first collective (the config check) holds the
+        // other ranks until it has.
+        if communicator.rank == 0 { try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite) }
+        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir), parallel: parallel(communicator))
         try execute(trainer)
     }
 
     /// `--resume DIR`: the stored config with the given flags laid over it must differ only where
     /// `ResumeOverrides` allows; every conflict is named (flag, field, stored and given value).
-    private func resumeTraining(_ resume: String) throws {
+    private func resumeTraining(_ resume: String, _ communicator: any Communicator) throws {
         let directory = URL(fileURLWithPath: resume)
         let stored = try TrainConfig.stored(inRun: directory)
         var requested = stored
@@ -212,7 +234,8 @@ struct TrainCommand: ParsableCommand {
             FileHandle.standardError.write(Data((resolved.attackSummary + "\n").utf8))
             return
         }
-        try execute(try Trainer(config: resolved, runDirectory: directory, resume: true, resumeOverrides: overrides))
+        try execute(try Trainer(config: resolved, runDirectory: directory, resume: true, resumeOverrides: overrides,
+                                parallel: parallel(communicator)))
     }
 
     /// The given flags (and `--config`), each with the TrainConfig fields it sets (JSON paths), for
@@ -250,6 +273,11 @@ struct TrainCommand: ParsableCommand {
         return out
     }
 
+    /// The data-parallel side of this process (one rank without a launcher).
+    private func parallel(_ communicator: any Communicator) -> DataParallel {
+        DataParallel(communicator: communicator, syncBatchNorm: syncBatchnorm ? true : nil)
+    }
+
     private func execute(_ trainer: Trainer) throws {
         if let checkpointEvery {
             guard let interval = CheckpointInterval(parsing: checkpointEvery) else {
@@ -257,7 +285,9 @@ struct TrainCommand: ParsableCommand {
             }
             trainer.checkpointEvery = interval
         }
-        for note in trainer.notes { FileHandle.standardError.write(Data("memloss train: \(note)\n".utf8)) }
+        if trainer.parallel.isRoot {
+            for note in trainer.notes { FileHandle.standardError.write(Data("memloss train: \(note)\n".utf8)) }
+        }
         let progress = ProgressRenderer()
         try trainer.train { progress.handle($0, runDirectory: trainer.run.url.path) }
     }

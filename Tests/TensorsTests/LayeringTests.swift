@@ -15,6 +15,9 @@ final class LayeringTests: XCTestCase {
     private let allowedImports: [String: Set<String>] = [
         "CBLAS": [],
         "CLZ4": [],
+        "CMPI": [],
+        // Collectives over MPI (or one process); knows nothing of training.
+        "Distributed": ["CMPI"],
         "SystemIO": [],
         "Tensors": ["SystemIO"],
         "Kernels": ["Tensors", "CBLAS"],
@@ -23,14 +26,15 @@ final class LayeringTests: XCTestCase {
         "Datasets": ["SystemIO", "Tensors", "Kernels"],
         "Attacks": ["SystemIO", "Tensors", "Kernels", "Layers"],
         "MemoryBank": ["SystemIO", "Tensors", "Kernels", "CLZ4"],
-        "Training": ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank"],
+        "Training": ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank", "Distributed"],
         "MemlossBench": ["SystemIO", "Tensors", "Kernels", "Layers", "Models", "Attacks", "Datasets", "MemoryBank", "Training"],
         // The inspection tool: the bank, the data set (to render clean views) and tensors only.
         "MembankCore": ["Tensors", "MemoryBank", "Datasets"],
         "membank": ["Tensors", "MemoryBank", "MembankCore"],
         // Studies: ordinary training runs (child processes) and their run directories.
         "Study": ["SystemIO", "Training"],
-        "memloss": ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench", "Study"],
+        "memloss": ["Tensors", "Kernels", "Layers", "Models", "Datasets", "MemoryBank", "Attacks", "Training", "MemlossBench", "Study",
+                    "Distributed"],
     ]
 
     /// The only files that may use raw-pointer APIs (`Unsafe…`, `unsafeBitCast`, …), as paths below
@@ -61,6 +65,8 @@ final class LayeringTests: XCTestCase {
         // MemoryBank: the record, segment, CRC and LZ4 loops.
         "MemoryBank/Bank+Unsafe.swift", "MemoryBank/BankPrefetcher+Unsafe.swift", "MemoryBank/BankSegment+Unsafe.swift",
         "MemoryBank/LZ4+Unsafe.swift", "MemoryBank/RecordCodec+Unsafe.swift", "MemoryBank/LevelCoder+Unsafe.swift",
+        // Distributed: the buffers MPI reads and writes.
+        "Distributed/MPICommunicator+Unsafe.swift",
         // Study: posix_spawn of the runner's child processes and the reads of their stderr.
         "Study/ChildProcess+Unsafe.swift",
     ]

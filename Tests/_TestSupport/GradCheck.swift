@@ -49,7 +49,10 @@ public func checkGradient(_ label: String, count: Int, analytic: [Float],
             write(i, v)
             let hd = Double(h)
             let right = (lp - base) / hd, left = (base - lm) / hd
-            if abs(right - left) > kinkTolerance * max(1, abs(right) + abs(left)) { continue }
+            // Relative to the slopes, with a floor of 0.1 so that round-off at small gradients is not
+            // taken for a kink: a bare floor of 1 let a one-sided disagreement of 20% through for a
+            // gradient of 0.04 (SmallCNN conv1.weight[7], a ReLU kink 1.2e-3 from the point).
+            if abs(right - left) > kinkTolerance * max(0.1, abs(right) + abs(left)) { continue }
             sawKinkOnly = false
             let numeric = (lp - lm) / (2 * hd)
             let ok = abs(numeric - a) <= atol + rtol * max(abs(numeric), abs(a))
