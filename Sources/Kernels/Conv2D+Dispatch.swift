@@ -91,7 +91,67 @@ extension Conv2D {
     /// over both runs was ≥ 1.03× the direct one's. Cells within ~10% are run-to-run noise either way. The comment under
     /// each entry gives the mean GF/s (GEMM / direct). Regenerate with `memloss bench conv
     /// --dispatch-table` (docs/performance.md).
-    static let measuredChoicesAVX512: [ShapeKey: [ConvPass: ConvAlgorithm]] = [:]  // MEASURING
+    /// Measured choices per shape for 16-lane (AVX-512) kernels: two runs of `memloss bench conv
+    /// --skip-whole-model --json` (batch 128, 2 workers, best of ≥ 0.5 s per cell; forward with the
+    /// shift + ReLU epilogue of an inference pass) on an idle AMD EPYC Zen 5 (family 26), 2026-12-02,
+    /// with the row-vectorised kernel; per pass, the direct kernel where the GEMM path's summed time
+    /// over both runs was ≥ 1.03× the direct one's. The GEMM path's OpenBLAS 0.3.21 runs its Haswell
+    /// (AVX2) kernel on this CPU. The comment under each entry gives the harmonic-mean GF/s (GEMM /
+    /// direct). Regenerate with `memloss bench conv --dispatch-table` (docs/performance.md).
+    static let measuredChoicesAVX512: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
+        ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
+            // resnet18 conv1 (stem); GF/s gemm/direct: fwd 158/296, bwd-in 141/255, bwd-w 115/116
+        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 214/477, bwd-in 218/470, bwd-w 197/380
+        ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18 layer2.0.conv1 s2; GF/s gemm/direct: fwd 215/424, bwd-in 215/–, bwd-w 209/281
+        ShapeKey(c: 128, h: 16, w: 16, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 221/485, bwd-in 228/461, bwd-w 218/343
+        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18 layer3.0.conv1 s2; GF/s gemm/direct: fwd 223/450, bwd-in 221/–, bwd-w 226/308
+        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 230/471, bwd-in 229/417, bwd-w 230/348
+        ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18 layer4.0.conv1 s2; GF/s gemm/direct: fwd 221/436, bwd-in 219/–, bwd-w 216/240
+        ShapeKey(c: 512, h: 4, w: 4, k: 512, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18 layer4 3×3; GF/s gemm/direct: fwd 214/443, bwd-in 210/302, bwd-w 208/241
+        ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer2.0 shortcut; GF/s gemm/direct: fwd 150/147, bwd-in 175/–, bwd-w 140/77
+        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer3.0 shortcut; GF/s gemm/direct: fwd 181/279, bwd-in 198/–, bwd-w 183/111
+        ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18 layer4.0 shortcut; GF/s gemm/direct: fwd 212/355, bwd-in 209/–, bwd-w 205/219
+        ShapeKey(c: 3, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 conv1 (stem); GF/s gemm/direct: fwd 132/316, bwd-in 141/322, bwd-w 96/101
+        ShapeKey(c: 16, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer1 3×3; GF/s gemm/direct: fwd 145/423, bwd-in 159/411, bwd-w 126/182
+        ShapeKey(c: 16, h: 32, w: 32, k: 32, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18×0.25 layer2.0.conv1 s2; GF/s gemm/direct: fwd 164/322, bwd-in 169/–, bwd-w 155/322
+        ShapeKey(c: 32, h: 16, w: 16, k: 32, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer2 3×3; GF/s gemm/direct: fwd 178/453, bwd-in 190/440, bwd-w 162/396
+        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18×0.25 layer3.0.conv1 s2; GF/s gemm/direct: fwd 186/381, bwd-in 185/–, bwd-w 183/344
+        ShapeKey(c: 64, h: 8, w: 8, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer3 3×3; GF/s gemm/direct: fwd 200/439, bwd-in 206/396, bwd-w 193/391
+        ShapeKey(c: 64, h: 8, w: 8, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18×0.25 layer4.0.conv1 s2; GF/s gemm/direct: fwd 196/408, bwd-in 190/–, bwd-w 193/331
+        ShapeKey(c: 128, h: 4, w: 4, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer4 3×3; GF/s gemm/direct: fwd 201/426, bwd-in 190/302, bwd-w 196/344
+        ShapeKey(c: 16, h: 32, w: 32, k: 32, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer2.0 shortcut; GF/s gemm/direct: fwd 94/98, bwd-in 107/–, bwd-w 102/79
+        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer3.0 shortcut; GF/s gemm/direct: fwd 121/153, bwd-in 129/–, bwd-w 127/113
+        ShapeKey(c: 64, h: 8, w: 8, k: 128, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
+            // resnet18×0.25 layer4.0 shortcut; GF/s gemm/direct: fwd 128/236, bwd-in 138/–, bwd-w 133/150
+        ShapeKey(c: 1, h: 28, w: 28, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // smallcnn conv1; GF/s gemm/direct: fwd 101/158, bwd-in 112/92, bwd-w 83/55
+        ShapeKey(c: 32, h: 26, w: 26, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // smallcnn conv2; GF/s gemm/direct: fwd 181/386, bwd-in 193/326, bwd-w 157/354
+        ShapeKey(c: 32, h: 12, w: 12, k: 64, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // smallcnn conv3; GF/s gemm/direct: fwd 197/391, bwd-in 200/291, bwd-w 192/370
+        ShapeKey(c: 64, h: 10, w: 10, k: 64, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // smallcnn conv4; GF/s gemm/direct: fwd 205/452, bwd-in 211/258, bwd-w 199/387
+    ]
 
     static let measuredChoicesAVX2: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
         ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
