@@ -133,6 +133,94 @@ public enum Pooling {
         }
     }
 
+    /// Max pooling backward fused with the ReLU mask of the layer whose output was pooled:
+    ///
+    /// ```
+    /// dInput = 0;   dInput[n,c, argmax[n,c,p,q]] += pooled[n,c,p,q] > 0 ? dOutput[n,c,p,q] : 0
+    /// ```
+    /// where `pooled` and `argmax` are `maxPoolForward`'s output and argmax on an input `x`. Because
+    /// `pooled[o] = x[argmax[o]]`, this equals `Activation.reluBackward(maxPoolBackward(dOutput),
+    /// input: x)` bit for bit (positions no window selected get 0 either way, and every contribution
+    /// to one position shares that position's mask), while reading only the pooled tensors: the mask
+    /// pass over the `[N, C, H, W]` tensor disappears. For 2×2 windows with stride 2 each output
+    /// writes its whole window (the gradient at the argmax, zeros elsewhere) and only the rows and
+    /// columns no window covers are zeroed, so `dInput` is written once and never cleared first.
+    ///
+    /// Shapes: `dInput` `[N, C, H, W]` (overwritten); `dOutput`, `argmax`, `pooled` `[N, C, P, Q]`.
+    public static func maxPoolReLUBackward(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+                                           argmax: UnsafePointer<Int32>, pooled: UnsafePointer<Float>,
+                                           n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int) {
+        let profile = KernelProfile.begin(.pooling); defer { KernelProfile.end(profile) }
+        checkGeometry(h: h, w: w, kernel: kernel, stride: stride, function: "maxPoolReLUBackward")
+        let p = outputSize(h, kernel: kernel, stride: stride), q = outputSize(w, kernel: kernel, stride: stride)
+        let outputCount = p * q
+        forEachPlaneSlice(planes: n * c, elementsPerPlane: h * w) { planes in
+            for plane in planes {
+                let dx = dInput + plane * h * w               // [H, W]
+                let dy = dOutput + plane * outputCount        // [P, Q]
+                let index = argmax + plane * outputCount      // [P, Q]
+                let y = pooled + plane * outputCount          // [P, Q]
+                if kernel == 2 && stride == 2 {
+                    for op in 0..<p {
+                        scatter2x2Row(dInput: dx, dOutput: dy + op * q, argmax: index + op * q, pooled: y + op * q,
+                                      row: 2 * op, w: w, count: q)
+                        if w > 2 * q {                        // the last column, in no window
+                            dx[2 * op * w + w - 1] = 0
+                            dx[(2 * op + 1) * w + w - 1] = 0
+                        }
+                    }
+                    if h > 2 * p { (dx + 2 * p * w).update(repeating: 0, count: (h - 2 * p) * w) }
+                } else {
+                    dx.update(repeating: 0, count: h * w)
+                    for o in 0..<outputCount where y[o] > 0 { dx[Int(index[o])] += dy[o] }
+                }
+            }
+        }
+    }
+
+    /// Writes the 2×2 windows of `count` consecutive outputs of one output row (input rows `row` and
+    /// `row + 1`): the masked gradient at each window's argmax, 0 at its other three positions. Eight
+    /// outputs at a time with vector compares, then a scalar tail.
+    @inline(__always)
+    static func scatter2x2Row(dInput dx: UnsafeMutablePointer<Float>, dOutput dy: UnsafePointer<Float>,
+                              argmax: UnsafePointer<Int32>, pooled y: UnsafePointer<Float>,
+                              row: Int, w: Int, count: Int) {
+        let width = FloatVector.scalarCount
+        let vectorCount = count / width * width
+        let laneOffsets = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+        let zero = FloatVector()
+        for q0 in stride(from: 0, to: vectorCount, by: width) {
+            let first = row * w + 2 * q0
+            let base = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: first)) &+ laneOffsets
+            let winner = UnsafeRawPointer(argmax + q0).loadUnaligned(as: SIMD8<Int32>.self)
+            // `+ 0` turns a −0 gradient into +0, as the unfused scatter's `0 + dy` does.
+            let g = zero.replacing(with: loadVector(dy + q0), where: loadVector(y + q0) .> zero) + zero
+            let topEven = zero.replacing(with: g, where: winner .== base)
+            let topOdd = zero.replacing(with: g, where: winner .== base &+ 1)
+            let bottomEven = zero.replacing(with: g, where: winner .== base &+ Int32(w))
+            let bottomOdd = zero.replacing(with: g, where: winner .== base &+ Int32(w + 1))
+            storeInterleaved(topEven, topOdd, dx + first)
+            storeInterleaved(bottomEven, bottomOdd, dx + first + w)
+        }
+        for oq in vectorCount..<count {
+            let first = row * w + 2 * oq
+            let g: Float = (y[oq] > 0 ? dy[oq] : 0) + 0
+            let a = Int(argmax[oq])
+            dx[first] = a == first ? g : 0
+            dx[first + 1] = a == first + 1 ? g : 0
+            dx[first + w] = a == first + w ? g : 0
+            dx[first + w + 1] = a == first + w + 1 ? g : 0
+        }
+    }
+
+    /// Stores `even[0], odd[0], even[1], odd[1], …` (16 floats) at `p`.
+    @inline(__always)
+    static func storeInterleaved(_ even: FloatVector, _ odd: FloatVector, _ p: UnsafeMutablePointer<Float>) {
+        let lanes = SIMD16<Float>(even[0], odd[0], even[1], odd[1], even[2], odd[2], even[3], odd[3],
+                                  even[4], odd[4], even[5], odd[5], even[6], odd[6], even[7], odd[7])
+        UnsafeMutableRawPointer(p).storeBytes(of: lanes, as: SIMD16<Float>.self)
+    }
+
     // MARK: - Average pooling
 
     /// Average pooling forward (every window lies inside the input, so the divisor is always `kernel²`).

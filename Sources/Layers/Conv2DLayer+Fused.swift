@@ -64,9 +64,13 @@ extension Conv2DLayer {
     /// the conv output `x ⋆ W + b` is recomputed unfused so the batch norm's backward sees its input,
     /// and `dW` comes from `dh = dz · scale`. The input gradient is the `W'` one in every case, so it
     /// does not depend on whether parameter gradients were asked for.
-    public func backwardFused(_ dOutput: Tensor, cache: FusedCache, targets: GradientTargets)
+    ///
+    /// `reluMaskApplied`: `dOutput` already carries the ReLU mask (it came from
+    /// `MaxPool2D.backwardThroughReLU`, which applies it while scattering), so `dz = dOutput`.
+    public func backwardFused(_ dOutput: Tensor, cache: FusedCache, targets: GradientTargets,
+                              reluMaskApplied: Bool = false)
         -> (dInput: Tensor?, dPreActivation: Tensor) {
-        let dz = cache.relu ? Activation.reluBackward(dOutput, input: cache.output) : dOutput
+        let dz = cache.relu && !reluMaskApplied ? Activation.reluBackward(dOutput, input: cache.output) : dOutput
         if targets.contains(.parameters) {
             if let bn = cache.foldedBatchNorm {
                 let h = Conv2D.forward(cache.conv.input, weight: weight.value, bias: bias?.value,

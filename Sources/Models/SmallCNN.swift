@@ -14,7 +14,8 @@ import Tensors
 ///
 /// Each conv → ReLU is one fused conv call (the bias is the epilogue's shift, the ReLU its
 /// activation) in every mode, and its backward masks with the stored output; bitwise equal to the
-/// separate passes.
+/// separate passes. Where a max pool follows (conv2, conv4), the pool's backward applies that mask
+/// while it scatters, so no separate mask pass runs over the conv output.
 public final class SmallCNN: Classifier {
     public let inputShape: [Int]
     public let classCount: Int
@@ -81,11 +82,11 @@ public final class SmallCNN: Classifier {
         d = dropout.backward(d, cache: k.d, targets: t)!
         d = Activation.reluBackward(d, input: k.r5)
         d = fc1.backward(d, cache: k.f1, targets: t)!.reshaped(k.featureShape)
-        d = pool2.backward(d, cache: k.p2, targets: t)!
-        d = convReLUBackward(conv4, d, k.c4, targets: t)!
+        d = poolBackward(pool2, d, k.p2, before: k.c4, targets: t)
+        d = convReLUBackward(conv4, d, k.c4, targets: t, maskApplied: true)!
         d = convReLUBackward(conv3, d, k.c3, targets: t)!
-        d = pool1.backward(d, cache: k.p1, targets: t)!
-        d = convReLUBackward(conv2, d, k.c2, targets: t)!
+        d = poolBackward(pool1, d, k.p1, before: k.c2, targets: t)
+        d = convReLUBackward(conv2, d, k.c2, targets: t, maskApplied: true)!
         return convReLUBackward(conv1, d, k.c1, targets: targets)
     }
 
@@ -104,14 +105,26 @@ public final class SmallCNN: Classifier {
         return (Activation.relu(h), .unfused(c, preActivation: h))
     }
 
+    /// `maskApplied`: `d` came from `poolBackward` on a fused stage, which applied this stage's ReLU
+    /// mask already (ignored on an unfused stage, whose pool backward does not).
     private func convReLUBackward(_ conv: Conv2DLayer, _ d: Tensor, _ stage: ConvStage,
-                                  targets: GradientTargets) -> Tensor? {
+                                  targets: GradientTargets, maskApplied: Bool = false) -> Tensor? {
         switch stage {
         case .fused(let f):
-            return conv.backwardFused(d, cache: f, targets: targets).dInput
+            return conv.backwardFused(d, cache: f, targets: targets, reluMaskApplied: maskApplied).dInput
         case .unfused(let c, let h):
             return conv.backward(Activation.reluBackward(d, input: h), cache: c, targets: targets)
         }
+    }
+
+    /// The backward of a max pool that follows a conv → ReLU stage: on a fused stage, one pass that
+    /// scatters and applies the stage's ReLU mask (`MaxPool2D.backwardThroughReLU`, bitwise equal to
+    /// the separate passes); on an unfused stage the plain scatter (the mask follows in
+    /// `convReLUBackward`).
+    private func poolBackward(_ pool: MaxPool2D, _ d: Tensor, _ cache: MaxPool2D.Cache, before stage: ConvStage,
+                              targets: GradientTargets) -> Tensor {
+        if case .fused = stage { return pool.backwardThroughReLU(d, cache: cache, targets: targets)! }
+        return pool.backward(d, cache: cache, targets: targets)!
     }
 
     public func stateEntries(prefix: String) -> [StateEntry] {

@@ -83,6 +83,34 @@ final class PoolingTests: XCTestCase {
         }
     }
 
+    /// The fused pool + ReLU-mask backward equals the reference scatter followed by the reference
+    /// ReLU mask, bit for bit (compared as bit patterns, so −0 against +0 would fail), over every
+    /// geometry: inputs with negative values and ties (masked windows), a NaN, and −0 gradients.
+    func test_maxPoolReLUBackward_equalsScatterThenReLUMask_bitForBit() {
+        for (k, g) in Self.geometries.enumerated() {
+            let p = Pooling.outputSize(g.h, kernel: g.kernel, stride: g.stride)
+            let q = Pooling.outputSize(g.w, kernel: g.kernel, stride: g.stride)
+            var x = seededUniform(g.n * g.c * g.h * g.w, seed: UInt64(200 + k)).map { ($0 * 3).rounded() }
+            x[x.count / 2] = .nan
+            let outCount = g.n * g.c * p * q
+            var y = [Float](repeating: 0, count: outCount)
+            var argmax = [Int32](repeating: -1, count: outCount)
+            Pooling.maxPoolForward(output: &y, argmax: &argmax, input: x, n: g.n, c: g.c, h: g.h, w: g.w,
+                                   kernel: g.kernel, stride: g.stride)
+            var dy = seededUniform(outCount, seed: UInt64(300 + k))
+            for i in stride(from: 0, to: outCount, by: 5) { dy[i] = -0.0 }
+            var scattered = [Float](repeating: .nan, count: x.count), expected = scattered
+            Reference.maxPoolBackward(dInput: &scattered, dOutput: dy, argmax: argmax, n: g.n, c: g.c, h: g.h,
+                                      w: g.w, kernel: g.kernel, stride: g.stride)
+            Reference.reluBackward(dInput: &expected, dOutput: scattered, input: x, count: x.count)
+            var fused = [Float](repeating: .nan, count: x.count)
+            Pooling.maxPoolReLUBackward(dInput: &fused, dOutput: dy, argmax: argmax, pooled: y, n: g.n, c: g.c,
+                                        h: g.h, w: g.w, kernel: g.kernel, stride: g.stride)
+            XCTAssertEqual(fused.map(\.bitPattern), expected.map(\.bitPattern), "geometry \(g)")
+            XCTAssertTrue(expected.contains { $0 != 0 }, "geometry \(g): the test needs unmasked gradients")
+        }
+    }
+
     func test_maxPoolForward_propagatesNaN_inTheScalarAndVectorPaths() {
         for (h, w) in [(4, 8), (4, 20)] {     // 4 outputs per row (scalar) and 10 (8-wide path + tail)
             var x = [Float](repeating: 1, count: h * w)
