@@ -56,7 +56,8 @@ extension Conv2D {
     /// (bordered by `R − 1 − padH`, `S − 1 − padW`) with the weights transposed and flipped,
     /// `w'[c, k, r, s] = w[k, c, R−1−r, S−1−s]`. Overwrites `dInput`.
     static func directBackwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
-                                    weight: UnsafePointer<Float>, geometry g: ConvGeometry) {
+                                    weight: UnsafePointer<Float>, geometry g: ConvGeometry,
+                                    gate: UnsafePointer<Float>? = nil) {
         precondition(g.strideH == 1 && g.strideW == 1 && g.padH < g.r && g.padW < g.s,
                      "Conv2D.directBackwardInput: needs stride 1 and padding < kernel, got \(g)")
         if g.n == 0 { return }
@@ -64,7 +65,7 @@ extension Conv2D {
         let krs = g.k * g.r * g.s, rs = g.r * g.s
         if rowKernelFits(t) {
             // Few input channels (a first layer): vectors along dInput's rows, C output channels.
-            rowForward(output: dInput, input: dOutput, epilogue: .none, geometry: t) { c, tap in
+            rowForward(output: dInput, input: dOutput, epilogue: Epilogue(gate: gate), geometry: t) { c, tap in
                 let k = tap / rs, rr = (tap % rs) / g.s, ss = tap % g.s
                 return weight[((k * g.c + c) * g.r + (g.r - 1 - rr)) * g.s + (g.s - 1 - ss)]
             }
@@ -79,7 +80,8 @@ extension Conv2D {
             let k = tap / rs, rr = (tap % rs) / g.s, ss = tap % g.s
             return weight[((k * g.c + c) * g.r + (g.r - 1 - rr)) * g.s + (g.s - 1 - ss)]
         }
-        directForwardPacked(output: dInput, input: dOutput, packed: UnsafePointer(packed), epilogue: .none, geometry: t)
+        directForwardPacked(output: dInput, input: dOutput, packed: UnsafePointer(packed), epilogue: Epilogue(gate: gate),
+                            geometry: t)
     }
 
     /// The forward conv that computes a stride-1 conv's input gradient: `dOutput [N, K, P, Q]` as input,
@@ -162,6 +164,7 @@ extension Conv2D {
                         let (source, _) = padded.source(for: input + image * chw)
                         let out = output + image * kpq
                         let residual = epilogue.residual.map { $0 + image * kpq }
+                        let gate = epilogue.gate.map { $0 + image * kpq }
                         for block in 0..<blocks {
                             let w = packed + block * crs * tile
                             let k0 = block * tile
@@ -170,7 +173,7 @@ extension Conv2D {
                                 var acc = zero
                                 channelTileAccumulate(&acc, source: source, weights: w, offsets: offsets, taps: crs,
                                                       bases: bases + j0)
-                                channelTileStore(acc, out: out, residual: residual, j0: j0, validPixels: min(P, pq - j0),
+                                channelTileStore(acc, out: out, residual: residual, gate: gate, j0: j0, validPixels: min(P, pq - j0),
                                                  k0: k0, validChannels: min(tile, g.k - k0), pq: pq, epilogue: epilogue)
                             }
                         }
@@ -204,12 +207,12 @@ extension Conv2D {
     }
 
     /// Applies the epilogue's per-channel affine (and a ReLU when nothing is added after it) to the
-    /// accumulators, then stores the tile transposed into NCHW (`out[k, j]`), adding a residual per
-    /// element at the store.
+    /// accumulators, then stores the tile transposed into NCHW (`out[k, j]`), adding a residual and
+    /// applying the gate per element at the store.
     @inline(__always)
     private static func channelTileStore<let P: Int, let V: Int>(
         _ accumulators: ChannelTile<P, V>, out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
-        j0: Int, validPixels: Int, k0: Int, validChannels: Int, pq: Int, epilogue: Epilogue
+        gate: UnsafePointer<Float>?, j0: Int, validPixels: Int, k0: Int, validChannels: Int, pq: Int, epilogue: Epilogue
     ) {
         let width = WideVector.scalarCount, lanes = V * width
         let reluHere = epilogue.relu && residual == nil
@@ -231,13 +234,15 @@ extension Conv2D {
         }
         withUnsafeBytes(of: &acc) { raw in
             let values = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [P pixels][V·L channels]
-            if let residual {
-                let relu = epilogue.relu
+            if residual != nil || gate != nil {
+                let relu = epilogue.relu && residual != nil    // else already applied to the accumulators
                 for l in 0..<validChannels {
-                    let row = out + (k0 + l) * pq + j0, res = residual + (k0 + l) * pq + j0
+                    let offset = (k0 + l) * pq + j0, row = out + offset
                     for i in 0..<validPixels {
-                        var y = values[i * lanes + l] + res[i]
+                        var y = values[i * lanes + l]
+                        if let residual { y += residual[offset + i] }
                         if relu && y < 0 { y = 0 }
+                        if let gate { y = gate[offset + i] > 0 ? y : 0 }
                         row[i] = y
                     }
                 }

@@ -246,16 +246,35 @@ extension Conv2D {
     ///   - weight: `[K, C, R, S]`.
     ///   - g: the geometry; must be `isValid`.
     ///   - algorithm: the path; nil chooses with `algorithm(for:_:)`; `.direct` needs stride 1.
+    ///   - gate: `[N, C, H, W]` or nil: when given, `dInput = gate > 0 ? dInput : 0` (the ReLU mask of
+    ///     the layer that produced this conv's input, usually that input itself), applied at the
+    ///     direct kernels' store or, on the GEMM path, in one pass after it; bitwise the separate
+    ///     `Activation.reluBackward`. May not alias `dInput`.
     public static func backwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                      weight: UnsafePointer<Float>, geometry g: ConvGeometry,
-                                     algorithm: ConvAlgorithm? = nil) {
+                                     algorithm: ConvAlgorithm? = nil, gate: UnsafePointer<Float>? = nil) {
         let profile = KernelProfile.begin(.convBackwardInput, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.backwardInput: invalid geometry \(g)")
         let algorithm = algorithm ?? Self.algorithm(for: .backwardInput, g)
         precondition(supports(algorithm, .backwardInput, g), "Conv2D.backwardInput: \(algorithm) does not support \(g)")
         switch algorithm {
-        case .direct: directBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g)
-        case .gemm: gemmBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g)
+        case .direct: directBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, gate: gate)
+        case .gemm:
+            gemmBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g)
+            if let gate { applyGate(dInput, gate: gate, count: g.n * g.c * g.h * g.w) }
+        }
+    }
+
+    /// `values[i] = gate[i] > 0 ? values[i] : 0` in place (the rule of `Activation.reluBackward`).
+    static func applyGate(_ values: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, count: Int) {
+        let zero = FloatVector()
+        Elementwise.forEachSlice(count) { start, length in
+            let v = values + start, m = gate + start
+            let vectorCount = length / FloatVector.scalarCount
+            for i in stride(from: 0, to: vectorCount * FloatVector.scalarCount, by: FloatVector.scalarCount) {
+                storeVector(zero.replacing(with: loadVector(v + i), where: loadVector(m + i) .> zero), v + i)
+            }
+            for i in (vectorCount * FloatVector.scalarCount)..<length { v[i] = m[i] > 0 ? v[i] : 0 }
         }
     }
 

@@ -19,28 +19,33 @@ extension Conv2D {
     /// - Inference-mode batch norm after a conv with bias `b` is `scale = γ / √(σ² + ε)`,
     ///   `shift = β − μ · scale + b · scale`.
     /// - `residual` is `[N, K, P, Q]`, the same layout as the output, and may not alias it.
+    /// - `gate` (used by the backward-input pass, `Conv2D.backwardInput(…, gate:)`) is a tensor of the
+    ///   output's layout applied last: `y = gate[n, k, p, q] > 0 ? y : 0`. It is the ReLU mask of the
+    ///   layer whose output this gradient flows into, fused into the store (`Activation.reluBackward`'s
+    ///   rule, so the result is bitwise the separate mask pass).
     public struct Epilogue {
         public var scale: UnsafePointer<Float>?
         public var shift: UnsafePointer<Float>?
         public var residual: UnsafePointer<Float>?
         public var relu: Bool
+        public var gate: UnsafePointer<Float>?
 
         public init(scale: UnsafePointer<Float>? = nil, shift: UnsafePointer<Float>? = nil,
-                    residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
-            self.scale = scale; self.shift = shift; self.residual = residual; self.relu = relu
+                    residual: UnsafePointer<Float>? = nil, relu: Bool = false, gate: UnsafePointer<Float>? = nil) {
+            self.scale = scale; self.shift = shift; self.residual = residual; self.relu = relu; self.gate = gate
         }
 
         /// The identity epilogue: `y = acc`.
         public static let none = Epilogue()
 
         /// Whether this epilogue is `y = acc + bias` or less (what the unfused forward already does).
-        var isBiasOnly: Bool { scale == nil && residual == nil && !relu }
+        var isBiasOnly: Bool { scale == nil && residual == nil && !relu && gate == nil }
 
         /// Applies the epilogue in place to `count` values of output channel `k` that start at `values`
         /// (one channel's run of one image), whose residual run starts at `residual` (or nil).
         @inline(__always)
         func apply(_ values: UnsafeMutablePointer<Float>, channel k: Int, count: Int,
-                   residual: UnsafePointer<Float>?) {
+                   residual: UnsafePointer<Float>?, gate: UnsafePointer<Float>? = nil) {
             let a = scale?[k] ?? 1, b = shift?[k] ?? 0
             let va = FloatVector(repeating: a), vb = FloatVector(repeating: b), zero = FloatVector()
             let width = FloatVector.scalarCount
@@ -49,6 +54,7 @@ extension Conv2D {
                 var v = loadVector(values + i) * va + vb
                 if let residual { v += loadVector(residual + i) }
                 if relu { v = v.replacing(with: zero, where: v .< zero) }
+                if let gate { v = zero.replacing(with: v, where: loadVector(gate + i) .> zero) }
                 storeVector(v, values + i)
                 i += width
             }
@@ -56,6 +62,7 @@ extension Conv2D {
                 var v = values[i] * a + b
                 if let residual { v += residual[i] }
                 if relu && v < 0 { v = 0 }
+                if let gate { v = gate[i] > 0 ? v : 0 }
                 values[i] = v
                 i += 1
             }
@@ -92,7 +99,8 @@ extension Conv2D {
                 for image in range {
                     for k in 0..<g.k {
                         let offset = image * kpq + k * pq
-                        epilogue.apply(output + offset, channel: k, count: pq, residual: epilogue.residual.map { $0 + offset })
+                        epilogue.apply(output + offset, channel: k, count: pq, residual: epilogue.residual.map { $0 + offset },
+                                       gate: epilogue.gate.map { $0 + offset })
                     }
                 }
             }

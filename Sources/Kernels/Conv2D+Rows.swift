@@ -132,13 +132,14 @@ extension Conv2D {
                                 copyBordered(bordered, input + image * chw, g)
                                 let out = output + image * kpq
                                 let residual = epilogue.residual.map { $0 + image * kpq }
+                                let gate = epilogue.gate.map { $0 + image * kpq }
                                 for block in 0..<blocks {
                                     let w = UnsafePointer(packed + block * crs * M)
                                     for tile in 0..<tiles {
                                         var acc = zero
                                         rowTile(&acc, source: UnsafePointer(bordered), weights: w, offsets: offsets,
                                                 taps: crs, bases: inputBases + tile * V)
-                                        rowStore(acc, out: out, residual: residual, k0: block * M, k: g.k, pq: pq,
+                                        rowStore(acc, out: out, residual: residual, gate: gate, k0: block * M, k: g.k, pq: pq,
                                                  offsets: outputOffsets + tile * V, valid: validLanes + tile * V,
                                                  epilogue: epilogue)
                                     }
@@ -190,7 +191,7 @@ extension Conv2D {
     @inline(__always)
     private static func rowStore<let M: Int, let V: Int>(
         _ acc: RowTile<M, V>, out: UnsafeMutablePointer<Float>,
-        residual: UnsafePointer<Float>?, k0: Int, k: Int, pq: Int, offsets: UnsafePointer<Int>,
+        residual: UnsafePointer<Float>?, gate: UnsafePointer<Float>?, k0: Int, k: Int, pq: Int, offsets: UnsafePointer<Int>,
         valid: UnsafePointer<Int>, epilogue: Epilogue
     ) {
         let lanes = WideVector.scalarCount, zero = WideVector()
@@ -206,12 +207,14 @@ extension Conv2D {
                 if valid[v] == lanes {
                     if let residual { y += loadWide(residual + at) }
                     if epilogue.relu { y = y.replacing(with: zero, where: y .< zero) }
+                    if let gate { y = zero.replacing(with: y, where: loadWide(gate + at) .> zero) }
                     storeWide(y, out + at)
                 } else {
                     for l in 0..<valid[v] {
                         var s = y[l]
                         if let residual { s += residual[at + l] }
                         if epilogue.relu && s < 0 { s = 0 }
+                        if let gate { s = gate[at + l] > 0 ? s : 0 }
                         out[at + l] = s
                     }
                 }

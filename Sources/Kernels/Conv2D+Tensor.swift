@@ -23,9 +23,11 @@ extension Conv2D {
     }
 
     /// `dInput [N, C, H, W]` from `dOutput [N, K, P, Q]`.
-    public static func backwardInput(_ dOutput: Tensor, weight: Tensor, geometry g: ConvGeometry) -> Tensor {
+    /// With a `gate` (`[N, C, H, W]`): `gate > 0 ? dInput : 0`, the next layer down's ReLU mask fused.
+    public static func backwardInput(_ dOutput: Tensor, weight: Tensor, geometry g: ConvGeometry,
+                                     gate: Tensor? = nil) -> Tensor {
         var dInput = Tensor(uninitialized: [g.n, g.c, g.h, g.w])
-        backwardInput(dOutput, weight: weight, geometry: g, into: &dInput)
+        backwardInput(dOutput, weight: weight, geometry: g, into: &dInput, gate: gate)
         return dInput
     }
 
@@ -82,13 +84,22 @@ extension Conv2D {
 
     /// `dInput [N, C, H, W]` from `dOutput`, written into an existing tensor; `algorithm` picks the
     /// path (nil: `Conv2D.algorithm(for:_:)`).
+    /// `gate` (`[N, C, H, W]`, or nil): `dInput = gate > 0 ? dInput : 0`, fused (see the pointer entry).
     public static func backwardInput(_ dOutput: Tensor, weight: Tensor, geometry g: ConvGeometry,
-                                     into dInput: inout Tensor, algorithm: ConvAlgorithm? = nil) {
+                                     into dInput: inout Tensor, algorithm: ConvAlgorithm? = nil, gate: Tensor? = nil) {
         precondition(dInput.count == g.n * g.c * g.h * g.w, "Conv2D.backwardInput(into:): \(dInput.shape) for \(g)")
+        precondition(gate.map { $0.count == dInput.count } ?? true,
+                     "Conv2D.backwardInput: gate \(gate?.shape ?? []) for dInput \(dInput.shape)")
         dInput.withUnsafeMutablePointer { dx in
             dOutput.withUnsafePointer { dy in
                 weight.withUnsafePointer { w in
-                    backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g, algorithm: algorithm)
+                    if let gate {
+                        gate.withUnsafePointer { m in
+                            backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g, algorithm: algorithm, gate: m)
+                        }
+                    } else {
+                        backwardInput(dInput: dx, dOutput: dy, weight: w, geometry: g, algorithm: algorithm)
+                    }
                 }
             }
         }

@@ -66,9 +66,13 @@ extension Conv2DLayer {
     /// does not depend on whether parameter gradients were asked for.
     ///
     /// `reluMaskApplied`: `dOutput` already carries the ReLU mask (it came from
-    /// `MaxPool2D.backwardThroughReLU`, which applies it while scattering), so `dz = dOutput`.
+    /// `MaxPool2D.backwardThroughReLU`, or from the next conv's backward with `gateInput`), so
+    /// `dz = dOutput`.
+    /// `gateInput`: this conv's input is the output of a ReLU, so its gradient is returned already
+    /// masked, `dx = [x > 0] · backwardInput(dz, W')`, with the mask fused into the kernel's store;
+    /// the caller then passes `reluMaskApplied` to that ReLU's layer. Bitwise the separate passes.
     public func backwardFused(_ dOutput: Tensor, cache: FusedCache, targets: GradientTargets,
-                              reluMaskApplied: Bool = false)
+                              reluMaskApplied: Bool = false, gateInput: Bool = false)
         -> (dInput: Tensor?, dPreActivation: Tensor) {
         let dz = cache.relu && !reluMaskApplied ? Activation.reluBackward(dOutput, input: cache.output) : dOutput
         if targets.contains(.parameters) {
@@ -82,6 +86,7 @@ extension Conv2DLayer {
             }
         }
         guard targets.contains(.input) else { return (nil, dz) }
-        return (Conv2D.backwardInput(dz, weight: cache.filters, geometry: cache.conv.geometry), dz)
+        return (Conv2D.backwardInput(dz, weight: cache.filters, geometry: cache.conv.geometry,
+                                     gate: gateInput ? cache.conv.input : nil), dz)
     }
 }

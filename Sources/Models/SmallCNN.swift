@@ -14,8 +14,9 @@ import Tensors
 ///
 /// Each conv → ReLU is one fused conv call (the bias is the epilogue's shift, the ReLU its
 /// activation) in every mode, and its backward masks with the stored output; bitwise equal to the
-/// separate passes. Where a max pool follows (conv2, conv4), the pool's backward applies that mask
-/// while it scatters, so no separate mask pass runs over the conv output.
+/// separate passes. No backward mask runs as a pass of its own: where a max pool follows (conv2,
+/// conv4) the pool's scatter applies the mask, and conv1's and conv3's masks are applied at the store
+/// of conv2's and conv4's input gradients (`gateInput`).
 public final class SmallCNN: Classifier {
     public let inputShape: [Int]
     public let classCount: Int
@@ -82,12 +83,14 @@ public final class SmallCNN: Classifier {
         d = dropout.backward(d, cache: k.d, targets: t)!
         d = Activation.reluBackward(d, input: k.r5)
         d = fc1.backward(d, cache: k.f1, targets: t)!.reshaped(k.featureShape)
+        // On fused stages every ReLU mask rides on a neighbouring pass: the pools' scatters apply
+        // conv2's and conv4's, conv4's and conv2's input gradients apply conv3's and conv1's.
         d = poolBackward(pool2, d, k.p2, before: k.c4, targets: t)
-        d = convReLUBackward(conv4, d, k.c4, targets: t, maskApplied: true)!
-        d = convReLUBackward(conv3, d, k.c3, targets: t)!
+        d = convReLUBackward(conv4, d, k.c4, targets: t, maskApplied: true, gateInput: true)!
+        d = convReLUBackward(conv3, d, k.c3, targets: t, maskApplied: true)!
         d = poolBackward(pool1, d, k.p1, before: k.c2, targets: t)
-        d = convReLUBackward(conv2, d, k.c2, targets: t, maskApplied: true)!
-        return convReLUBackward(conv1, d, k.c1, targets: targets)
+        d = convReLUBackward(conv2, d, k.c2, targets: t, maskApplied: true, gateInput: true)!
+        return convReLUBackward(conv1, d, k.c1, targets: targets, maskApplied: true)
     }
 
     /// The cache of one conv → ReLU: one fused call, or separate passes keeping the pre-activation.
@@ -105,13 +108,17 @@ public final class SmallCNN: Classifier {
         return (Activation.relu(h), .unfused(c, preActivation: h))
     }
 
-    /// `maskApplied`: `d` came from `poolBackward` on a fused stage, which applied this stage's ReLU
-    /// mask already (ignored on an unfused stage, whose pool backward does not).
+    /// `maskApplied`: on a fused stage, `d` already carries this stage's ReLU mask (it came from
+    /// `poolBackward` or from the next conv's `gateInput` backward). `gateInput`: on a fused stage,
+    /// return the input gradient masked by the previous stage's ReLU (this conv's input). Both are
+    /// ignored on unfused stages, which run every pass separately.
     private func convReLUBackward(_ conv: Conv2DLayer, _ d: Tensor, _ stage: ConvStage,
-                                  targets: GradientTargets, maskApplied: Bool = false) -> Tensor? {
+                                  targets: GradientTargets, maskApplied: Bool = false,
+                                  gateInput: Bool = false) -> Tensor? {
         switch stage {
         case .fused(let f):
-            return conv.backwardFused(d, cache: f, targets: targets, reluMaskApplied: maskApplied).dInput
+            return conv.backwardFused(d, cache: f, targets: targets, reluMaskApplied: maskApplied,
+                                      gateInput: gateInput).dInput
         case .unfused(let c, let h):
             return conv.backward(Activation.reluBackward(d, input: h), cache: c, targets: targets)
         }

@@ -114,6 +114,44 @@ final class Conv2DDirectTests: XCTestCase {
         checkBackwardInput(batch, seed: seed + 3, algorithm: .direct)
     }
 
+    /// The gated backward-input (the previous layer's ReLU mask fused into the store) is bitwise the
+    /// ungated pass followed by the reference ReLU mask, on the channel kernel, the row kernel, both
+    /// algorithms where supported, and stride 2 (GEMM plus the gate pass). The gate holds negatives,
+    /// zeros and a NaN, and about half of it masks.
+    func test_backwardInput_gate_isBitwiseTheUngatedPassThenTheReLUMask() {
+        let shapes = [
+            ConvGeometry(n: 3, c: 16, h: 8, w: 8, k: 17, kernel: 3, stride: 1, padding: 1),   // channel tiles
+            ConvGeometry(n: 3, c: 1, h: 28, w: 28, k: 32, kernel: 3, stride: 1, padding: 0),  // row kernel (C = 1)
+            ConvGeometry(n: 2, c: 16, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1), // row kernel, wide rows
+            ConvGeometry(n: 3, c: 17, h: 9, w: 9, k: 5, kernel: 3, stride: 2, padding: 1),    // stride 2: GEMM only
+            ConvGeometry(n: 129, c: 3, h: 5, w: 5, k: 16, kernel: 1, stride: 1, padding: 0),  // many images
+        ]
+        var seed: UInt64 = 7_100
+        for g in shapes {
+            seed += 10
+            let dOutput = seededUniform(g.n * g.k * g.p * g.q, seed: seed)
+            let weight = seededUniform(g.k * g.c * g.r * g.s, seed: seed + 1)
+            var gate = seededUniform(g.n * g.c * g.h * g.w, seed: seed + 2).map { ($0 * 2).rounded() }
+            gate[gate.count / 3] = .nan
+            for algorithm in ConvAlgorithm.allCases where Conv2D.supports(algorithm, .backwardInput, g) {
+                var plain = [Float](repeating: 7, count: gate.count), gated = plain, expected = plain
+                plain.withUnsafeMutableBufferPointer { dx in dOutput.withUnsafeBufferPointer { dy in
+                    weight.withUnsafeBufferPointer { w in
+                        Conv2D.backwardInput(dInput: dx.baseAddress!, dOutput: dy.baseAddress!, weight: w.baseAddress!,
+                                             geometry: g, algorithm: algorithm)
+                    } } }
+                gated.withUnsafeMutableBufferPointer { dx in dOutput.withUnsafeBufferPointer { dy in
+                    weight.withUnsafeBufferPointer { w in gate.withUnsafeBufferPointer { m in
+                        Conv2D.backwardInput(dInput: dx.baseAddress!, dOutput: dy.baseAddress!, weight: w.baseAddress!,
+                                             geometry: g, algorithm: algorithm, gate: m.baseAddress!)
+                    } } } }
+                Reference.reluBackward(dInput: &expected, dOutput: plain, input: gate, count: gate.count)
+                XCTAssertEqual(gated.map(\.bitPattern), expected.map(\.bitPattern), "\(algorithm) gated backwardInput, \(g)")
+                XCTAssertTrue(expected.contains { $0 != 0 } && expected.contains { $0 == 0 }, "\(g): gate must mask some")
+            }
+        }
+    }
+
     /// The direct kernel called from inside a parallel chunk runs serially and gives the same bits.
     func test_direct_isBitwiseDeterministic_andSameInsideParallelChunks() {
         let g = ConvGeometry(n: 5, c: 16, h: 9, w: 9, k: 33, kernel: 3, stride: 1, padding: 1)
