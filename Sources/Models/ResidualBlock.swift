@@ -93,8 +93,10 @@ public final class BasicBlock: Layer {
         let inner = innerTargets(targets)
         switch cache {
         case .folded(let f1, let f2, let fs):
-            let (dA1, dSum) = conv2.backwardFused(dOutput, cache: f2, targets: inner)
-            let dX = conv1.backwardFused(dA1!, cache: f1, targets: targets).dInput
+            // conv2's input is conv1's ReLU output: its gradient leaves conv2 already masked (`gateInput`),
+            // so conv1's fused backward skips its own mask pass.
+            let (dA1, dSum) = conv2.backwardFused(dOutput, cache: f2, targets: inner, gateInput: true)
+            let dX = conv1.backwardFused(dA1!, cache: f1, targets: targets, reluMaskApplied: true).dInput
             var dShortcut = dSum
             if let shortcutConv, let fs {
                 guard let d = shortcutConv.backwardFused(dSum, cache: fs, targets: targets).dInput else { return nil }
