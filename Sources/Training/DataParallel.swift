@@ -31,6 +31,9 @@ public enum DataParallelError: Error, CustomStringConvertible {
     case syncBatchNormChanged(runDirectory: String, stored: Bool)
     /// The run's distributed.json cannot be read or written.
     case file(path: String, problem: String)
+    /// This rank failed (`message`: its error) and told the others, which stop with
+    /// `.stoppedByAgreement`; every rank ends normally.
+    case failedOnRank(rank: Int, message: String)
 
     public var description: String {
         switch self {
@@ -57,6 +60,8 @@ public enum DataParallelError: Error, CustomStringConvertible {
                 + "hint: resume without the flag (the stored setting is used)"
         case .file(let path, let problem):
             return "\(path): \(problem)\nhint: the file records the run's world size; restore it or start a new run"
+        case .failedOnRank(let rank, let message):
+            return "rank \(rank): \(message)"
         }
     }
 }
@@ -67,7 +72,7 @@ extension DataParallelError {
     public static func isAgreed(_ error: Error) -> Bool {
         switch error as? DataParallelError {
         case .configMismatch?, .stoppedByAgreement?, .replicasDiverged?, .batchNotDivisible?, .worldSizeChanged?,
-             .syncBatchNormChanged?: return true
+             .syncBatchNormChanged?, .failedOnRank?: return true
         default: return false
         }
     }
@@ -371,6 +376,39 @@ public final class DataParallel {
     /// Returns when every rank has reached it (before a checkpoint commit: every rank's bank has
     /// made its records durable).
     public func barrier() throws { try collective { try communicator.barrier() } }
+
+    /// Every rank's `value` at rank 0, in rank order (JSON through one gather); nil on the other
+    /// ranks. One rank: `[value]`.
+    public func gatherToRoot<T: Codable>(_ value: T) throws -> [T]? {
+        guard isDistributed else { return [value] }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let blob: [UInt8]
+        do { blob = Array(try enc.encode(value)) } catch {
+            throw DataParallelError.communication(.invalidArgument(operation: "gather", problem: "cannot encode \(T.self): \(error)"))
+        }
+        let blobs = try collective { try communicator.gather(bytes: blob, root: 0) }
+        guard isRoot else { return nil }
+        return try blobs.enumerated().map { r, b in
+            do { return try JSONDecoder().decode(T.self, from: Data(b)) } catch {
+                throw DataParallelError.communication(.invalidArgument(operation: "gather",
+                                                                       problem: "rank \(r)'s \(T.self) did not decode: \(error)"))
+            }
+        }
+    }
+
+    /// Runs `body` on every rank and agrees on failure: when it throws on some rank, that rank
+    /// throws `.failedOnRank` (its error as text) and the others `.stoppedByAgreement`, so every
+    /// rank leaves together and can end normally (no MPI_Abort). One rank: `body`'s error as is.
+    public func agreeing<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        guard isDistributed else { return try body() }
+        let result: Result<T, Error>
+        do { result = .success(try body()) } catch { result = .failure(error) }
+        var failed: Bool { if case .failure = result { return true } else { return false } }
+        guard try anyRank(failed) else { return try result.get() }
+        if case .failure(let e) = result { throw DataParallelError.failedOnRank(rank: rank, message: "\(e)") }
+        throw DataParallelError.stoppedByAgreement(reason: "\(what) failed on another rank")
+    }
 
     /// Whether `value` is true on any rank; every rank gets the same answer.
     public func anyRank(_ value: Bool) throws -> Bool {
