@@ -69,7 +69,10 @@ public enum DataParallelError: Error, CustomStringConvertible {
 extension DataParallelError {
     /// True for errors every rank raises together (after a collective agreement), so the job can
     /// end with MPI_Finalize instead of MPI_Abort.
+    /// A non-finite loss is one: the non-finite flag is all-reduced with the gradient, so every
+    /// rank stops at the same step.
     public static func isAgreed(_ error: Error) -> Bool {
+        if case .nonFinite? = error as? TrainingError { return true }
         switch error as? DataParallelError {
         case .configMismatch?, .stoppedByAgreement?, .replicasDiverged?, .batchNotDivisible?, .worldSizeChanged?,
              .syncBatchNormChanged?, .failedOnRank?: return true

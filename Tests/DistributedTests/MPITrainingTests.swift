@@ -3,7 +3,8 @@
 // configs that differ, another world size on resume), a rank killed mid-epoch (the job fails within a
 // timeout, and --resume finishes with exactly the uninterrupted run's tensors, metrics, test
 // evaluation and bank shards), one rank under mpirun equal to a plain run, `memloss eval` (attacks,
-// AutoAttack, --replay) sharded over 2 ranks against one process. Skipped, with a
+// AutoAttack, --replay) sharded over 2 ranks against one process, a non-finite loss ending every rank
+// normally. Skipped, with a
 // message, when `mpirun` is not on PATH (tools/setup.sh installs Open MPI; .ci/run runs setup).
 
 import Foundation
@@ -277,6 +278,38 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertTrue(r.err.contains("rank 1: hash") && r.err.contains("first differing field seed"), r.err)
         XCTAssertTrue(r.err.contains("rank 0's hash"), r.err)
         XCTAssertTrue(r.err.contains("hint:"), r.err)
+    }
+
+    /// A loss that becomes non-finite (here: a schedule that multiplies the learning rate by 1e30
+    /// from epoch 2) stops both ranks at the same step with the same message and a normal exit
+    /// (MPI_Finalize, no MPI_Abort); the epoch-1 checkpoint is kept as a 1-epoch run writes it.
+    func test_aNonFiniteLoss_stopsEveryRankTogether_withANormalExit_keepingTheLastCheckpoint() throws {
+        _ = try MPILaunch.requireMPI()
+        let dir = try TempDirectory()
+        let config = dir.url.appendingPathComponent("diverge.json")
+        try Data(#"{"schedule": {"piecewise": {"factors": [1e30], "milestones": [2]}}}"#.utf8).write(to: config)
+        func args(_ run: URL, epochs: Int) -> [String] {
+            ["train", "--config", config.path, "--out", run.path, "--method", "standard", "--epochs", "\(epochs)",
+             "--train-samples", "256", "--batch-size", "64", "--validation-size", "64", "--validation-samples", "32",
+             "--test-samples", "16"]
+        }
+        let run = dir.url.appendingPathComponent("run"), reference = dir.url.appendingPathComponent("reference")
+        let r = try MPILaunch.run(args(run, epochs: 2), rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertFalse(r.timedOut)
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertFalse(r.err.contains("MPI_ABORT") || r.err.contains("stopping every rank"), r.err)
+        let said = r.err.components(separatedBy: "the loss became NaN or infinite at epoch 2, step 5").count - 1
+        XCTAssertEqual(said, 2, "each rank says why it stopped: \(r.err)")
+        XCTAssertTrue(r.err.contains("memloss train (rank 1): the loss became NaN"), r.err)
+        XCTAssertTrue(r.err.contains("The last good checkpoint is kept: \(run.path)/checkpoints/last.safetensors"), r.err)
+        let last = try XCTUnwrap(try metricsLines(run).last)
+        XCTAssertTrue(last.contains(#""error":"non-finite loss""#) && last.contains(#""step":5"#), last)
+        // The kept checkpoint is the epoch-1 commit, bit for bit what a 1-epoch 2-rank run keeps.
+        let ok = try MPILaunch.run(args(reference, epochs: 1), rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertEqual(ok.status, 0, ok.err)
+        let kept = try tensors(run.appendingPathComponent("checkpoints/last.safetensors"))
+        XCTAssertEqual(kept, try tensors(reference.appendingPathComponent("checkpoints/last.safetensors")))
+        XCTAssertFalse(kept.isEmpty)
     }
 
     func test_killingOneRankMidEpoch_failsTheJobWithinATimeout_andResumeIsExact() throws {
