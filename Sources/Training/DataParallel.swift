@@ -272,14 +272,16 @@ public final class DataParallel {
 
     /// The step's outcome with global figures: the loss and terms averaged over ranks (each rank's
     /// batch has the same size), the batch size and the correct counts and memory counters summed.
-    /// Memory problem lines stay the rank's own.
-    public func reduce(_ outcome: StepOutcome) throws -> StepOutcome {
+    /// Memory problem lines: when any rank has some (their count rides in the same all-reduce),
+    /// the first `problemLimit` of each rank are gathered, and rank 0's outcome carries all of them
+    /// with their ranks (`problemRanks`); the other ranks' carry none (rank 0 writes the lines).
+    public func reduce(_ outcome: StepOutcome, problemLimit: Int = 20) throws -> StepOutcome {
         guard isDistributed else { return outcome }
         let keys = outcome.terms.keys.sorted()
         var v: [Double] = [Double(outcome.loss), Double(outcome.batchSize), Double(outcome.cleanCorrect),
                            Double(outcome.adversarialCorrect ?? 0), outcome.isFinite ? 0 : 1,
                            Double(outcome.memory?.entriesUsed ?? 0), Double(outcome.memory?.samplesWithMemory ?? 0),
-                           Double(outcome.memory?.entriesPresent ?? 0)]
+                           Double(outcome.memory?.entriesPresent ?? 0), Double(outcome.memory?.problems.count ?? 0)]
         v += keys.map { Double(outcome.terms[$0]!) }
         try collective { try communicator.allReduceSum(&v) }
         var out = outcome
@@ -291,10 +293,21 @@ public final class DataParallel {
         out.isFinite = v[4] == 0
         if var m = outcome.memory {
             m.entriesUsed = Int(v[5]); m.samplesWithMemory = Int(v[6]); m.entriesPresent = Int(v[7])
+            let gathered = v[8] > 0 ? try gatherProblems(Array(m.problems.prefix(problemLimit))) : []
+            m.problems = gathered.map(\.problem)
+            m.problemRanks = gathered.map(\.rank)
             out.memory = m
         }
-        for (i, k) in keys.enumerated() { out.terms[k] = Float(v[8 + i] / r) }
+        for (i, k) in keys.enumerated() { out.terms[k] = Float(v[9 + i] / r) }
         return out
+    }
+
+    /// Every rank's problem lines at rank 0, in rank order, each with its rank; `[]` on the other
+    /// ranks. Collective: every rank calls it (with its own lines, maybe none). One rank: its lines
+    /// with rank 0.
+    public func gatherProblems(_ mine: [String]) throws -> [(rank: Int, problem: String)] {
+        guard let all = try gatherToRoot(mine) else { return [] }
+        return all.enumerated().flatMap { r, lines in lines.map { (rank: r, problem: $0) } }
     }
 
     // MARK: - Epoch end and evaluation

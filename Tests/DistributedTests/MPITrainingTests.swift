@@ -4,7 +4,7 @@
 // timeout, and --resume finishes with exactly the uninterrupted run's tensors, metrics, test
 // evaluation and bank shards), one rank under mpirun equal to a plain run, `memloss eval` (attacks,
 // AutoAttack, --replay) sharded over 2 ranks against one process, a non-finite loss ending every rank
-// normally. Skipped, with a
+// normally, rank 1's bank problems in rank 0's metrics. Skipped, with a
 // message, when `mpirun` is not on PATH (tools/setup.sh installs Open MPI; .ci/run runs setup).
 
 import Foundation
@@ -256,6 +256,32 @@ final class MPITrainingTests: XCTestCase {
         let damaged = try BuiltExecutable.run("membank", ["verify", bank])
         XCTAssertNotEqual(damaged.status, 0)
         XCTAssertTrue(damaged.out.contains("DAMAGED") && damaged.out.contains("rank-1: DAMAGED"), damaged.out)
+    }
+
+    /// A damaged entry in rank 1's bank shard: rank 0 gathers rank 1's problem lines at the step
+    /// that met them and writes them to metrics.jsonl tagged `"rank": 1`.
+    func test_bankProblemsOfAnotherRank_areGatheredIntoRank0sMetrics_taggedWithTheRank() throws {
+        let dir = try TempDirectory()
+        let run = dir.url.appendingPathComponent("run")
+        let first = try MPILaunch.run(Self.tinyArgs(out: run, epochs: 1), rankEnvironments: Self.two())
+        XCTAssertEqual(first.status, 0, first.err)
+        let shard1 = run.appendingPathComponent("bank/rank-1")
+        let segment = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: shard1.path).sorted().first { $0.hasSuffix(".mbs") })
+        var bytes = try Data(contentsOf: shard1.appendingPathComponent(segment))
+        bytes[bytes.count / 2] ^= 0xFF  // inside a record, under its checksum
+        try bytes.write(to: shard1.appendingPathComponent(segment))
+        let resumed = try MPILaunch.run(["train", "--resume", run.path, "--epochs", "2"], rankEnvironments: Self.two())
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        let lines = try Data(contentsOf: run.appendingPathComponent("metrics.jsonl")).split(separator: 0x0A)
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] }
+        let problems = lines.filter { $0["type"] as? String == "bank_problem" }
+        XCTAssertFalse(problems.isEmpty, "no bank_problem line: \(lines)")
+        XCTAssertTrue(problems.allSatisfy { $0["rank"] as? Int == 1 }, "\(problems)")
+        XCTAssertTrue(problems.allSatisfy { ($0["problem"] as? String ?? "").contains(segment) }, "\(problems)")
+        XCTAssertTrue(problems.allSatisfy { $0["epoch"] as? Int == 2 }, "\(problems)")
+        let epoch2 = try XCTUnwrap(lines.first { $0["type"] as? String == "epoch" && $0["epoch"] as? Int == 2 })
+        let corrupt = (epoch2["memory"] as? [String: Any])?["entries_corrupt"] as? Int ?? epoch2["entries_corrupt"] as? Int
+        XCTAssertEqual(corrupt, problems.count, "one line per damaged entry met: \(epoch2)")
     }
 
     func test_aGlobalBatchNotDivisibleByTheRanks_isRefused_namingTheFlag() throws {
