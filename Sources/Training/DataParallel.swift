@@ -1,10 +1,12 @@
 // DataParallel.swift: what the trainer does differently as one of R ranks (docs/distributed.md):
 // the config agreement check, the broadcast of rank 0's initial state, the per-rank sample shard and
 // seeds, the gradient all-reduce (one packed buffer per step, with the non-finite flag), the
-// reduction of step counters and evaluation counts to every rank, the averaging of batch-norm running
-// statistics, the replica-agreement check, the bank shard directory and the world-size rule of a
-// resume. With one rank (`SingleProcess`) every function is the identity and no file changes.
-// It never prints; synchronised batch norm is not here (not built yet, docs/distributed.md §5).
+// reduction of step counters and evaluation counts to every rank, the gathering of the ranks' bank
+// problem lines and of evaluation shards (AutoAttack, replay) to rank 0, failures agreed between
+// ranks (`agreeing`), the averaging of batch-norm running statistics, the replica-agreement check,
+// the bank shard directory and the world-size rule of a resume. With one rank (`SingleProcess`) every
+// function is the identity and no file changes. It never prints; the synchronised batch norm's
+// layer side is Layers/BatchNorm2DLayer+Sync.swift (docs/distributed.md §4).
 
 import Datasets
 import Distributed
