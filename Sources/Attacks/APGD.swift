@@ -189,12 +189,23 @@ public enum APGD {
     // MARK: - Attack
 
     /// APGD on every sample; for the targeted loss, `config.targetCount` targets in turn (each
-    /// on the samples no earlier target fooled), targets taken from the clean logits.
+    /// on the samples no earlier target fooled), targets taken from the clean logits. The random
+    /// starts come from one stream shared by the batch.
     /// - Precondition: `config.problem(classes:) == nil`; one label per image.
     public static func attack<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: APGDConfig,
                                              rng: inout SplitMix64) -> Result {
+        var random = RowRandom(shared: rng)
+        defer { rng = random.sharedState }
+        return attack(model, images: images, labels: labels, config: config, random: &random)
+    }
+
+    /// APGD as above, the random starts drawn from `random` (shared, or one stream per row: then a
+    /// row's result does not depend on the other rows of the batch, up to float rounding).
+    public static func attack<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: APGDConfig,
+                                             random: inout RowRandom) -> Result {
         if let p = config.problem(classes: model.classCount) { preconditionFailure("APGD: \(p)") }
         precondition(images.rank >= 2 && labels.count == images.shape[0], "APGD: \(labels.count) labels for \(images.shape)")
+        precondition(random.perRow.map { $0.count == labels.count } ?? true, "APGD: one random stream per row expected")
         var best = images
         var fooled = Predictions.correct(model.logits(images, mode: .inference), labels: labels).map { !$0 }
         let cleanLogits = config.loss == .targetedDLR ? model.logits(images, mode: .inference) : nil
@@ -205,7 +216,7 @@ public enum APGD {
                 if open.isEmpty { return Result(adversarial: best, fooled: fooled) }
                 let targets = cleanLogits.map { targetClasses(gatherRows($0, open), rank: round + 2) }
                 let r = run(model, images: gatherRows(images, open), labels: open.map { labels[$0] }, targets: targets,
-                            config: config, rng: &rng)
+                            config: config, random: &random, rows: open)
                 let hit = open.indices.filter { r.fooled[$0] }
                 scatterRows(&best, gatherRows(r.adversarial, hit), hit.map { open[$0] })
                 for k in hit { fooled[open[k]] = true }
@@ -223,10 +234,11 @@ public enum APGD {
         return (0..<b).map { i in Int32(DLR.descendingOrder(z, row: i, classes: k)[rank - 1]) }
     }
 
-    /// One run from a random start on every sample of the batch.
+    /// One run from a random start on every sample of the batch (`rows`: the samples' rows in
+    /// `random`'s indexing).
     static func run<M: Classifier>(_ model: M, images x0: Tensor, labels: [Int32], targets: [Int32]?,
-                                   config: APGDConfig, rng: inout SplitMix64) -> Result {
-        var s = RunState(images: x0, config: config, rng: &rng)
+                                   config: APGDConfig, random: inout RowRandom, rows: [Int]) -> Result {
+        var s = RunState(images: x0, config: config, random: &random, rows: rows)
         s.evaluate(model, labels: labels, targets: targets)
         s.start()
         for i in 0..<config.iterations {
@@ -250,11 +262,11 @@ public enum APGD {
         var fooled: [Bool]
         var controllers: [StepSizeController] = []
 
-        init(images: Tensor, config: APGDConfig, rng: inout SplitMix64) {
+        init(images: Tensor, config: APGDConfig, random: inout RowRandom, rows streamRows: [Int]) {
             self.config = config
             center = images
             rows = images.shape[0]
-            x = APGD.randomStart(images, epsilon: config.epsilon, norm: config.norm, rng: &rng)
+            x = APGD.randomStart(images, epsilon: config.epsilon, norm: config.norm, random: &random, rows: streamRows)
             previous = x; gradient = Tensor(zeros: images.shape); best = x; bestGradient = gradient; adversarial = x
             fooled = [Bool](repeating: false, count: rows)
         }
@@ -332,14 +344,23 @@ public enum APGD {
 
     /// The random start `box(x + ε·t/‖t‖)` (L∞: t ~ U(−1, 1), max-norm; L2: t ~ N(0, I), 2-norm).
     static func randomStart(_ images: Tensor, epsilon: Float, norm: PerturbationNorm, rng: inout SplitMix64) -> Tensor {
+        var random = RowRandom(shared: rng)
+        defer { rng = random.sharedState }
+        return randomStart(images, epsilon: epsilon, norm: norm, random: &random, rows: Array(0..<images.shape[0]))
+    }
+
+    /// The random start, row k's t drawn from `random`'s row `rows[k]`.
+    static func randomStart(_ images: Tensor, epsilon: Float, norm: PerturbationNorm, random: inout RowRandom,
+                            rows: [Int]) -> Tensor {
         let t: Tensor
         let norms: [Float]
+        let rowShape = Array(images.shape.dropFirst())
         switch norm {
         case .linf:
-            t = Tensor.randomUniform(shape: images.shape, low: -1, high: 1, rng: &rng)
+            t = random.tensor(rows: rows, rowShape: rowShape, uniformLow: -1, high: 1, normal: false)
             norms = rowMaxAbs(t)
         case .l2:
-            t = Tensor.randomNormal(shape: images.shape, std: 1, rng: &rng)
+            t = random.tensor(rows: rows, rowShape: rowShape, uniformLow: 0, high: 0, normal: true)
             norms = Perturbation.rowL2Norms(t)
         }
         var x = images

@@ -57,8 +57,10 @@ struct StateIdentity: Codable, Equatable {
     var dataFingerprint: String
     /// FNV-1a 64 of every parameter and buffer of the model, hex.
     var modelFingerprint: String
+    /// FNV-1a 64 of the per-point stream keys, hex; nil (absent in older files): per-batch streams.
+    var pointStreams: String?
 
-    init<M: Classifier>(config c: AutoAttack.Config, images: Tensor, labels: [Int32], model: M) {
+    init<M: Classifier>(config c: AutoAttack.Config, images: Tensor, labels: [Int32], model: M, pointKeys: [UInt64]? = nil) {
         epsilon = c.epsilon; norm = c.norm; preset = c.preset; seed = c.seed; batchSize = c.batchSize
         apgdIterations = c.apgdIterations; fabIterations = c.fabIterations; targetCount = c.targetCount
         squareQueries = c.squareQueries; n = labels.count
@@ -75,6 +77,12 @@ struct StateIdentity: Codable, Equatable {
             }
         }
         modelFingerprint = m.hex
+        pointStreams = pointKeys.map { keys in
+            var k = Fingerprint()
+            k.add(UInt64(keys.count))
+            for key in keys { k.add(key) }
+            return k.hex
+        }
     }
 
     /// The first field (in declaration order) whose value differs from `other`'s, with both values.

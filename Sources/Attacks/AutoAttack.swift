@@ -160,17 +160,24 @@ public enum AutoAttack {
     ///     written for the same configuration, images, labels and model weights.
     ///   - shouldContinue: called after every batch (after the state is saved); returning false
     ///     stops the run with `finished == false`.
+    ///   - pointKeys: nil: each attack draws from one stream per batch (a point's draws depend on its
+    ///     batch). Otherwise one key per point (e.g. its position in a larger evaluated set): APGD's
+    ///     starts and Square's proposals for point i come from a stream of (seed, attack, key i), so a
+    ///     point's result does not depend on which points share its batch or its MPI rank.
     /// - Throws: `AutoAttackError` for an invalid configuration, a state file that cannot be read or
     ///   does not match (naming the file and the field), or a failed write.
     public static func run<M: Classifier>(model: M, images: Tensor, labels: [Int32], config: Config,
-                                          stateFile: URL? = nil,
+                                          stateFile: URL? = nil, pointKeys: [UInt64]? = nil,
                                           shouldContinue: ((Progress) -> Bool)? = nil) throws(AutoAttackError) -> Outcome {
         if let p = config.problem(classes: model.classCount) { throw .invalidConfig(field: p.field, problem: p.problem) }
         guard images.rank == 4, labels.count == images.shape[0] else {
             throw .invalidConfig(field: "images", problem: "expected [n, C, H, W] with one label each, got \(images.shape) "
                                  + "and \(labels.count) labels")
         }
-        let identity = StateIdentity(config: config, images: images, labels: labels, model: model)
+        if let pointKeys, pointKeys.count != labels.count {
+            throw .invalidConfig(field: "pointKeys", problem: "expected one key per point (\(labels.count)), got \(pointKeys.count)")
+        }
+        let identity = StateIdentity(config: config, images: images, labels: labels, model: model, pointKeys: pointKeys)
         var state: CascadeState
         var resumed = false
         if let stateFile, FileManager.default.fileExists(atPath: stateFile.path) {
@@ -195,7 +202,7 @@ public enum AutoAttack {
                 index = state.records.count - 1
             }
             let finished = try runAttack(model, component, record: index, images: images, labels: labels, config: config,
-                                         state: &state, adversarial: &adversarial, stateFile: stateFile,
+                                         pointKeys: pointKeys, state: &state, adversarial: &adversarial, stateFile: stateFile,
                                          shouldContinue: shouldContinue)
             if !finished {
                 return Outcome(clean: state.clean, robust: state.robust, records: state.records, cleanSeconds: state.cleanSeconds,
@@ -208,7 +215,7 @@ public enum AutoAttack {
 
     /// Runs the remaining batches of one attack; false if `shouldContinue` asked to stop.
     static func runAttack<M: Classifier>(_ model: M, _ component: Component, record k: Int, images: Tensor, labels: [Int32],
-                                         config: Config, state: inout CascadeState, adversarial: inout Tensor?,
+                                         config: Config, pointKeys: [UInt64]?, state: inout CascadeState, adversarial: inout Tensor?,
                                          stateFile: URL?, shouldContinue: ((Progress) -> Bool)?) throws(AutoAttackError) -> Bool {
         let attacked = state.records[k].attacked
         let batchCount = (attacked.count + config.batchSize - 1) / config.batchSize
@@ -217,8 +224,10 @@ public enum AutoAttack {
             let rows = Array(attacked[(b * config.batchSize)..<min(attacked.count, (b + 1) * config.batchSize)])
             let start = Date()
             let x = gatherRows(images, rows), y = rows.map { labels[$0] }
-            var rng = SplitMix64.derived(seed: config.seed ^ streamTag(component), stream: UInt64(b))
-            let candidate = attack(model, component, images: x, labels: y, config: config, rng: &rng)
+            var random = pointKeys.map { keys in
+                RowRandom(perRow: rows.map { SplitMix64.derived(seed: config.seed ^ streamTag(component) ^ pointSalt, stream: keys[$0]) })
+            } ?? RowRandom(shared: SplitMix64.derived(seed: config.seed ^ streamTag(component), stream: UInt64(b)))
+            let candidate = attack(model, component, images: x, labels: y, config: config, random: &random)
             let verified = verify(model, candidate, clean: x, labels: y, epsilon: config.epsilon, norm: config.norm)
             let hit = rows.indices.filter { verified[$0] }
             var robust = state.robust
@@ -241,14 +250,17 @@ public enum AutoAttack {
 
     /// One attack on one batch: its candidate adversarials `[B, C, H, W]`.
     static func attack<M: Classifier>(_ model: M, _ component: Component, images: Tensor, labels: [Int32], config: Config,
-                                      rng: inout SplitMix64) -> Tensor {
+                                      random: inout RowRandom) -> Tensor {
         switch component {
-        case .apgdCE: return APGD.attack(model, images: images, labels: labels, config: config.apgdCE, rng: &rng).adversarial
-        case .apgdT: return APGD.attack(model, images: images, labels: labels, config: config.apgdT, rng: &rng).adversarial
+        case .apgdCE: return APGD.attack(model, images: images, labels: labels, config: config.apgdCE, random: &random).adversarial
+        case .apgdT: return APGD.attack(model, images: images, labels: labels, config: config.apgdT, random: &random).adversarial
         case .fabT: return FAB.attack(model, images: images, labels: labels, config: config.fabT).adversarial
-        case .square: return Square.attack(model, images: images, labels: labels, config: config.square, rng: &rng).adversarial
+        case .square: return Square.attack(model, images: images, labels: labels, config: config.square, random: &random).adversarial
         }
     }
+
+    /// Salt of the per-point streams (`pointKeys`), so they never coincide with the per-batch ones.
+    static let pointSalt: UInt64 = 0x706F_696E_7473_6431  // "pointsd1"
 
     /// A distinct random stream per attack (so adding or removing one does not shift the others).
     static func streamTag(_ c: Component) -> UInt64 {

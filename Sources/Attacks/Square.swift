@@ -82,6 +82,16 @@ public enum Square {
     /// - Precondition: `config.problem == nil`; images `[N, C, H, W]`; one label per image.
     public static func attack<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: SquareConfig,
                                              rng: inout SplitMix64) -> Result {
+        var random = RowRandom(shared: rng)
+        defer { rng = random.sharedState }
+        return attack(model, images: images, labels: labels, config: config, random: &random)
+    }
+
+    /// Square as above, its draws from `random` (one stream per row: a row's result does not depend
+    /// on the other rows of the batch).
+    public static func attack<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: SquareConfig,
+                                             random: inout RowRandom) -> Result {
+        precondition(random.perRow.map { $0.count == labels.count } ?? true, "Square: one random stream per row expected")
         if let p = config.problem { preconditionFailure("Square: \(p)") }
         precondition(images.rank == 4 && labels.count == images.shape[0], "Square: \(labels.count) labels for \(images.shape)")
         let (n, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
@@ -93,7 +103,7 @@ public enum Square {
         for i in 0..<n where !fooled[i] {
             for ch in 0..<c {
                 for col in 0..<w {
-                    let v: Float = rng.next() & 1 == 0 ? e : -e
+                    let v: Float = random.next(row: i) & 1 == 0 ? e : -e
                     for row in 0..<h {
                         let j = i * len + (ch * h + row) * w + col
                         best[j] = min(max(x0[j] + v, 0), 1)
@@ -111,7 +121,7 @@ public enum Square {
             candidates.reserveCapacity(open.count * len)
             for i in open {
                 candidates += proposal(best: best[(i * len)..<((i + 1) * len)], clean: x0[(i * len)..<((i + 1) * len)],
-                                       side: s, channels: c, height: h, width: w, epsilon: e, rng: &rng)
+                                       side: s, channels: c, height: h, width: w, epsilon: e, random: &random, row: i)
             }
             let m = margins(model, candidates, rows: open, labels: labels, shape: images.shape)
             for (k, i) in open.enumerated() where m[k] < margin[i] || m[k] <= 0 {
@@ -126,14 +136,14 @@ public enum Square {
     /// One candidate: `best` with a random s×s window moved by ±2ε (a sign per channel), then
     /// clipped to the ε-ball around `clean` and to [0, 1] (only the window changes).
     static func proposal(best: ArraySlice<Float>, clean: ArraySlice<Float>, side s: Int, channels c: Int, height h: Int,
-                         width w: Int, epsilon e: Float, rng: inout SplitMix64) -> [Float] {
+                         width w: Int, epsilon e: Float, random: inout RowRandom, row i: Int) -> [Float] {
         var out = Array(best)
         let x = Array(clean)
-        let top = rng.nextInt(below: h - s + 1), left = rng.nextInt(below: w - s + 1)
+        let top = random.nextInt(below: h - s + 1, row: i), left = random.nextInt(below: w - s + 1, row: i)
         for _ in 0..<maximumRedraws {
             var changed = false
             for ch in 0..<c {
-                let delta: Float = rng.next() & 1 == 0 ? 2 * e : -2 * e
+                let delta: Float = random.next(row: i) & 1 == 0 ? 2 * e : -2 * e
                 for row in top..<(top + s) {
                     for col in left..<(left + s) {
                         let j = (ch * h + row) * w + col

@@ -141,11 +141,24 @@ public enum BankDrift {
 
     /// The drift of every sample between `from` and `to`, and the series over the generations between.
     public static func population(_ bank: InspectedBank, from: Int? = nil, to: Int? = nil) throws(MembankError) -> PopulationDrift {
-        let generations = try range(bank, from: from, to: to)
+        try population([bank], from: from, to: to)
+    }
+
+    /// The population drift over the union of `banks` (a sharded bank's shards: disjoint sample
+    /// sets with the same settings), over the generations in `[from, to]` live in every shard.
+    public static func population(_ banks: [InspectedBank], from: Int? = nil, to: Int? = nil) throws(MembankError) -> PopulationDrift {
+        var generations = try range(banks[0], from: from, to: to)
+        for b in banks.dropFirst() {
+            let live = Set(try range(b, from: generations.first, to: generations.last))
+            generations = generations.filter { live.contains($0) }
+        }
         let lo = generations.first!, hi = generations.last!
         var reference: [Int: FramedDelta] = [:]
-        var damaged = try bank.forEachEntry(in: lo) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
-            reference[id] = FramedDelta(delta: delta, view: info.view, shape: bank.config.shape)
+        var damaged: [MemoryBankError] = []
+        for bank in banks {
+            damaged += try bank.forEachEntry(in: lo) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
+                reference[id] = FramedDelta(delta: delta, view: info.view, shape: bank.config.shape)
+            }
         }
         var series: [PopulationDriftPoint] = []
         var previous = reference
@@ -154,16 +167,18 @@ public enum BankDrift {
             var current: [Int: FramedDelta] = [:]
             var cosines: [Double] = [], distances: [Double] = [], previousCosines: [Double] = []
             var samples = 0
-            damaged += try bank.forEachEntry(in: g) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
-                let d = FramedDelta(delta: delta, view: info.view, shape: bank.config.shape)
-                current[id] = d
-                if let r = reference[id] {
-                    samples += 1
-                    let c = d.compare(to: r)
-                    if let cos = c.cosine { cosines.append(cos) }
-                    distances.append(c.distance)
+            for bank in banks {
+                damaged += try bank.forEachEntry(in: g) { (id: Int, delta: [Float], info: EntryInfo) throws(MembankError) in
+                    let d = FramedDelta(delta: delta, view: info.view, shape: bank.config.shape)
+                    current[id] = d
+                    if let r = reference[id] {
+                        samples += 1
+                        let c = d.compare(to: r)
+                        if let cos = c.cosine { cosines.append(cos) }
+                        distances.append(c.distance)
+                    }
+                    if g != lo, let p = previous[id], let cos = d.compare(to: p).cosine { previousCosines.append(cos) }
                 }
-                if g != lo, let p = previous[id], let cos = d.compare(to: p).cosine { previousCosines.append(cos) }
             }
             series.append(PopulationDriftPoint(generation: g, samples: samples, cosineToReference: Summary(cosines),
                                                distanceToReference: Summary(distances),

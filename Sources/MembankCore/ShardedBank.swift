@@ -1,8 +1,9 @@
 // ShardedBank.swift: a bank written by a data-parallel run, one shard per rank (`BANK/rank-<r>`, each
 // an ordinary bank over the samples that rank owns: docs/distributed.md §6), read as one: detection,
 // opening with the check that the shards share their settings, and the union reports of `membank
-// info` and `membank verify` (per shard and total). `stats` and `export` take the shards through
-// BankStatistics.compute([…]) and BankExport.collect([…]).
+// info` and `membank verify` (per shard and total), and the routing of a sample ID to the shard that
+// holds it (`show`, `render`, `diff`, `dump`). `stats` and `export` take the shards through
+// BankStatistics.compute([…]) and BankExport.collect([…]); `diff --all` through BankDrift.population([…]).
 
 import Foundation
 import MemoryBank
@@ -46,6 +47,44 @@ public struct ShardedBank {
         }
         return banks
     }
+
+    /// The bank of `banks` (one bank, or a sharded bank's shards in rank order) that holds sample
+    /// `id`. Sample ID i belongs to shard `i mod R` (fixed ownership, docs/distributed.md §2); that
+    /// shard is checked against its index first (in `generation`, or in any live generation when
+    /// nil), then the others, so a bank whose ownership differs still routes right. When no shard
+    /// holds the ID, the owner shard (its errors then say where the ID is missing).
+    public static func shard(holding id: Int, generation: Int? = nil, in banks: [InspectedBank]) -> InspectedBank {
+        precondition(!banks.isEmpty, "ShardedBank.shard: no banks")
+        guard banks.count > 1 else { return banks[0] }
+        func holds(_ b: InspectedBank) -> Bool {
+            if let generation { return b.reader.contains(id: id, generation: generation) }
+            return b.generations.contains { b.reader.contains(id: id, generation: $0) }
+        }
+        let owner = banks[((id % banks.count) + banks.count) % banks.count]
+        if holds(owner) { return owner }
+        return banks.first(where: holds) ?? owner
+    }
+
+    /// `generation` when every shard holds it live, else (nil) the newest generation live in
+    /// every shard. One bank: `InspectedBank.resolveGeneration`.
+    /// - Throws: `generationMissing` (naming the shard's live generations), `noGenerations`.
+    public static func resolveGeneration(_ generation: Int?, in banks: [InspectedBank], path: String) throws(MembankError) -> Int {
+        if banks.count == 1 { return try banks[0].resolveGeneration(generation) }
+        if let generation {
+            for b in banks { _ = try b.resolveGeneration(generation) }
+            return generation
+        }
+        guard let newest = commonGenerations(banks).last else { throw .noGenerations(path: path) }
+        return newest
+    }
+
+    /// The IDs with an entry in `generation` in any of `banks`, ascending (the union of the shards).
+    public static func ids(in generation: Int, of banks: [InspectedBank]) -> [Int] {
+        banks.count == 1 ? banks[0].ids(in: generation) : banks.flatMap { $0.ids(in: generation) }.sorted()
+    }
+
+    /// The name of `bank`'s directory (`rank-1`), for output lines saying which shard answered.
+    public static func shardName(_ bank: InspectedBank) -> String { (bank.path as NSString).lastPathComponent }
 
     /// Generations live in every shard, ascending.
     public static func commonGenerations(_ banks: [InspectedBank]) -> [Int] {

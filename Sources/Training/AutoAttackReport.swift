@@ -126,38 +126,120 @@ public struct AutoAttackReport: Codable, Sendable {
     public var source: [String: String]
 }
 
+/// One rank's part of an AutoAttack evaluation (positions k ≡ rank mod R of the evaluated IDs),
+/// per point, indexed by position in the whole evaluated list; what rank 0 gathers to build the report.
+public struct AutoAttackShard: Codable, Sendable, Equatable {
+    public struct Record: Codable, Sendable, Equatable {
+        public var attack: String
+        /// Positions attacked and broken.
+        public var attacked: [Int]
+        public var broken: [Int]
+        public var seconds: Double
+    }
+    /// The positions this shard evaluated, ascending.
+    public var positions: [Int]
+    /// Per position of `positions`: clean correct, robust after the cascade, correct under PGD-20.
+    public var clean: [Bool]
+    public var robust: [Bool]
+    public var pgdCorrect: [Bool]
+    public var records: [Record]
+    public var cleanSeconds: Double
+    public var pgdSeconds: Double
+    public var pgdName: String
+    public var resumed: Bool
+    public var seconds: Double
+}
+
 public enum AutoAttackEvaluation {
     /// Runs the cascade, PGD-20 and the large-ε check on the samples `ids` of `dataset`.
     ///
+    /// The cascade draws its random numbers per point, keyed by the point's position in `ids`, so a
+    /// point's result does not depend on its batch (AutoAttack.run's `pointKeys`); PGD-20 draws per
+    /// batch of `options.batchSize`.
     /// - Parameter progress: called after every cascade batch; return false to stop (the state file,
     ///   if any, keeps the progress). A stopped run returns nil.
     public static func run<M: Classifier>(model: M, dataset: Dataset, ids: [Int], split: String, epsilonText: String,
                                           epsilon: Float, options o: AutoAttackOptions,
                                           progress: ((AutoAttack.Progress) -> Bool)? = nil) throws -> AutoAttackReport? {
+        guard let part = try runShard(model: model, dataset: dataset, ids: ids, rank: 0, size: 1, epsilon: epsilon, options: o,
+                                      progress: progress) else { return nil }
+        let large = largeEpsilonCheck(model, dataset, ids, options: o)
+        return assemble([part], ids: ids, split: split, epsilonText: epsilonText, epsilon: epsilon, options: o, large: large)
+    }
+
+    /// The evaluation as one of `parallel.size` ranks: this rank runs the cascade and PGD-20 on the
+    /// positions k ≡ rank (mod R) of `ids`, rank 0 gathers every shard, runs the large-ε check on the
+    /// first points of `ids` and builds the report (docs/distributed.md §5). A failure on any rank
+    /// stops every rank together (`DataParallel.agreeing`).
+    /// - Returns: the report on rank 0 (nil if a rank was stopped by `progress`); nil on the others.
+    public static func run<M: Classifier>(model: M, dataset: Dataset, ids: [Int], split: String, epsilonText: String,
+                                          epsilon: Float, options o: AutoAttackOptions, parallel: DataParallel,
+                                          progress: ((AutoAttack.Progress) -> Bool)? = nil) throws -> AutoAttackReport? {
+        guard parallel.isDistributed else {
+            return try run(model: model, dataset: dataset, ids: ids, split: split, epsilonText: epsilonText, epsilon: epsilon,
+                           options: o, progress: progress)
+        }
+        let part = try parallel.agreeing("AutoAttack") {
+            try runShard(model: model, dataset: dataset, ids: ids, rank: parallel.rank, size: parallel.size, epsilon: epsilon,
+                         options: o, progress: progress)
+        }
+        guard let parts = try parallel.gatherToRoot(part) else { return nil }
+        let finished = parts.compactMap { $0 }
+        guard finished.count == parts.count else { return nil }
+        let large = largeEpsilonCheck(model, dataset, ids, options: o)
+        return assemble(finished, ids: ids, split: split, epsilonText: epsilonText, epsilon: epsilon, options: o, large: large)
+    }
+
+    /// The cascade and PGD-20 on the positions `rank, rank + size, …` of `ids`; nil if stopped.
+    public static func runShard<M: Classifier>(model: M, dataset: Dataset, ids: [Int], rank: Int, size: Int, epsilon: Float,
+                                               options o: AutoAttackOptions,
+                                               progress: ((AutoAttack.Progress) -> Bool)? = nil) throws -> AutoAttackShard? {
         let start = SystemStats.now
-        let batch = BatchLoader(dataset: dataset, augmentation: .none, seed: o.seed).load(ids: ids, epoch: 0)
+        let positions = Array(stride(from: rank, to: ids.count, by: size))
+        let batch = BatchLoader(dataset: dataset, augmentation: .none, seed: o.seed).load(ids: positions.map { ids[$0] }, epoch: 0)
         let (x, y) = (batch.images, batch.labels)
         let config = AutoAttack.Config(epsilon: epsilon, norm: o.norm, preset: o.preset, seed: o.seed, batchSize: o.batchSize,
                                        apgdIterations: o.apgdIterations, fabIterations: o.fabIterations,
                                        targetCount: o.targetCount, squareQueries: o.squareQueries)
         let outcome = try AutoAttack.run(model: model, images: x, labels: y, config: config, stateFile: o.stateFile,
-                                         shouldContinue: progress)
+                                         pointKeys: positions.map { UInt64($0) }, shouldContinue: progress)
         guard outcome.finished else { return nil }
-        let n = y.count
-        func fraction(_ k: Int) -> Double { n == 0 ? 0 : Double(k) / Double(n) }
-
-        var robustLeft = outcome.clean.filter { $0 }.count
-        let entries = outcome.records.map { r -> AutoAttackReport.AttackEntry in
-            robustLeft -= r.broken.count
-            return .init(attack: r.attack.rawValue, attacked: r.attacked.count, broken: r.broken.count,
-                         robustAccuracyAfter: fraction(robustLeft), seconds: r.seconds)
-        }
         let (pgd, pgdCorrect) = pgd20(model, x, y, epsilon: epsilon, norm: o.norm, seed: o.seed, batchSize: o.batchSize)
-        let pgdWorst = zip(pgdCorrect, outcome.clean).map { $0 && $1 }
-        let pgdOnly = (0..<n).filter { !pgdWorst[$0] && outcome.robust[$0] && outcome.clean[$0] }.count
-        let large = largeEpsilonCheck(model, x, y, options: o)
+        return AutoAttackShard(
+            positions: positions, clean: outcome.clean, robust: outcome.robust, pgdCorrect: pgdCorrect,
+            records: outcome.records.map {
+                .init(attack: $0.attack.rawValue, attacked: $0.attacked.map { positions[$0] }, broken: $0.broken.map { positions[$0] },
+                      seconds: $0.seconds)
+            },
+            cleanSeconds: outcome.cleanSeconds, pgdSeconds: pgd.seconds, pgdName: pgd.name, resumed: outcome.resumed,
+            seconds: SystemStats.now - start)
+    }
 
-        let checks = sanityChecks(robust: outcome.robustAccuracy, pgdWorst: fraction(pgdWorst.filter { $0 }.count),
+    /// The report from the shards of every rank (together covering every position of `ids` once):
+    /// per-point results put back at their positions, counts over the union, times the slowest shard's.
+    public static func assemble(_ shards: [AutoAttackShard], ids: [Int], split: String, epsilonText: String, epsilon: Float,
+                                options o: AutoAttackOptions, large: AutoAttackReport.LargeEpsilon) -> AutoAttackReport {
+        let n = ids.count
+        var clean = [Bool](repeating: false, count: n), robust = clean, pgdCorrect = clean
+        for s in shards {
+            for (k, p) in s.positions.enumerated() { clean[p] = s.clean[k]; robust[p] = s.robust[k]; pgdCorrect[p] = s.pgdCorrect[k] }
+        }
+        func fraction(_ k: Int) -> Double { n == 0 ? 0 : Double(k) / Double(n) }
+        let config = AutoAttack.Config(epsilon: epsilon, norm: o.norm, preset: o.preset, seed: o.seed, batchSize: o.batchSize)
+        var robustLeft = clean.filter { $0 }.count
+        var entries = [AutoAttackReport.AttackEntry]()
+        for c in config.components {
+            let records = shards.compactMap { $0.records.first { $0.attack == c.rawValue } }
+            guard !records.isEmpty else { continue }
+            let broken = records.reduce(0) { $0 + $1.broken.count }
+            robustLeft -= broken
+            entries.append(.init(attack: c.rawValue, attacked: records.reduce(0) { $0 + $1.attacked.count }, broken: broken,
+                                 robustAccuracyAfter: fraction(robustLeft), seconds: records.map(\.seconds).max() ?? 0))
+        }
+        let pgdWorst = zip(pgdCorrect, clean).map { $0 && $1 }
+        let pgdOnly = (0..<n).filter { !pgdWorst[$0] && robust[$0] && clean[$0] }.count
+        let robustAccuracy = fraction(robust.filter { $0 }.count)
+        let checks = sanityChecks(robust: robustAccuracy, pgdWorst: fraction(pgdWorst.filter { $0 }.count),
                                   square: entries.first { $0.attack == AutoAttack.Component.square.rawValue }, n: n,
                                   large: large)
         return AutoAttackReport(
@@ -166,13 +248,13 @@ public enum AutoAttackEvaluation {
             attacksSkipped: config.skipped.map { "\($0.component.rawValue): \($0.reason)" }, batchSize: o.batchSize,
             budgets: ["apgdIterations": o.apgdIterations, "fabIterations": o.fabIterations, "targetCount": o.targetCount,
                       "squareQueries": o.squareQueries],
-            cleanAccuracy: outcome.cleanAccuracy, cleanSeconds: outcome.cleanSeconds, robustAccuracy: outcome.robustAccuracy,
-            attacks: entries,
-            pgd20: .init(attack: pgd.name, accuracy: fraction(pgdCorrect.filter { $0 }.count),
-                         worstCaseAccuracy: fraction(pgdWorst.filter { $0 }.count), seconds: pgd.seconds),
+            cleanAccuracy: fraction(clean.filter { $0 }.count), cleanSeconds: shards.map(\.cleanSeconds).max() ?? 0,
+            robustAccuracy: robustAccuracy, attacks: entries,
+            pgd20: .init(attack: shards.first?.pgdName ?? "pgd20", accuracy: fraction(pgdCorrect.filter { $0 }.count),
+                         worstCaseAccuracy: fraction(pgdWorst.filter { $0 }.count), seconds: shards.map(\.pgdSeconds).max() ?? 0),
             brokenByPGD20Only: pgdOnly, largeEpsilon: large, checks: checks,
-            violations: checks.filter { $0.passed == false }.map(\.name), resumed: outcome.resumed,
-            seconds: SystemStats.now - start, source: [:])
+            violations: checks.filter { $0.passed == false }.map(\.name), resumed: shards.contains { $0.resumed },
+            seconds: (shards.map(\.seconds).max() ?? 0) + large.seconds, source: [:])
     }
 
     /// PGD-20 (CE, 20 steps of ε/4, uniform start; `PGDConfig.pgd20Eval`) per sample, in batches.
@@ -191,13 +273,15 @@ public enum AutoAttackEvaluation {
         return ((spec.name, SystemStats.now - start), correct)
     }
 
-    /// APGD-CE at the large ε on the first points.
-    static func largeEpsilonCheck<M: Classifier>(_ model: M, _ x: Tensor, _ y: [Int32],
+    /// APGD-CE at the large ε on the first points of `ids` (one batch, one stream).
+    static func largeEpsilonCheck<M: Classifier>(_ model: M, _ dataset: Dataset, _ ids: [Int],
                                                  options o: AutoAttackOptions) -> AutoAttackReport.LargeEpsilon {
         let start = SystemStats.now
-        let e = o.largeEpsilon ?? AutoAttackOptions.defaultLargeEpsilon(norm: o.norm, imageShape: Array(x.shape.dropFirst()))
-        let m = min(o.largeEpsilonSamples, y.count)
+        let e = o.largeEpsilon ?? AutoAttackOptions.defaultLargeEpsilon(norm: o.norm, imageShape: dataset.shape.dimensions)
+        let m = min(o.largeEpsilonSamples, ids.count)
         guard m > 0 else { return .init(epsilon: e, n: 0, attack: "apgd-ce", accuracy: 0, seconds: 0) }
+        let batch = BatchLoader(dataset: dataset, augmentation: .none, seed: o.seed).load(ids: Array(ids.prefix(m)), epoch: 0)
+        let (x, y) = (batch.images, batch.labels)
         var rng = SplitMix64.derived(seed: o.seed ^ 0x1A46E, stream: 0)
         let r = APGD.attack(model, images: x.rows(0..<m), labels: Array(y[0..<m]),
                             config: APGDConfig(epsilon: e, norm: o.norm, loss: .crossEntropy, iterations: o.apgdIterations),

@@ -1,10 +1,12 @@
 // DataParallel.swift: what the trainer does differently as one of R ranks (docs/distributed.md):
 // the config agreement check, the broadcast of rank 0's initial state, the per-rank sample shard and
 // seeds, the gradient all-reduce (one packed buffer per step, with the non-finite flag), the
-// reduction of step counters and evaluation counts to every rank, the averaging of batch-norm running
-// statistics, the replica-agreement check, the bank shard directory and the world-size rule of a
-// resume. With one rank (`SingleProcess`) every function is the identity and no file changes.
-// It never prints; synchronised batch norm is not here (not built yet, docs/distributed.md §5).
+// reduction of step counters and evaluation counts to every rank, the gathering of the ranks' bank
+// problem lines and of evaluation shards (AutoAttack, replay) to rank 0, failures agreed between
+// ranks (`agreeing`), the averaging of batch-norm running statistics, the replica-agreement check,
+// the bank shard directory and the world-size rule of a resume. With one rank (`SingleProcess`) every
+// function is the identity and no file changes. It never prints; the synchronised batch norm's
+// layer side is Layers/BatchNorm2DLayer+Sync.swift (docs/distributed.md §4).
 
 import Datasets
 import Distributed
@@ -31,6 +33,9 @@ public enum DataParallelError: Error, CustomStringConvertible {
     case syncBatchNormChanged(runDirectory: String, stored: Bool)
     /// The run's distributed.json cannot be read or written.
     case file(path: String, problem: String)
+    /// This rank failed (`message`: its error) and told the others, which stop with
+    /// `.stoppedByAgreement`; every rank ends normally.
+    case failedOnRank(rank: Int, message: String)
 
     public var description: String {
         switch self {
@@ -57,6 +62,8 @@ public enum DataParallelError: Error, CustomStringConvertible {
                 + "hint: resume without the flag (the stored setting is used)"
         case .file(let path, let problem):
             return "\(path): \(problem)\nhint: the file records the run's world size; restore it or start a new run"
+        case .failedOnRank(let rank, let message):
+            return "rank \(rank): \(message)"
         }
     }
 }
@@ -64,10 +71,13 @@ public enum DataParallelError: Error, CustomStringConvertible {
 extension DataParallelError {
     /// True for errors every rank raises together (after a collective agreement), so the job can
     /// end with MPI_Finalize instead of MPI_Abort.
+    /// A non-finite loss is one: the non-finite flag is all-reduced with the gradient, so every
+    /// rank stops at the same step.
     public static func isAgreed(_ error: Error) -> Bool {
+        if case .nonFinite? = error as? TrainingError { return true }
         switch error as? DataParallelError {
         case .configMismatch?, .stoppedByAgreement?, .replicasDiverged?, .batchNotDivisible?, .worldSizeChanged?,
-             .syncBatchNormChanged?: return true
+             .syncBatchNormChanged?, .failedOnRank?: return true
         default: return false
         }
     }
@@ -264,14 +274,16 @@ public final class DataParallel {
 
     /// The step's outcome with global figures: the loss and terms averaged over ranks (each rank's
     /// batch has the same size), the batch size and the correct counts and memory counters summed.
-    /// Memory problem lines stay the rank's own.
-    public func reduce(_ outcome: StepOutcome) throws -> StepOutcome {
+    /// Memory problem lines: when any rank has some (their count rides in the same all-reduce),
+    /// the first `problemLimit` of each rank are gathered, and rank 0's outcome carries all of them
+    /// with their ranks (`problemRanks`); the other ranks' carry none (rank 0 writes the lines).
+    public func reduce(_ outcome: StepOutcome, problemLimit: Int = 20) throws -> StepOutcome {
         guard isDistributed else { return outcome }
         let keys = outcome.terms.keys.sorted()
         var v: [Double] = [Double(outcome.loss), Double(outcome.batchSize), Double(outcome.cleanCorrect),
                            Double(outcome.adversarialCorrect ?? 0), outcome.isFinite ? 0 : 1,
                            Double(outcome.memory?.entriesUsed ?? 0), Double(outcome.memory?.samplesWithMemory ?? 0),
-                           Double(outcome.memory?.entriesPresent ?? 0)]
+                           Double(outcome.memory?.entriesPresent ?? 0), Double(outcome.memory?.problems.count ?? 0)]
         v += keys.map { Double(outcome.terms[$0]!) }
         try collective { try communicator.allReduceSum(&v) }
         var out = outcome
@@ -283,10 +295,21 @@ public final class DataParallel {
         out.isFinite = v[4] == 0
         if var m = outcome.memory {
             m.entriesUsed = Int(v[5]); m.samplesWithMemory = Int(v[6]); m.entriesPresent = Int(v[7])
+            let gathered = v[8] > 0 ? try gatherProblems(Array(m.problems.prefix(problemLimit))) : []
+            m.problems = gathered.map(\.problem)
+            m.problemRanks = gathered.map(\.rank)
             out.memory = m
         }
-        for (i, k) in keys.enumerated() { out.terms[k] = Float(v[8 + i] / r) }
+        for (i, k) in keys.enumerated() { out.terms[k] = Float(v[9 + i] / r) }
         return out
+    }
+
+    /// Every rank's problem lines at rank 0, in rank order, each with its rank; `[]` on the other
+    /// ranks. Collective: every rank calls it (with its own lines, maybe none). One rank: its lines
+    /// with rank 0.
+    public func gatherProblems(_ mine: [String]) throws -> [(rank: Int, problem: String)] {
+        guard let all = try gatherToRoot(mine) else { return [] }
+        return all.enumerated().flatMap { r, lines in lines.map { (rank: r, problem: $0) } }
     }
 
     // MARK: - Epoch end and evaluation
@@ -371,6 +394,39 @@ public final class DataParallel {
     /// Returns when every rank has reached it (before a checkpoint commit: every rank's bank has
     /// made its records durable).
     public func barrier() throws { try collective { try communicator.barrier() } }
+
+    /// Every rank's `value` at rank 0, in rank order (JSON through one gather); nil on the other
+    /// ranks. One rank: `[value]`.
+    public func gatherToRoot<T: Codable>(_ value: T) throws -> [T]? {
+        guard isDistributed else { return [value] }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let blob: [UInt8]
+        do { blob = Array(try enc.encode(value)) } catch {
+            throw DataParallelError.communication(.invalidArgument(operation: "gather", problem: "cannot encode \(T.self): \(error)"))
+        }
+        let blobs = try collective { try communicator.gather(bytes: blob, root: 0) }
+        guard isRoot else { return nil }
+        return try blobs.enumerated().map { r, b in
+            do { return try JSONDecoder().decode(T.self, from: Data(b)) } catch {
+                throw DataParallelError.communication(.invalidArgument(operation: "gather",
+                                                                       problem: "rank \(r)'s \(T.self) did not decode: \(error)"))
+            }
+        }
+    }
+
+    /// Runs `body` on every rank and agrees on failure: when it throws on some rank, that rank
+    /// throws `.failedOnRank` (its error as text) and the others `.stoppedByAgreement`, so every
+    /// rank leaves together and can end normally (no MPI_Abort). One rank: `body`'s error as is.
+    public func agreeing<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        guard isDistributed else { return try body() }
+        let result: Result<T, Error>
+        do { result = .success(try body()) } catch { result = .failure(error) }
+        var failed: Bool { if case .failure = result { return true } else { return false } }
+        guard try anyRank(failed) else { return try result.get() }
+        if case .failure(let e) = result { throw DataParallelError.failedOnRank(rank: rank, message: "\(e)") }
+        throw DataParallelError.stoppedByAgreement(reason: "\(what) failed on another rank")
+    }
 
     /// Whether `value` is true on any rank; every rank gets the same answer.
     public func anyRank(_ value: Bool) throws -> Bool {

@@ -108,8 +108,12 @@ public struct BankProblemRecord: Codable, Sendable, Equatable {
     public var step: Int
     /// Names the segment file, the generation and the sample.
     public var problem: String
+    /// The rank whose bank shard met the problem (multi-rank runs; absent in a one-rank run).
+    public var rank: Int?
 
-    public init(epoch: Int, step: Int, problem: String) { self.epoch = epoch; self.step = step; self.problem = problem }
+    public init(epoch: Int, step: Int, problem: String, rank: Int? = nil) {
+        self.epoch = epoch; self.step = step; self.problem = problem; self.rank = rank
+    }
 }
 
 /// An `error` line: the step whose loss was not finite; training stopped there without its update.

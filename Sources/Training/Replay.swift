@@ -189,6 +189,47 @@ public enum Replay {
     ///   bank's. A damaged record is skipped and counted, never thrown.
     public static func run<M: Classifier>(model: M, bank: BankReader, dataset: Dataset, dataSpec: String,
                                           batchSize: Int = 200) throws(ReplayError) -> ReplayReport {
+        let part = try runShard(model: model, bank: bank, dataset: dataset, dataSpec: dataSpec, rank: 0, size: 1,
+                                batchSize: batchSize)
+        return report(merging: [part], bank: bank, dataSpec: dataSpec)
+    }
+
+    /// The replay as one of `parallel.size` ranks (docs/distributed.md §5): in every generation,
+    /// the entries at positions k ≡ rank (mod R) of its ascending ID list are this rank's; rank 0
+    /// gathers the per-entry outcomes and counts them as one process does, so the report equals one
+    /// process's. A failure on any rank stops every rank together.
+    /// - Returns: the report on rank 0, nil on the others.
+    public static func run<M: Classifier>(model: M, bank: BankReader, dataset: Dataset, dataSpec: String,
+                                          parallel: DataParallel, batchSize: Int = 200) throws -> ReplayReport? {
+        guard parallel.isDistributed else {
+            return try run(model: model, bank: bank, dataset: dataset, dataSpec: dataSpec, batchSize: batchSize)
+        }
+        let part = try parallel.agreeing("replay") {
+            try runShard(model: model, bank: bank, dataset: dataset, dataSpec: dataSpec, rank: parallel.rank, size: parallel.size,
+                         batchSize: batchSize)
+        }
+        guard let parts = try parallel.gatherToRoot(part) else { return nil }
+        return report(merging: parts, bank: bank, dataSpec: dataSpec)
+    }
+
+    /// One rank's per-entry outcomes, per live generation (what rank 0 gathers).
+    public struct Shard: Codable, Sendable, Equatable {
+        public struct Generation: Codable, Sendable, Equatable {
+            public var generation: Int
+            public var ids: [Int]
+            public var correctNow: [Bool]
+            /// The recorded margins' bit patterns (JSON has no NaN or ±∞).
+            public var marginBits: [UInt32]
+            /// Damaged records met: sample ID and the first line of the error.
+            public var damaged: [Int]
+            public var problems: [String]
+        }
+        public var generations: [Generation]
+    }
+
+    /// The entries at positions `rank, rank + size, …` of every live generation, evaluated.
+    public static func runShard<M: Classifier>(model: M, bank: BankReader, dataset: Dataset, dataSpec: String, rank: Int,
+                                               size: Int, batchSize: Int = 200) throws(ReplayError) -> Shard {
         precondition(batchSize >= 1, "Replay.run: batchSize must be ≥ 1")
         let config = bank.config, path = bank.directory.path
         if dataset.count != config.sampleCount {
@@ -199,19 +240,43 @@ public enum Replay {
             throw .dataMismatch(bank: path, data: dataSpec, field: "image shape", inBank: "\(config.shape)",
                                 inData: "\(dataset.shape.dimensions)")
         }
+        var out = Shard(generations: [])
+        for g in bank.generations {
+            out.generations.append(try replayGeneration(g, model: model, bank: bank, dataset: dataset, dataSpec: dataSpec,
+                                                        rank: rank, size: size, batchSize: batchSize))
+        }
+        return out
+    }
+
+    /// The report from every rank's shard (together covering each generation's entries once).
+    public static func report(merging shards: [Shard], bank: BankReader, dataSpec: String) -> ReplayReport {
+        let config = bank.config
         var problems: [String] = []
         var rows: [ReplayGeneration] = []
         var forgotten = Set<Int>()
-        for g in bank.generations {
-            let row = try replayGeneration(g, model: model, bank: bank, dataset: dataset, dataSpec: dataSpec,
-                                           batchSize: batchSize, problems: &problems)
+        for (i, g) in bank.generations.enumerated() {
+            let parts = shards.map { $0.generations[i] }
+            var row = ReplayGeneration(generation: g, epoch: g + 1, entries: 0, damaged: 0, correct: 0, accuracy: 0,
+                                       resistedThen: 0, resistedFraction: 0, forgettingEvents: 0, forgettingRate: 0,
+                                       learnedEvents: 0, nonFiniteMargin: 0, forgottenIDs: [])
+            var entries: [(id: Int, now: Bool, margin: Float)] = []
+            var damaged: [(id: Int, problem: String)] = []
+            for p in parts {
+                for k in p.ids.indices { entries.append((p.ids[k], p.correctNow[k], Float(bitPattern: p.marginBits[k]))) }
+                for k in p.damaged.indices { damaged.append((p.damaged[k], p.problems[k])) }
+            }
+            entries.sort { $0.id < $1.id }
+            row.ids = entries.map(\.id); row.correctNow = entries.map(\.now); row.recordedMargin = entries.map(\.margin)
+            row.damaged = damaged.count
+            problems += damaged.sorted { $0.id < $1.id }.map(\.problem)
+            tally(&row)
             forgotten.formUnion(row.forgottenIDs)
             rows.append(row)
         }
         return ReplayReport(
-            bank: path, data: dataSpec, sampleCount: config.sampleCount, shape: config.shape, epsilon: config.epsilon,
-            norm: config.norm.rawValue, codec: config.codec.rawValue, window: config.window, stride: config.stride,
-            rules: rules, generations: rows,
+            bank: bank.directory.path, data: dataSpec, sampleCount: config.sampleCount, shape: config.shape,
+            epsilon: config.epsilon, norm: config.norm.rawValue, codec: config.codec.rawValue, window: config.window,
+            stride: config.stride, rules: rules, generations: rows,
             quarantined: bank.quarantined.map { .init(generation: $0.generation, reason: $0.reason) },
             problems: Array(problems.prefix(problemLimit)),
             totalEntries: rows.reduce(0) { $0 + $1.entries }, totalDamaged: rows.reduce(0) { $0 + $1.damaged },
@@ -219,13 +284,13 @@ public enum Replay {
             samplesForgotten: forgotten.count)
     }
 
-    /// One generation: decode, rebuild, evaluate, count.
-    private static func replayGeneration<M: Classifier>(_ g: Int, model: M, bank: BankReader, dataset: Dataset, dataSpec: String,
-                                                        batchSize: Int, problems: inout [String]) throws(ReplayError) -> ReplayGeneration {
+    /// One generation's entries at positions `rank, rank + size, …` (ascending ID): decode, rebuild,
+    /// evaluate.
+    private static func replayGeneration<M: Classifier>(_ g: Int, model: M, bank: BankReader, dataset: Dataset,
+                                                        dataSpec: String, rank: Int, size: Int,
+                                                        batchSize: Int) throws(ReplayError) -> Shard.Generation {
         let config = bank.config, n = config.elementCount
-        var row = ReplayGeneration(generation: g, epoch: g + 1, entries: 0, damaged: 0, correct: 0, accuracy: 0, resistedThen: 0,
-                                   resistedFraction: 0, forgettingEvents: 0, forgettingRate: 0, learnedEvents: 0,
-                                   nonFiniteMargin: 0, forgottenIDs: [])
+        var row = Shard.Generation(generation: g, ids: [], correctNow: [], marginBits: [], damaged: [], problems: [])
         var delta = [Float](repeating: 0, count: n)
         var pending: [(id: Int, info: EntryInfo, delta: [Float])] = []
         func flush() {
@@ -237,15 +302,18 @@ public enum Replay {
             for (r, e) in pending.enumerated() {
                 row.ids.append(e.id)
                 row.correctNow.append(correct[r])
-                row.recordedMargin.append(e.info.metadata.margin)
+                row.marginBits.append(e.info.metadata.margin.bitPattern)
             }
             pending.removeAll(keepingCapacity: true)
         }
+        var position = -1
         for id in 0..<config.sampleCount where bank.contains(id: id, generation: g) {
+            position += 1
+            guard position % size == rank else { continue }
             let info: EntryInfo?
             do { info = try bank.read(id: id, generation: g, into: &delta) } catch {
-                row.damaged += 1
-                problems.append("\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)")
+                row.damaged.append(id)
+                row.problems.append("\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)")
                 continue
             }
             guard let info else { continue }
@@ -258,7 +326,6 @@ public enum Replay {
             if pending.count == batchSize { flush() }
         }
         flush()
-        tally(&row)
         return row
     }
 

@@ -297,8 +297,10 @@ public final class Trainer {
         } else {
             log = try MetricsLog(url: run.metrics, keepEpochsThrough: legacyResume ? startEpoch : 0)
         }
-        for note in bankNotes {
-            try log.append(.bankProblem(BankProblemRecord(epoch: startEpoch + 1, step: globalStep, problem: note)))
+        // Every rank's notes (a shard's quarantined generations), tagged with the rank when R > 1.
+        for note in parallel.isDistributed ? try parallel.gatherProblems(bankNotes) : bankNotes.map({ (rank: 0, problem: $0) }) {
+            try log.append(.bankProblem(BankProblemRecord(epoch: startEpoch + 1, step: globalStep, problem: note.problem,
+                                                          rank: parallel.isDistributed ? note.rank : nil)))
         }
         // Wall time counts every session of the run: a resume continues from the commit's.
         let start = SystemStats.now - (resumedCommit?.wallSeconds ?? 0)
@@ -368,8 +370,12 @@ public final class Trainer {
             let momentum = config.schedule.momentum(base: config.optimizer.momentum, iteration: globalStep,
                                                     stepsPerEpoch: plan.batchCount, totalEpochs: config.epochs)
             let outcome = try parallel.reduce(try step.run(batch, globalStep: globalStep, learningRate: lr, momentum: momentum))
-            for p in outcome.memory?.problems.prefix(20) ?? [] {
-                try log.append(.bankProblem(BankProblemRecord(epoch: epoch + 1, step: globalStep, problem: p)))
+            // At most 20 per rank and step; with R > 1 rank 0 holds every rank's, tagged (DataParallel.reduce).
+            if let m = outcome.memory {
+                for (i, p) in m.problems.prefix(m.problemRanks == nil ? 20 : m.problems.count).enumerated() {
+                    try log.append(.bankProblem(BankProblemRecord(epoch: epoch + 1, step: globalStep, problem: p,
+                                                                  rank: m.problemRanks?[i])))
+                }
             }
             guard outcome.isFinite else {
                 try log.append(.error(ErrorRecord(epoch: epoch + 1, step: globalStep, error: "non-finite loss", terms: outcome.terms)))

@@ -48,6 +48,9 @@ public struct StepOutcome {
         public var entriesPresent: Int
         /// One line per damaged entry skipped (file, generation, sample).
         public var problems: [String]
+        /// With R > 1 ranks, on rank 0 after `DataParallel.reduce`: the rank of each of `problems`
+        /// (every rank's, gathered); nil: `problems` are this process's own.
+        public var problemRanks: [Int]? = nil
 
         public init(entriesUsed: Int, samplesWithMemory: Int, entriesPresent: Int, problems: [String]) {
             self.entriesUsed = entriesUsed; self.samplesWithMemory = samplesWithMemory

@@ -13,8 +13,11 @@ struct Membank: ParsableCommand {
         commandName: "membank",
         abstract: "Inspect a memory bank of adversarial perturbations (docs/membank.md).",
         discussion: "BANK is a bank directory (RUN/bank, with manifest.mbm). A data-parallel run's bank is sharded "
-            + "(RUN/bank/rank-<r>, one bank per rank): info, verify, stats and export read its shards as one (per shard and "
-            + "total); the other subcommands take one shard. Add --json for machine-readable output.",
+            + "(RUN/bank/rank-<r>, one bank per rank): every subcommand takes the sharded RUN/bank. info, verify, stats and "
+            + "export read its shards as one (per shard and total); show, render, diff and dump find a sample in the shard "
+            + "that holds it (sample ID i: shard i mod R, checked against the shard's index), and render --random and "
+            + "diff --all cover the union. A single shard (RUN/bank/rank-<r>) is an ordinary bank. Add --json for "
+            + "machine-readable output.",
         subcommands: [Info.self, Verify.self, Stats.self, Show.self, Render.self, Diff.self, Export.self, Dump.self])
 }
 
@@ -135,13 +138,15 @@ struct Show: MembankCommand {
     @Option(help: "Nearest-neighbour upscaling factor.") var scale: Int = ViewGrid.defaultScale
 
     func execute() throws(MembankError) {
-        let b = try InspectedBank.open(bank)
-        try b.checkID(id)
+        let banks = try openBanks(bank)
+        try banks[0].checkID(id)
+        let b = ShardedBank.shard(holding: id, generation: generation, in: banks)  // a sharded bank: the shard holding it
         let g = try b.resolveGeneration(generation)
         guard scale >= 1 && scale <= 64 else { throw .invalidArgument(name: "--scale", value: "\(scale)", expected: "1…64") }
         let source = try ViewSource(bank: b, dataSpec: data)
         let row = try source.triptych(id: id, generation: g)
         try ViewGrid.image([row], shape: b.config.shape, scale: scale).write(to: png)
+        if banks.count > 1 { print("sample \(id): shard \(ShardedBank.shardName(b)) of \(bank)") }
         print("wrote \(png)\n" + ViewGrid.legend([row]), terminator: "")
     }
 }
@@ -160,23 +165,28 @@ struct Render: MembankCommand {
     @Option(help: "Nearest-neighbour upscaling factor.") var scale: Int = ViewGrid.defaultScale
 
     func execute() throws(MembankError) {
-        let b = try InspectedBank.open(bank)
-        let g = try b.resolveGeneration(generation)
+        let banks = try openBanks(bank)  // a sharded bank: each ID from the shard holding it; --random over the union
+        let g = try ShardedBank.resolveGeneration(generation, in: banks, path: bank)
         guard scale >= 1 && scale <= 64 else { throw .invalidArgument(name: "--scale", value: "\(scale)", expected: "1…64") }
         let chosen: [Int]
         switch (ids, random) {
         case (let text?, nil): chosen = try ViewGrid.parseIDs(text)
-        case (nil, let n?): chosen = try ViewGrid.randomIDs(from: b.ids(in: g), count: n, seed: seed)
+        case (nil, let n?): chosen = try ViewGrid.randomIDs(from: ShardedBank.ids(in: g, of: banks), count: n, seed: seed)
         default: throw .invalidArgument(name: "--ids/--random", value: ids == nil ? "neither" : "both", expected: "exactly one of them")
         }
         if chosen.isEmpty {
             throw .invalidArgument(name: "--ids/--random", value: "no IDs", expected: "at least one ID with an entry in generation \(g)")
         }
-        for id in chosen { try b.checkID(id) }
-        let source = try ViewSource(bank: b, dataSpec: data)
+        for id in chosen { try banks[0].checkID(id) }
+        var sources: [String: ViewSource] = [:]  // one per shard, opened when first needed
         var rows: [SampleTriptych] = []
-        for id in chosen { rows.append(try source.triptych(id: id, generation: g)) }
-        try ViewGrid.image(rows, shape: b.config.shape, scale: scale).write(to: png)
+        for id in chosen {
+            let b = ShardedBank.shard(holding: id, generation: g, in: banks)
+            if sources[b.path] == nil { sources[b.path] = try ViewSource(bank: b, dataSpec: data) }
+            rows.append(try sources[b.path]!.triptych(id: id, generation: g))
+        }
+        try ViewGrid.image(rows, shape: banks[0].config.shape, scale: scale).write(to: png)
+        if banks.count > 1 { print("sharded bank \(bank): \(banks.count) shards; \(rows.count) samples from \(sources.count) of them") }
         print("wrote \(png)\n" + ViewGrid.legend(rows), terminator: "")
     }
 }
@@ -194,15 +204,18 @@ struct Diff: MembankCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func execute() throws(MembankError) {
-        let b = try InspectedBank.open(bank)
+        let banks = try openBanks(bank)  // a sharded bank: one ID from the shard holding it; --all over the union
         let plot: DriftPlot
         switch (id, all) {
         case (let id?, false):
+            let b = ShardedBank.shard(holding: id, in: banks)
             let d = try BankDrift.sample(b, id: id, from: from, to: to)
+            if banks.count > 1 && !json { print("sample \(id): shard \(ShardedBank.shardName(b)) of \(bank)") }
             if json { try printJSON(d) } else { print(BankDrift.text(d), terminator: "") }
             plot = DriftPlot(sample: d)
         case (nil, true):
-            let p = try BankDrift.population(b, from: from, to: to)
+            let p = try BankDrift.population(banks, from: from, to: to)
+            if banks.count > 1 && !json { print("sharded bank \(bank): \(banks.count) shards; drift of their union") }
             if json { try printJSON(p) } else { print(BankDrift.text(p), terminator: "") }
             plot = DriftPlot(population: p)
         default:
@@ -241,15 +254,59 @@ struct Dump: MembankCommand {
     static let configuration = CommandConfiguration(
         abstract: "Annotated hexdump of a segment (.mbs) or manifest (.mbm) file, field by field.")
 
-    @Argument(help: "A gen-*.mbs or manifest.mbm file.") var file: String
+    @Argument(help: ArgumentHelp("A gen-*.mbs or manifest.mbm file, or a bank directory.",
+                                 discussion: "A bank directory: its manifest, or with --generation that generation's segment. "
+                                     + "A sharded bank (RUN/bank with rank-<r> shards): the shard holding --id, or --shard."))
+    var file: String
+    @Option(help: "With a bank directory: dump this generation's segment instead of the manifest.") var generation: Int?
+    @Option(help: "With a sharded bank: the shard holding this sample ID.") var id: Int?
+    @Option(help: "With a sharded bank: this shard (rank).") var shard: Int?
     @Flag(help: "Raw listing (the only format; kept for the spec's `membank dump --raw`).") var raw = false
 
     func execute() throws(MembankError) {
+        let file = try resolveFile()
         guard let data = FileManager.default.contents(atPath: file) else {
             throw .bankMissing(path: file, reason: "cannot read the file")
         }
         let bytes = [UInt8](data)
         let manifestMagic = Array("MBANKMAN".utf8)
         print(bytes.starts(with: manifestMagic) ? BankDump.manifest(bytes) : BankDump.segment(bytes), terminator: "")
+    }
+}
+
+extension Dump {
+    /// The file to dump: `file` itself, or for a bank directory its manifest or `--generation`'s
+    /// segment, in the shard `--id` or `--shard` selects when the directory is a sharded bank.
+    func resolveFile() throws(MembankError) -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue else {
+            if generation != nil || id != nil || shard != nil {
+                throw .invalidArgument(name: "--generation/--id/--shard", value: file, expected: "a bank directory (they pick a file in it)")
+            }
+            return file
+        }
+        let banks = try openBanks(file)
+        let b: InspectedBank
+        switch (id, shard) {
+        case (nil, nil):
+            guard banks.count == 1 else {
+                throw .invalidArgument(name: "--id/--shard", value: "neither", expected: "one of them: \(file) is a sharded bank of \(banks.count) shards")
+            }
+            b = banks[0]
+        case (let id?, nil):
+            try banks[0].checkID(id)
+            b = ShardedBank.shard(holding: id, generation: generation, in: banks)
+        case (nil, let r?):
+            guard let found = banks.first(where: { ShardedBank.shardName($0) == "rank-\(r)" }) ?? (banks.count == 1 && r == 0 ? banks[0] : nil) else {
+                throw .invalidArgument(name: "--shard", value: "\(r)", expected: "a shard of \(file): " + banks.map(ShardedBank.shardName).joined(separator: ", "))
+            }
+            b = found
+        default:
+            throw .invalidArgument(name: "--id/--shard", value: "both", expected: "at most one of them")
+        }
+        guard let generation else { return URL(fileURLWithPath: b.path).appendingPathComponent("manifest.mbm").path }
+        _ = try b.resolveGeneration(generation)
+        guard let segment = b.reader.segment(generation) else { throw .generationMissing(generation: generation, live: b.generations) }
+        return segment.path
     }
 }

@@ -11,6 +11,7 @@ import Datasets
 import Distributed
 import Foundation
 import Layers
+import MemoryBank
 import Models
 import Tensors
 import Training
@@ -64,33 +65,26 @@ struct EvalCommand: ParsableCommand {
     var attack: String { attackList ?? "pgd20" }
 
     func run() throws {
-        // Under mpirun: the attack evaluation shards the test points across the ranks and reduces
-        // the counts (docs/distributed.md §7); without a launcher, one process and no MPI call.
+        // Under mpirun: the attack evaluation, AutoAttack and the replay shard their points across
+        // the ranks and rank 0 gathers the results (docs/distributed.md §5); without a launcher,
+        // one process and no MPI call.
         let communicator: any Communicator
         do { communicator = try makeCommunicator() } catch { throw ValidationError("\(error)") }
         defer { communicator.finalize() }
         guard communicator.size > 1 else { return try evaluate(DataParallel()) }
-        let autoAttack = attack.lowercased().split(separator: ",").contains("autoattack")
-        if replay != nil || autoAttack {
-            // Every rank sees the same flags, so every rank stops here; rank 0 says why.
-            if communicator.rank == 0 {
-                FileHandle.standardError.write(Data(("memloss eval: \(replay != nil ? "--replay" : "--attack autoattack") does not "
-                    + "shard across MPI ranks yet\nhint: run it without mpirun (one process)\n").utf8))
-            }
-            throw ExitCode(1)
-        }
         do { try evaluate(DataParallel(communicator: communicator)) } catch {
-            if communicator.rank != 0 || !(error is ValidationError) {
-                communicator.abort(code: 1, message: "memloss eval (rank \(communicator.rank)): \(error)")
-            }
-            throw error
+            // Errors every rank meets together (the same flags and files, or a failure the ranks
+            // agreed on) end every rank normally; rank 0 or the failing rank says why.
+            if case DataParallelError.stoppedByAgreement? = error as? DataParallelError { throw ExitCode(1) }
+            if DataParallelError.isAgreed(error) || (communicator.rank == 0 && error is ValidationError) { throw error }
+            communicator.abort(code: 1, message: "memloss eval (rank \(communicator.rank)): \(error)")
         }
     }
 
     /// The evaluation as rank `parallel.rank` of `parallel.size` (rank 0 alone prints and writes).
     private func evaluate(_ parallel: DataParallel) throws {
         if let replay {
-            try runReplay(bank: replay)
+            try runReplay(bank: replay, parallel: parallel)
             return
         }
         let url = URL(fileURLWithPath: checkpoint)
@@ -116,7 +110,7 @@ struct EvalCommand: ParsableCommand {
         if attack.lowercased().split(separator: ",").contains("autoattack") {
             let context = ["checkpoint": checkpoint, "model": spec.name, "data": dataSpec]
             try runAutoAttack(net, testSet, count: count, split: source.hasTestSet ? "test" : "train", epsText: epsText,
-                              eps: eps, context: context)
+                              eps: eps, context: context, parallel: parallel)
             return
         }
         var attacks: [(name: String, spec: AttackSpec)] = []
@@ -146,14 +140,17 @@ struct EvalCommand: ParsableCommand {
 
 extension EvalCommand {
     /// `--attack autoattack`: the cascade, PGD-20 and the sanity checks; JSON and Markdown.
+    /// Under mpirun each rank attacks its share of the points (its state file is `--state` with
+    /// `.rank-<r>` appended) and rank 0 alone prints and writes.
     func runAutoAttack(_ net: AnyClassifier, _ testSet: Dataset, count: Int, split: String, epsText: String, eps: Float,
-                       context: [String: String]) throws {
+                       context: [String: String], parallel: DataParallel) throws {
         guard attack.lowercased() == "autoattack" else {
             throw ValidationError("--attack autoattack runs alone (it runs PGD-20 itself for its sanity check); got '\(attack)'")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1, got \(batchSize)") }
+        let statePath = state.map { parallel.isDistributed ? "\($0).rank-\(parallel.rank)" : $0 }
         var options = AutoAttackOptions(preset: version, norm: norm, seed: seed, batchSize: batchSize,
-                                        stateFile: state.map { URL(fileURLWithPath: $0) })
+                                        stateFile: statePath.map { URL(fileURLWithPath: $0) })
         if let largeEpsilon {
             guard let e = parseEpsilon(largeEpsilon), e > 0 else {
                 throw ValidationError("--large-epsilon '\(largeEpsilon)' must be a positive number or fraction")
@@ -162,14 +159,17 @@ extension EvalCommand {
         }
         let interactive = isatty(fileno(stderr)) != 0
         let report: AutoAttackReport?
+        let who = parallel.isDistributed ? "rank 0's share: " : ""
         do {
             report = try AutoAttackEvaluation.run(model: net, dataset: testSet, ids: Array(0..<count), split: split,
-                                                  epsilonText: epsText, epsilon: eps, options: options) { p in
-                let line = "autoattack: \(p.attack.rawValue) batch \(p.batchesDone)/\(p.batchCount), robust \(p.robustCount)"
+                                                  epsilonText: epsText, epsilon: eps, options: options, parallel: parallel) { p in
+                guard parallel.isRoot else { return true }
+                let line = "autoattack: \(who)\(p.attack.rawValue) batch \(p.batchesDone)/\(p.batchCount), robust \(p.robustCount)"
                 FileHandle.standardError.write(Data(((interactive ? "\r" : "") + line + (interactive ? "" : "\n")).utf8))
                 return true
             }
         } catch let e as AutoAttackError { throw ValidationError(e.description) }
+        guard parallel.isRoot else { return }
         if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
         guard var r = report else { throw ValidationError("AutoAttack stopped before finishing") }
         r.source = context
@@ -185,11 +185,40 @@ extension EvalCommand {
 
 extension EvalCommand {
     /// `--replay BANK`: Training.Replay over every live generation; a table, or JSON.
-    func runReplay(bank path: String) throws {
+    /// Under mpirun each rank replays its share of every generation's entries; rank 0 prints and writes.
+    func runReplay(bank path: String, parallel: DataParallel) throws {
         if attackList != nil { throw ValidationError("--replay evaluates the bank's stored examples; drop --attack") }
         if n != 0 { throw ValidationError("--replay evaluates every entry of the bank; drop --n") }
         let url = URL(fileURLWithPath: checkpoint)
-        let report: ReplayReport
+        let result: ReplayReport?
+        do {
+            // Opening is agreed too: a bank or data one rank cannot read stops every rank together.
+            let opened = try parallel.agreeing("opening the replay") { try openReplay(bank: path, checkpoint: url) }
+            result = try Replay.run(model: opened.model, bank: opened.reader, dataset: opened.dataset, dataSpec: opened.dataSpec,
+                                    parallel: parallel)
+        } catch let e as DataParallelError { throw e } catch let e as ValidationError { throw e } catch {
+            throw ValidationError("\(error)")
+        }
+        guard let report = result else { return }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(report)
+        if let output { try writeResult(data, to: output) }
+        print(json ? String(decoding: data, as: UTF8.self) : "checkpoint \(checkpoint)\n" + report.table())
+    }
+}
+
+/// What a replay evaluates: the restored model, the bank, the data it was made on.
+struct OpenedReplay {
+    var model: AnyClassifier
+    var reader: BankReader
+    var dataset: Dataset
+    var dataSpec: String
+}
+
+extension EvalCommand {
+    /// Opens the checkpoint, the bank and its data for `--replay`, checked against each other.
+    func openReplay(bank path: String, checkpoint url: URL) throws -> OpenedReplay {
         do {
             let meta = try RestoredModel.metadata(of: url)
             let reader = try Replay.openBank(at: URL(fileURLWithPath: path))
@@ -201,13 +230,8 @@ extension EvalCommand {
                                                   overrides: ModelOverrides(model: model, width: width, classes: classes),
                                                   datasetClassCount: dataset.classCount)
             try Replay.checkModel(name: restored.spec.name, inputShape: restored.spec.inputShape, bank: reader)
-            report = try Replay.run(model: restored.model, bank: reader, dataset: dataset, dataSpec: dataSpec)
+            return OpenedReplay(model: restored.model, reader: reader, dataset: dataset, dataSpec: dataSpec)
         } catch { throw ValidationError("\(error)") }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try enc.encode(report)
-        if let output { try writeResult(data, to: output) }
-        print(json ? String(decoding: data, as: UTF8.self) : "checkpoint \(checkpoint)\n" + report.table())
     }
 }
 

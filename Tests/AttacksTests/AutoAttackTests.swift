@@ -68,6 +68,47 @@ final class AutoAttackTests: XCTestCase {
         }
     }
 
+    /// With per-point streams (`pointKeys`: each point's position in the whole set), a point's
+    /// outcome does not depend on its batch: the whole set in batches of 32 and its even and odd
+    /// positions run apart (as two MPI ranks do) give the same clean, robust and per-attack
+    /// broken sets; with per-batch streams the random starts of the same point differ.
+    func test_pointKeyedStreams_makeAPointsResultIndependentOfItsBatch() throws {
+        let (m, x, y) = UndefendedModel.shared
+        let c = config(epsilon: 0.06, batchSize: 32)
+        let n = y.count
+        let whole = try AutoAttack.run(model: m, images: x, labels: y, config: c, pointKeys: (0..<n).map { UInt64($0) })
+        XCTAssertEqual(whole.records.map(\.attack), [.apgdCE, .apgdT, .fabT, .square])
+        XCTAssertGreaterThan(whole.records[3].attacked.count, 0, "Square must have points to attack for the test to mean something")
+        var robust = [Bool](repeating: false, count: n), clean = robust
+        var broken: [AutoAttack.Component: Set<Int>] = [:]
+        for r in 0..<2 {
+            let positions = Array(stride(from: r, to: n, by: 2))
+            let part = try AutoAttack.run(model: m, images: x.gatherRows(positions), labels: positions.map { y[$0] }, config: c,
+                                          pointKeys: positions.map { UInt64($0) })
+            for (k, p) in positions.enumerated() { robust[p] = part.robust[k]; clean[p] = part.clean[k] }
+            for rec in part.records { broken[rec.attack, default: []].formUnion(rec.broken.map { positions[$0] }) }
+        }
+        XCTAssertEqual(clean, whole.clean)
+        XCTAssertEqual(robust, whole.robust)
+        for rec in whole.records { XCTAssertEqual(broken[rec.attack] ?? [], Set(rec.broken), "\(rec.attack)") }
+        // The keys are what makes the difference: APGD's iterate for a point it breaks (at a large ε)
+        // alone equals the point's in a keyed batch, and differs from the one in a shared-stream batch.
+        let big = config(epsilon: 0.3).apgdCE
+        var keyed = RowRandom(perRow: (0..<8).map { SplitMix64(seed: UInt64($0)) })
+        let a = APGD.attack(m, images: x.rows(0..<8), labels: Array(y[0..<8]), config: big, random: &keyed)
+        let cleanCorrect = Predictions.correct(m.logits(x.rows(0..<8), mode: .inference), labels: Array(y[0..<8]))
+        let j = try XCTUnwrap((0..<8).first { a.fooled[$0] && cleanCorrect[$0] }, "a point APGD breaks")
+        var alone = RowRandom(perRow: [SplitMix64(seed: UInt64(j))])
+        let b = APGD.attack(m, images: x.rows(j..<(j + 1)), labels: [y[j]], config: big, random: &alone)
+        XCTAssertEqual(a.adversarial.rows(j..<(j + 1)).scalars, b.adversarial.scalars, "a keyed point's iterate is its own")
+        var shared = RowRandom(shared: SplitMix64(seed: 5))
+        let inBatch = APGD.attack(m, images: x.rows(0..<8), labels: Array(y[0..<8]), config: big, random: &shared)
+        XCTAssertNotEqual(inBatch.adversarial.rows(j..<(j + 1)).scalars, b.adversarial.scalars)
+        XCTAssertThrowsError(try AutoAttack.run(model: m, images: x, labels: y, config: c, pointKeys: [0])) { e in
+            XCTAssert("\(e)".contains("pointKeys"), "\(e)")
+        }
+    }
+
     func test_resumeFromStateFile_givesTheUninterruptedResult() throws {
         let (m, x, y) = UndefendedModel.shared
         let c = config(epsilon: 0.06, seed: 7, batchSize: 24)

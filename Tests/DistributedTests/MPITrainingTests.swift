@@ -2,7 +2,9 @@
 // one run directory written by rank 0 with a bank shard per rank, the refusals (batch not divisible,
 // configs that differ, another world size on resume), a rank killed mid-epoch (the job fails within a
 // timeout, and --resume finishes with exactly the uninterrupted run's tensors, metrics, test
-// evaluation and bank shards), and one rank under mpirun equal to a plain run. Skipped, with a
+// evaluation and bank shards), one rank under mpirun equal to a plain run, `memloss eval` (attacks,
+// AutoAttack, --replay) sharded over 2 ranks against one process, a non-finite loss ending every rank
+// normally, rank 1's bank problems in rank 0's metrics. Skipped, with a
 // message, when `mpirun` is not on PATH (tools/setup.sh installs Open MPI; .ci/run runs setup).
 
 import Foundation
@@ -256,6 +258,32 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertTrue(damaged.out.contains("DAMAGED") && damaged.out.contains("rank-1: DAMAGED"), damaged.out)
     }
 
+    /// A damaged entry in rank 1's bank shard: rank 0 gathers rank 1's problem lines at the step
+    /// that met them and writes them to metrics.jsonl tagged `"rank": 1`.
+    func test_bankProblemsOfAnotherRank_areGatheredIntoRank0sMetrics_taggedWithTheRank() throws {
+        let dir = try TempDirectory()
+        let run = dir.url.appendingPathComponent("run")
+        let first = try MPILaunch.run(Self.tinyArgs(out: run, epochs: 1), rankEnvironments: Self.two())
+        XCTAssertEqual(first.status, 0, first.err)
+        let shard1 = run.appendingPathComponent("bank/rank-1")
+        let segment = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: shard1.path).sorted().first { $0.hasSuffix(".mbs") })
+        var bytes = try Data(contentsOf: shard1.appendingPathComponent(segment))
+        bytes[bytes.count / 2] ^= 0xFF  // inside a record, under its checksum
+        try bytes.write(to: shard1.appendingPathComponent(segment))
+        let resumed = try MPILaunch.run(["train", "--resume", run.path, "--epochs", "2"], rankEnvironments: Self.two())
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        let lines = try Data(contentsOf: run.appendingPathComponent("metrics.jsonl")).split(separator: 0x0A)
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] }
+        let problems = lines.filter { $0["type"] as? String == "bank_problem" }
+        XCTAssertFalse(problems.isEmpty, "no bank_problem line: \(lines)")
+        XCTAssertTrue(problems.allSatisfy { $0["rank"] as? Int == 1 }, "\(problems)")
+        XCTAssertTrue(problems.allSatisfy { ($0["problem"] as? String ?? "").contains(segment) }, "\(problems)")
+        XCTAssertTrue(problems.allSatisfy { $0["epoch"] as? Int == 2 }, "\(problems)")
+        let epoch2 = try XCTUnwrap(lines.first { $0["type"] as? String == "epoch" && $0["epoch"] as? Int == 2 })
+        let corrupt = (epoch2["memory"] as? [String: Any])?["entries_corrupt"] as? Int ?? epoch2["entries_corrupt"] as? Int
+        XCTAssertEqual(corrupt, problems.count, "one line per damaged entry met: \(epoch2)")
+    }
+
     func test_aGlobalBatchNotDivisibleByTheRanks_isRefused_namingTheFlag() throws {
         let dir = try TempDirectory()
         let r = try MPILaunch.run(Self.tinyArgs(out: dir.url.appendingPathComponent("run"), batch: 63), rankEnvironments: Self.two(),
@@ -276,6 +304,38 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertTrue(r.err.contains("rank 1: hash") && r.err.contains("first differing field seed"), r.err)
         XCTAssertTrue(r.err.contains("rank 0's hash"), r.err)
         XCTAssertTrue(r.err.contains("hint:"), r.err)
+    }
+
+    /// A loss that becomes non-finite (here: a schedule that multiplies the learning rate by 1e30
+    /// from epoch 2) stops both ranks at the same step with the same message and a normal exit
+    /// (MPI_Finalize, no MPI_Abort); the epoch-1 checkpoint is kept as a 1-epoch run writes it.
+    func test_aNonFiniteLoss_stopsEveryRankTogether_withANormalExit_keepingTheLastCheckpoint() throws {
+        _ = try MPILaunch.requireMPI()
+        let dir = try TempDirectory()
+        let config = dir.url.appendingPathComponent("diverge.json")
+        try Data(#"{"schedule": {"piecewise": {"factors": [1e30], "milestones": [2]}}}"#.utf8).write(to: config)
+        func args(_ run: URL, epochs: Int) -> [String] {
+            ["train", "--config", config.path, "--out", run.path, "--method", "standard", "--epochs", "\(epochs)",
+             "--train-samples", "256", "--batch-size", "64", "--validation-size", "64", "--validation-samples", "32",
+             "--test-samples", "16"]
+        }
+        let run = dir.url.appendingPathComponent("run"), reference = dir.url.appendingPathComponent("reference")
+        let r = try MPILaunch.run(args(run, epochs: 2), rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertFalse(r.timedOut)
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertFalse(r.err.contains("MPI_ABORT") || r.err.contains("stopping every rank"), r.err)
+        let said = r.err.components(separatedBy: "the loss became NaN or infinite at epoch 2, step 5").count - 1
+        XCTAssertEqual(said, 2, "each rank says why it stopped: \(r.err)")
+        XCTAssertTrue(r.err.contains("memloss train (rank 1): the loss became NaN"), r.err)
+        XCTAssertTrue(r.err.contains("The last good checkpoint is kept: \(run.path)/checkpoints/last.safetensors"), r.err)
+        let last = try XCTUnwrap(try metricsLines(run).last)
+        XCTAssertTrue(last.contains(#""error":"non-finite loss""#) && last.contains(#""step":5"#), last)
+        // The kept checkpoint is the epoch-1 commit, bit for bit what a 1-epoch 2-rank run keeps.
+        let ok = try MPILaunch.run(args(reference, epochs: 1), rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertEqual(ok.status, 0, ok.err)
+        let kept = try tensors(run.appendingPathComponent("checkpoints/last.safetensors"))
+        XCTAssertEqual(kept, try tensors(reference.appendingPathComponent("checkpoints/last.safetensors")))
+        XCTAssertFalse(kept.isEmpty)
     }
 
     func test_killingOneRankMidEpoch_failsTheJobWithinATimeout_andResumeIsExact() throws {
@@ -417,10 +477,62 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertEqual(a.first, 301)
         XCTAssertGreaterThan(a[1], 0.2, "the checkpoint should be better than chance for the comparison to mean something")
 
-        let aa = try MPILaunch.run(["eval", "--checkpoint", ck, "--n", "8", "--attack", "autoattack"], rankEnvironments: Self.two(),
-                                   timeout: 120)
-        XCTAssertNotEqual(aa.status, 0)
-        XCTAssertTrue(aa.err.contains("does not shard across MPI ranks yet"), aa.err)
+        // AutoAttack: the cascade draws per point (keyed by the point's position), so the clean and
+        // robust accuracy and every attack's counts equal one process's; PGD-20 (per batch) may not.
+        let dirOne = dir.url.appendingPathComponent("aa-one.json").path, dirTwo = dir.url.appendingPathComponent("aa-two.json").path
+        // (The fast version keeps the test short; Square's per-point streams: AttacksTests.AutoAttackTests.)
+        let aaArgs = ["eval", "--checkpoint", ck, "--n", "12", "--attack", "autoattack", "--version", "fast", "--epsilon", "0.1",
+                      "--batch-size", "4"]
+        let aaOne = try MPILaunch.plain(aaArgs + ["--output", dirOne])
+        XCTAssertEqual(aaOne.status, 0, aaOne.err)
+        let aaTwo = try MPILaunch.run(aaArgs + ["--output", dirTwo], rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertEqual(aaTwo.status, 0, aaTwo.err)
+        func cascade(_ path: String) throws -> [String] {
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+            let attacks = (o["attacks"] as? [[String: Any]] ?? []).map { "\($0["attack"] ?? "?") \($0["attacked"] ?? "?") \($0["broken"] ?? "?")" }
+            let large = o["largeEpsilon"] as? [String: Any] ?? [:]
+            return ["n \(o["n"] ?? "?")", "ids \(o["ids"] ?? "?")", "clean \(o["cleanAccuracy"] ?? "?")",
+                    "robust \(o["robustAccuracy"] ?? "?")", "large \(large["n"] ?? "?") \(large["accuracy"] ?? "?")"] + attacks
+        }
+        let c1 = try cascade(dirOne), c2 = try cascade(dirTwo)
+        XCTAssertEqual(c1, c2)
+        XCTAssertEqual(c1.count, 5 + 2, "the fast version's two attacks: \(c1)")
+        XCTAssertTrue(c1.contains("n 12"), "\(c1)")
+        // APGD-CE breaks some points at this ε and leaves others for APGD-T (both draw random starts).
+        let apgdCE = try XCTUnwrap(c1.first { $0.hasPrefix("apgd-ce") }), apgdT = try XCTUnwrap(c1.first { $0.hasPrefix("apgd-t") })
+        XCTAssertFalse(apgdCE.hasSuffix(" 0"), "APGD-CE should break some points: \(c1)")
+        XCTAssertFalse(apgdT.hasPrefix("apgd-t 0 "), "\(c1)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.url.appendingPathComponent("aa-two.md").path))
+        XCTAssertFalse(aaTwo.err.contains("does not shard"), aaTwo.err)
+    }
+
+    /// `memloss eval --replay` under mpirun: every generation's entries are shared out by
+    /// position and rank 0 counts them; the report equals one process's exactly.
+    func test_replayUnderMpirun_equalsOneProcess() throws {
+        _ = try MPILaunch.requireMPI()
+        let dir = try TempDirectory()
+        let run = dir.url.appendingPathComponent("run")
+        let t = try MPILaunch.plain(["train", "--out", run.path, "--method", "pgd-at", "--attack-steps", "2", "--epochs", "2",
+                                     "--train-samples", "256", "--batch-size", "64", "--validation-size", "64",
+                                     "--validation-samples", "32", "--test-samples", "16", "--record-memory", "--mem-keep", "all"])
+        XCTAssertEqual(t.status, 0, t.err)
+        let args = ["eval", "--checkpoint", run.appendingPathComponent("checkpoints/last.safetensors").path,
+                    "--replay", run.appendingPathComponent("bank").path, "--json"]
+        let one = try MPILaunch.plain(args)
+        XCTAssertEqual(one.status, 0, one.err)
+        let two = try MPILaunch.run(args, rankEnvironments: Self.two(), timeout: 120)
+        XCTAssertEqual(two.status, 0, two.err)
+        XCTAssertEqual(try canonical(Data(two.out.utf8)), try canonical(Data(one.out.utf8)))
+        let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(one.out.utf8)) as? [String: Any])
+        XCTAssertEqual((o["generations"] as? [Any])?.count, 2)
+        XCTAssertGreaterThan(o["totalEntries"] as? Int ?? 0, 100, "\(o)")
+        // A problem on one rank stops both together with a normal exit and the rank's message.
+        let bad = try MPILaunch.run(rankArguments: [args, args.map { $0.hasSuffix("/bank") ? $0 + "-missing" : $0 }],
+                                    rankEnvironments: Self.two(), timeout: 60)
+        XCTAssertFalse(bad.timedOut)
+        XCTAssertEqual(bad.status, 1, bad.err)
+        XCTAssertTrue(bad.err.contains("bank-missing"), bad.err)
+        XCTAssertFalse(bad.err.contains("MPI_ABORT"), bad.err)
     }
 
     /// `memloss bench allreduce` runs under mpirun and reports the packed buffer's size (a smoke
