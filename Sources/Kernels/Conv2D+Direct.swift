@@ -173,10 +173,13 @@ extension Conv2D {
                                 var acc = zero
                                 channelTileAccumulate(&acc, source: source, weights: w, offsets: offsets, taps: crs,
                                                       bases: bases + j0)
-                                channelTileStore(acc, out: out, residual: residual, gate: gate, j0: j0, validPixels: min(P, pq - j0),
+                                channelTileStore(acc, out: out, residual: residual, j0: j0, validPixels: min(P, pq - j0),
                                                  k0: k0, validChannels: min(tile, g.k - k0), pq: pq, epilogue: epilogue)
                             }
                         }
+                        // The gate once the image is complete, while it is still in cache: vector loads
+                        // along the pixels beat a per-element select in the transposing store.
+                        if let gate { gateInPlace(out, gate: gate, count: kpq) }
                     }
                 }
             }
@@ -207,12 +210,12 @@ extension Conv2D {
     }
 
     /// Applies the epilogue's per-channel affine (and a ReLU when nothing is added after it) to the
-    /// accumulators, then stores the tile transposed into NCHW (`out[k, j]`), adding a residual and
-    /// applying the gate per element at the store.
+    /// accumulators, then stores the tile transposed into NCHW (`out[k, j]`), adding a residual per
+    /// element at the store. (The gate is applied per image by the caller, see `directForwardPacked`.)
     @inline(__always)
     private static func channelTileStore<let P: Int, let V: Int>(
         _ accumulators: ChannelTile<P, V>, out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
-        gate: UnsafePointer<Float>?, j0: Int, validPixels: Int, k0: Int, validChannels: Int, pq: Int, epilogue: Epilogue
+        j0: Int, validPixels: Int, k0: Int, validChannels: Int, pq: Int, epilogue: Epilogue
     ) {
         let width = WideVector.scalarCount, lanes = V * width
         let reluHere = epilogue.relu && residual == nil
@@ -234,15 +237,13 @@ extension Conv2D {
         }
         withUnsafeBytes(of: &acc) { raw in
             let values = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [P pixels][V·L channels]
-            if residual != nil || gate != nil {
-                let relu = epilogue.relu && residual != nil    // else already applied to the accumulators
+            if let residual {
+                let relu = epilogue.relu
                 for l in 0..<validChannels {
-                    let offset = (k0 + l) * pq + j0, row = out + offset
+                    let row = out + (k0 + l) * pq + j0, res = residual + (k0 + l) * pq + j0
                     for i in 0..<validPixels {
-                        var y = values[i * lanes + l]
-                        if let residual { y += residual[offset + i] }
+                        var y = values[i * lanes + l] + res[i]
                         if relu && y < 0 { y = 0 }
-                        if let gate { y = gate[offset + i] > 0 ? y : 0 }
                         row[i] = y
                     }
                 }
@@ -253,6 +254,19 @@ extension Conv2D {
                 }
             }
         }
+    }
+
+    /// `values[i] = gate[i] > 0 ? values[i] : 0` over one image, on the calling worker (the rule of
+    /// `Activation.reluBackward`).
+    @inline(__always)
+    static func gateInPlace(_ values: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, count: Int) {
+        let width = WideVector.scalarCount, zero = WideVector()
+        var i = 0
+        while i + width <= count {
+            storeWide(zero.replacing(with: loadWide(values + i), where: loadWide(gate + i) .> zero), values + i)
+            i += width
+        }
+        while i < count { values[i] = gate[i] > 0 ? values[i] : 0; i += 1 }
     }
 
     /// Loads `values[k0 ..< k0 + count]` (count may exceed a vector: the first L are taken) into a wide
