@@ -5,6 +5,8 @@
 // model in the same order; every constant here is normative. Raw buffers in, raw buffers out: the
 // record encoder and decoder own the memory.
 
+import Foundation
+
 /// Probability constants of the adaptive binary model (spec §7.5).
 enum LevelModel {
     /// Probabilities are of the bit 0, in units of 2⁻¹² (`probabilityBits`).
@@ -234,5 +236,180 @@ enum LevelCoder {
             if coder.overrun { return false }
         }
         return !coder.overrun && coder.position == count
+    }
+}
+
+// MARK: - q8rcn: the levels relative to the regenerated start noise (spec §7.6)
+
+/// Constants of the `q8rcn` model (spec §7.6) beyond q8rc's.
+enum NoiseLevelModel {
+    /// Modes of a neighbour for the flag context: 0 saturated, 1 interior coded absolute, 2 interior
+    /// coded relative to the noise, 3 outside the image.
+    static let modeCount = 4
+    /// Flag contexts: (left, up) neighbour modes.
+    static let flagContexts = modeCount * modeCount
+    /// Probabilities per record: saturated?[64], sign[64], relative?[16], absolute tree[256],
+    /// relative trees[2 × 256] (one per half h).
+    static let probabilityCount = 2 * LevelModel.classContexts + flagContexts + 3 * LevelModel.treeNodes
+    /// Cost of coding a bit of probability p/4096, in 1/64 bit: ⌈−64·log2(p/4096)⌉ for p = 1…4095
+    /// (index 0 unused). Only the encoder's choice of representation uses it (not normative).
+    static let cost: [UInt32] = (0..<4096).map { p in
+        p == 0 ? 0 : UInt32((-64 * log2(Double(p) / 4096)).rounded(.up))
+    }
+}
+
+extension LevelCoder {
+    /// The cost, in 1/64 bit, of `u` (8 bits) under the tree at `tree` (not normative).
+    @inline(__always)
+    private static func treeCost(_ u: Int, _ tree: UnsafeMutablePointer<UInt16>, _ cost: UnsafePointer<UInt32>) -> UInt32 {
+        var node = 1, total: UInt32 = 0
+        for b in stride(from: 7, through: 0, by: -1) {
+            let bit = (u >> b) & 1, p = Int(tree[node])
+            total &+= cost[bit == 0 ? p : 4096 - p]
+            node = node * 2 + bit
+        }
+        return total
+    }
+
+    @inline(__always)
+    private static func encodeTree(_ u: Int, _ tree: UnsafeMutablePointer<UInt16>, _ coder: inout RangeEncoder) {
+        var node = 1
+        for b in stride(from: 7, through: 0, by: -1) {
+            let bit = (u >> b) & 1
+            coder.encode(bit, probability: &tree[node])
+            node = node * 2 + bit
+        }
+    }
+
+    @inline(__always)
+    private static func decodeTree(_ tree: UnsafeMutablePointer<UInt16>, _ coder: inout RangeDecoder) -> Int {
+        var node = 1
+        for _ in 0..<8 { node = node * 2 + coder.decode(probability: &tree[node]) }
+        return node - 256
+    }
+
+    /// Encodes `levels` relative to the noise bases (spec §7.6): `bases[i]` = b mod 256 and
+    /// `halves[i]` = h of element i. `modes` is scratch (n bytes). Returns the stream length, or nil
+    /// when it would exceed `capacity`.
+    static func encodeRelative(levels: UnsafePointer<Int8>, bases: UnsafePointer<UInt8>, halves: UnsafePointer<UInt8>,
+                               shape: (c: Int, h: Int, w: Int), limit: Int8, classes: UnsafeMutablePointer<UInt8>,
+                               modes: UnsafeMutablePointer<UInt8>, probabilities: UnsafeMutablePointer<UInt16>,
+                               output: UnsafeMutablePointer<UInt8>, capacity: Int) -> Int? {
+        probabilities.update(repeating: LevelModel.initialProbability, count: NoiseLevelModel.probabilityCount)
+        var coder = RangeEncoder(output: output, capacity: capacity)
+        let plane = shape.h * shape.w
+        let saturated = probabilities, sign = probabilities + LevelModel.classContexts
+        let flags = probabilities + 2 * LevelModel.classContexts
+        let absolute = flags + NoiseLevelModel.flagContexts
+        let relative = absolute + LevelModel.treeNodes
+        let offset = Int(limit)
+        return NoiseLevelModel.cost.withUnsafeBufferPointer { costs -> Int? in
+            let cost = costs.baseAddress!
+            var i = 0
+            for c in 0..<shape.c {
+                for y in 0..<shape.h {
+                    for x in 0..<shape.w {
+                        let left = x > 0 ? Int(classes[i - 1]) : 3
+                        let up = y > 0 ? Int(classes[i - shape.w]) : 3
+                        let previous = c > 0 ? Int(classes[i - plane]) : 3
+                        let context = (left * 4 + up) * 4 + previous
+                        let q = levels[i]
+                        let k = levelClass(q, limit: limit)
+                        classes[i] = UInt8(k)
+                        coder.encode(k == 0 ? 0 : 1, probability: &saturated[context])
+                        if k != 0 {
+                            coder.encode(k == 2 ? 1 : 0, probability: &sign[context])
+                            modes[i] = 0
+                        } else {
+                            let flagContext = (x > 0 ? Int(modes[i - 1]) : 3) * 4 + (y > 0 ? Int(modes[i - shape.w]) : 3)
+                            let ua = Int(q) + offset
+                            let ur = Int(UInt8(truncatingIfNeeded: ua &- Int(bases[i])))
+                            let tree = relative + Int(halves[i]) * LevelModel.treeNodes
+                            let pf = Int(flags[flagContext])
+                            let costA = cost[pf] &+ treeCost(ua, absolute, cost)
+                            let costR = cost[4096 - pf] &+ treeCost(ur, tree, cost)
+                            if costR < costA {
+                                coder.encode(1, probability: &flags[flagContext])
+                                encodeTree(ur, tree, &coder)
+                                modes[i] = 2
+                            } else {
+                                coder.encode(0, probability: &flags[flagContext])
+                                encodeTree(ua, absolute, &coder)
+                                modes[i] = 1
+                            }
+                        }
+                        i += 1
+                    }
+                }
+                if coder.overflowed { return nil }
+            }
+            coder.finish()
+            return coder.overflowed ? nil : coder.count
+        }
+    }
+
+    /// Decodes a `q8rcn` stream (spec §7.6) into `levels`. Returns false when it is malformed: a
+    /// decoded interior level outside −(limit−1)…limit−1, a read past the end, or bytes left over.
+    static func decodeRelative(input: UnsafePointer<UInt8>, count: Int, bases: UnsafePointer<UInt8>, halves: UnsafePointer<UInt8>,
+                               shape: (c: Int, h: Int, w: Int), limit: Int8, classes: UnsafeMutablePointer<UInt8>,
+                               modes: UnsafeMutablePointer<UInt8>, probabilities: UnsafeMutablePointer<UInt16>,
+                               levels: UnsafeMutablePointer<Int8>) -> Bool {
+        probabilities.update(repeating: LevelModel.initialProbability, count: NoiseLevelModel.probabilityCount)
+        var coder = RangeDecoder(input: input, count: count)
+        let plane = shape.h * shape.w
+        let saturated = probabilities, sign = probabilities + LevelModel.classContexts
+        let flags = probabilities + 2 * LevelModel.classContexts
+        let absolute = flags + NoiseLevelModel.flagContexts
+        let relative = absolute + LevelModel.treeNodes
+        let offset = Int(limit)
+        var i = 0
+        for c in 0..<shape.c {
+            for y in 0..<shape.h {
+                for x in 0..<shape.w {
+                    let left = x > 0 ? Int(classes[i - 1]) : 3
+                    let up = y > 0 ? Int(classes[i - shape.w]) : 3
+                    let previous = c > 0 ? Int(classes[i - plane]) : 3
+                    let context = (left * 4 + up) * 4 + previous
+                    if coder.decode(probability: &saturated[context]) != 0 {
+                        let negative = coder.decode(probability: &sign[context]) != 0
+                        levels[i] = negative ? -limit : limit
+                        classes[i] = negative ? 2 : 1
+                        modes[i] = 0
+                    } else {
+                        let flagContext = (x > 0 ? Int(modes[i - 1]) : 3) * 4 + (y > 0 ? Int(modes[i - shape.w]) : 3)
+                        let u: Int
+                        if coder.decode(probability: &flags[flagContext]) != 0 {
+                            let ur = decodeTree(relative + Int(halves[i]) * LevelModel.treeNodes, &coder)
+                            u = Int(UInt8(truncatingIfNeeded: ur &+ Int(bases[i])))
+                            modes[i] = 2
+                        } else {
+                            u = decodeTree(absolute, &coder)
+                            modes[i] = 1
+                        }
+                        let q = u - offset
+                        if q <= -Int(limit) || q >= Int(limit) { return false }
+                        levels[i] = Int8(q)
+                        classes[i] = 0
+                    }
+                    i += 1
+                }
+            }
+            if coder.overrun { return false }
+        }
+        return !coder.overrun && coder.position == count
+    }
+
+    /// The noise base and half of every element (spec §7.6): η = σ·z, t = η / scale (binary32),
+    /// f = floor(t); b = f clamped to −128…128, stored mod 256; h = 1 when t ≥ f + 0.5. A NaN t
+    /// (scale 0) gives b = 0, h = 0.
+    static func noiseBases(unit z: UnsafePointer<Float>, count n: Int, sigma: Float, scale: Float,
+                           bases: UnsafeMutablePointer<UInt8>, halves: UnsafeMutablePointer<UInt8>) {
+        for i in 0..<n {
+            let t = (sigma * z[i]) / scale
+            guard !t.isNaN else { bases[i] = 0; halves[i] = 0; continue }
+            let f = min(max(t.rounded(.down), -128), 128)
+            bases[i] = UInt8(truncatingIfNeeded: Int(f))
+            halves[i] = t >= f + 0.5 ? 1 : 0
+        }
     }
 }
