@@ -5,8 +5,6 @@
 // model in the same order; every constant here is normative. Raw buffers in, raw buffers out: the
 // record encoder and decoder own the memory.
 
-import Foundation
-
 /// Probability constants of the adaptive binary model (spec §7.5).
 enum LevelModel {
     /// Probabilities are of the bit 0, in units of 2⁻¹² (`probabilityBits`).
@@ -251,26 +249,9 @@ enum NoiseLevelModel {
     /// Probabilities per record: saturated?[64], sign[64], relative?[16], absolute tree[256],
     /// relative trees[2 × 256] (one per half h).
     static let probabilityCount = 2 * LevelModel.classContexts + flagContexts + 3 * LevelModel.treeNodes
-    /// Cost of coding a bit of probability p/4096, in 1/64 bit: ⌈−64·log2(p/4096)⌉ for p = 1…4095
-    /// (index 0 unused). Only the encoder's choice of representation uses it (not normative).
-    static let cost: [UInt32] = (0..<4096).map { p in
-        p == 0 ? 0 : UInt32((-64 * log2(Double(p) / 4096)).rounded(.up))
-    }
 }
 
 extension LevelCoder {
-    /// The cost, in 1/64 bit, of `u` (8 bits) under the tree at `tree` (not normative).
-    @inline(__always)
-    private static func treeCost(_ u: Int, _ tree: UnsafeMutablePointer<UInt16>, _ cost: UnsafePointer<UInt32>) -> UInt32 {
-        var node = 1, total: UInt32 = 0
-        for b in stride(from: 7, through: 0, by: -1) {
-            let bit = (u >> b) & 1, p = Int(tree[node])
-            total &+= cost[bit == 0 ? p : 4096 - p]
-            node = node * 2 + bit
-        }
-        return total
-    }
-
     @inline(__always)
     private static func encodeTree(_ u: Int, _ tree: UnsafeMutablePointer<UInt16>, _ coder: inout RangeEncoder) {
         var node = 1
@@ -303,8 +284,18 @@ extension LevelCoder {
         let absolute = flags + NoiseLevelModel.flagContexts
         let relative = absolute + LevelModel.treeNodes
         let offset = Int(limit)
-        return NoiseLevelModel.cost.withUnsafeBufferPointer { costs -> Int? in
-            let cost = costs.baseAddress!
+        // The encoder's choice of representation (not normative: the decoder reads the flag): an
+        // interior value is coded relative to the noise when its relative value is more frequent in
+        // this record (under its half h) than its absolute value. Noise-spread values concentrate
+        // on a few relative values, values on the ε-anchored lattice on a few absolute ones.
+        return withUnsafeTemporaryAllocation(of: Int32.self, capacity: 3 * 256) { counts -> Int? in
+            counts.initialize(repeating: 0)
+            let n = shape.c * plane
+            for j in 0..<n where levelClass(levels[j], limit: limit) == 0 {
+                let ua = Int(levels[j]) + offset
+                counts[ua] += 1
+                counts[256 * (1 + Int(halves[j])) + Int(UInt8(truncatingIfNeeded: ua &- Int(bases[j])))] += 1
+            }
             var i = 0
             for c in 0..<shape.c {
                 for y in 0..<shape.h {
@@ -324,13 +315,10 @@ extension LevelCoder {
                             let flagContext = (x > 0 ? Int(modes[i - 1]) : 3) * 4 + (y > 0 ? Int(modes[i - shape.w]) : 3)
                             let ua = Int(q) + offset
                             let ur = Int(UInt8(truncatingIfNeeded: ua &- Int(bases[i])))
-                            let tree = relative + Int(halves[i]) * LevelModel.treeNodes
-                            let pf = Int(flags[flagContext])
-                            let costA = cost[pf] &+ treeCost(ua, absolute, cost)
-                            let costR = cost[4096 - pf] &+ treeCost(ur, tree, cost)
-                            if costR < costA {
+                            let half = Int(halves[i])
+                            if counts[256 * (1 + half) + ur] > counts[ua] {
                                 coder.encode(1, probability: &flags[flagContext])
-                                encodeTree(ur, tree, &coder)
+                                encodeTree(ur, relative + half * LevelModel.treeNodes, &coder)
                                 modes[i] = 2
                             } else {
                                 coder.encode(0, probability: &flags[flagContext])
