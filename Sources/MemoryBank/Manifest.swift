@@ -34,8 +34,7 @@ struct Manifest: Equatable {
         ("magic", 0), ("versionMajor", 8), ("versionMinor", 10), ("headerBytes", 12), ("sequence", 16),
         ("sampleCount", 24), ("shape", 32), ("epsilon", 48), ("codec", 52), ("norm", 53), ("window", 54),
         ("stride", 56), ("reserved0", 58), ("generationCount", 60), ("createdByLength", 64), ("reserved1", 68),
-        ("noiseSeed", 72), ("noiseSigma", 80), ("noiseGenerator", 84), ("reserved2", 85),
-    ]
+    ]  // v1.1's start noise (72…87, q8rcn only) is read by `decode`; dumps list it as the header extension
 
     var sequence: UInt64
     var config: BankConfig
