@@ -87,6 +87,24 @@ struct RangeEncoder {
         }
     }
 
+    /// As `encode(_:probability:)` with adaptation shift `shift` (q8rcn's warm-up, spec §7.6).
+    @inline(__always)
+    mutating func encode(_ bit: Int, probability p: inout UInt16, shift: UInt16) {
+        let bound = (range >> LevelModel.probabilityBits) &* UInt32(p)
+        if bit == 0 {
+            range = bound
+            p &+= (LevelModel.probabilityOne &- p) >> shift
+        } else {
+            low &+= UInt64(bound)
+            range &-= bound
+            p &-= p >> shift
+        }
+        while range < LevelModel.renormalisationLimit {
+            range <<= 8
+            shiftLow()
+        }
+    }
+
     /// Writes the last bytes; afterwards `count` is the stream length.
     mutating func finish() {
         for _ in 0..<LevelModel.flushBytes { shiftLow() }
@@ -142,6 +160,17 @@ struct RangeDecoder {
             range <<= 8
             code = (code << 8) | UInt32(next())
         }
+        return bit
+    }
+}
+
+extension RangeDecoder {
+    /// As `decode(probability:)` with adaptation shift `shift` (q8rcn's warm-up, spec §7.6).
+    @inline(__always)
+    mutating func decode(probability p: inout UInt16, shift: UInt16) -> Int {
+        let saved = p
+        let bit = decode(probability: &p)
+        p = bit == 0 ? saved &+ ((LevelModel.probabilityOne &- saved) >> shift) : saved &- (saved >> shift)
         return bit
     }
 }
@@ -252,12 +281,32 @@ enum NoiseLevelModel {
 }
 
 extension LevelCoder {
+    /// q8rcn's warm-up (spec §7.6): a model slot holds the probability in its low 12 bits and the
+    /// number of bits it has coded, up to 3, in its top 4; the adaptation shift is that count + 1
+    /// (1, 2, 3, then 4 for good), so a fresh probability learns from its first bits fast.
+    @inline(__always)
+    private static func encodeWarm(_ bit: Int, _ slot: UnsafeMutablePointer<UInt16>, _ coder: inout RangeEncoder) {
+        var p = slot.pointee & 0x0FFF
+        let seen = slot.pointee >> 12
+        coder.encode(bit, probability: &p, shift: seen + 1)
+        slot.pointee = p | (min(seen + 1, 3) << 12)
+    }
+
+    @inline(__always)
+    private static func decodeWarm(_ slot: UnsafeMutablePointer<UInt16>, _ coder: inout RangeDecoder) -> Int {
+        var p = slot.pointee & 0x0FFF
+        let seen = slot.pointee >> 12
+        let bit = coder.decode(probability: &p, shift: seen + 1)
+        slot.pointee = p | (min(seen + 1, 3) << 12)
+        return bit
+    }
+
     @inline(__always)
     private static func encodeTree(_ u: Int, _ tree: UnsafeMutablePointer<UInt16>, _ coder: inout RangeEncoder) {
         var node = 1
         for b in stride(from: 7, through: 0, by: -1) {
             let bit = (u >> b) & 1
-            coder.encode(bit, probability: &tree[node])
+            encodeWarm(bit, tree + node, &coder)
             node = node * 2 + bit
         }
     }
@@ -265,7 +314,7 @@ extension LevelCoder {
     @inline(__always)
     private static func decodeTree(_ tree: UnsafeMutablePointer<UInt16>, _ coder: inout RangeDecoder) -> Int {
         var node = 1
-        for _ in 0..<8 { node = node * 2 + coder.decode(probability: &tree[node]) }
+        for _ in 0..<8 { node = node * 2 + decodeWarm(tree + node, &coder) }
         return node - 256
     }
 
@@ -307,9 +356,9 @@ extension LevelCoder {
                         let q = levels[i]
                         let k = levelClass(q, limit: limit)
                         classes[i] = UInt8(k)
-                        coder.encode(k == 0 ? 0 : 1, probability: &saturated[context])
+                        encodeWarm(k == 0 ? 0 : 1, saturated + context, &coder)
                         if k != 0 {
-                            coder.encode(k == 2 ? 1 : 0, probability: &sign[context])
+                            encodeWarm(k == 2 ? 1 : 0, sign + context, &coder)
                             modes[i] = 0
                         } else {
                             let flagContext = (x > 0 ? Int(modes[i - 1]) : 3) * 4 + (y > 0 ? Int(modes[i - shape.w]) : 3)
@@ -317,11 +366,11 @@ extension LevelCoder {
                             let ur = Int(UInt8(truncatingIfNeeded: ua &- Int(bases[i])))
                             let half = Int(halves[i])
                             if counts[256 * (1 + half) + ur] > counts[ua] {
-                                coder.encode(1, probability: &flags[flagContext])
+                                encodeWarm(1, flags + flagContext, &coder)
                                 encodeTree(ur, relative + half * LevelModel.treeNodes, &coder)
                                 modes[i] = 2
                             } else {
-                                coder.encode(0, probability: &flags[flagContext])
+                                encodeWarm(0, flags + flagContext, &coder)
                                 encodeTree(ua, absolute, &coder)
                                 modes[i] = 1
                             }
@@ -358,15 +407,15 @@ extension LevelCoder {
                     let up = y > 0 ? Int(classes[i - shape.w]) : 3
                     let previous = c > 0 ? Int(classes[i - plane]) : 3
                     let context = (left * 4 + up) * 4 + previous
-                    if coder.decode(probability: &saturated[context]) != 0 {
-                        let negative = coder.decode(probability: &sign[context]) != 0
+                    if decodeWarm(saturated + context, &coder) != 0 {
+                        let negative = decodeWarm(sign + context, &coder) != 0
                         levels[i] = negative ? -limit : limit
                         classes[i] = negative ? 2 : 1
                         modes[i] = 0
                     } else {
                         let flagContext = (x > 0 ? Int(modes[i - 1]) : 3) * 4 + (y > 0 ? Int(modes[i - shape.w]) : 3)
                         let u: Int
-                        if coder.decode(probability: &flags[flagContext]) != 0 {
+                        if decodeWarm(flags + flagContext, &coder) != 0 {
                             let ur = decodeTree(relative + Int(halves[i]) * LevelModel.treeNodes, &coder)
                             u = Int(UInt8(truncatingIfNeeded: ur &+ Int(bases[i])))
                             modes[i] = 2

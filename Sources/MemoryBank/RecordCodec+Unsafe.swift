@@ -551,8 +551,8 @@ final class RecordDecoder {
 func fillNoiseBases(_ startNoise: BankStartNoise, generation: Int, id: Int, scale: Float,
                     noise: inout [Float], bases: inout [UInt8], halves: inout [UInt8]) {
     let n = noise.count
-    noise.withUnsafeMutableBufferPointer { z in
-        StartNoise(seed: startNoise.seed).fillUnit(epoch: generation, sampleID: id, into: z.baseAddress!, count: n)
+    StartNoise(seed: startNoise.seed).fillUnit(epoch: generation, sampleID: id, into: &noise, count: n)
+    noise.withUnsafeBufferPointer { z in
         bases.withUnsafeMutableBufferPointer { b in
             halves.withUnsafeMutableBufferPointer { hv in
                 LevelCoder.noiseBases(unit: UnsafePointer(z.baseAddress!), count: n, sigma: startNoise.sigma, scale: scale,

@@ -31,8 +31,8 @@ public struct StartNoise: Sendable, Hashable, Codable {
     /// The noise of a run with seed `runSeed`.
     public init(runSeed: UInt64) { seed = runSeed ^ StartNoise.seedSalt }
 
-    /// Writes z of sample `sampleID` in `epoch` (both in 0..<2³²) into `output[0..<count]`.
-    public func fillUnit(epoch: Int, sampleID: Int, into output: UnsafeMutablePointer<Float>, count: Int) {
+    /// Writes z of sample `sampleID` in `epoch` (both in 0..<2³²) into `output[offset..<offset + count]`.
+    public func fillUnit(epoch: Int, sampleID: Int, into output: inout [Float], offset: Int = 0, count: Int) {
         precondition(epoch >= 0 && epoch < 1 << 32 && sampleID >= 0 && sampleID < 1 << 32,
                      "StartNoise: epoch \(epoch) and sample ID \(sampleID) must be in 0..<2³²")
         var g = SplitMix64.derived(seed: seed, stream: UInt64(epoch) << 32 | UInt64(sampleID))
@@ -42,14 +42,14 @@ public struct StartNoise: Sendable, Hashable, Codable {
                 let r = g.next()
                 s &+= (r & 0xFFFF) &+ ((r >> 16) & 0xFFFF) &+ ((r >> 32) & 0xFFFF) &+ (r >> 48)
             }
-            output[j] = Float(Int32(truncatingIfNeeded: 2 &* s) &- 786_420) * 0x1p-17
+            output[offset + j] = Float(Int32(truncatingIfNeeded: 2 &* s) &- 786_420) * 0x1p-17
         }
     }
 
     /// z of one sample as an array (tests, tools).
     public func unit(epoch: Int, sampleID: Int, count: Int) -> [Float] {
         var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer { fillUnit(epoch: epoch, sampleID: sampleID, into: $0.baseAddress!, count: count) }
+        fillUnit(epoch: epoch, sampleID: sampleID, into: &out, count: count)
         return out
     }
 
@@ -57,9 +57,7 @@ public struct StartNoise: Sendable, Hashable, Codable {
     public func unitTensor(epoch: Int, ids: [Int], sampleShape: [Int]) -> Tensor {
         let n = Tensor.elementCount(sampleShape)
         var values = [Float](repeating: 0, count: ids.count * n)
-        values.withUnsafeMutableBufferPointer { v in
-            for (row, id) in ids.enumerated() { fillUnit(epoch: epoch, sampleID: id, into: v.baseAddress! + row * n, count: n) }
-        }
+        for (row, id) in ids.enumerated() { fillUnit(epoch: epoch, sampleID: id, into: &values, offset: row * n, count: n) }
         return Tensor(shape: [ids.count] + sampleShape, values: values)
     }
 }
