@@ -275,19 +275,9 @@ enum NoiseLevelModel {
     static let modeCount = 4
     /// Flag contexts: (left, up) neighbour modes.
     static let flagContexts = modeCount * modeCount
-    /// Tree contexts: the sign vote of the left, upper and previous-channel neighbours (0 none or
-    /// tied, 1 more at +L, 2 more at −L).
-    static let voteCount = 3
-    /// Probabilities per record: saturated?[64], sign[64], relative?[16], absolute trees[3 × 256]
-    /// (one per vote), relative trees[2 × 3 × 256] (per half h and vote).
-    static let probabilityCount = 2 * LevelModel.classContexts + flagContexts + 3 * voteCount * LevelModel.treeNodes
-
-    /// The vote of three neighbour classes (0 interior, 1 +L, 2 −L, 3 outside).
-    @inline(__always)
-    static func vote(_ a: Int, _ b: Int, _ c: Int) -> Int {
-        let s = (a == 1 ? 1 : a == 2 ? -1 : 0) + (b == 1 ? 1 : b == 2 ? -1 : 0) + (c == 1 ? 1 : c == 2 ? -1 : 0)
-        return s > 0 ? 1 : (s < 0 ? 2 : 0)
-    }
+    /// Probabilities per record: saturated?[64], sign[64], relative?[16], absolute tree[256],
+    /// relative trees[2 × 256] (one per half h).
+    static let probabilityCount = 2 * LevelModel.classContexts + flagContexts + 3 * LevelModel.treeNodes
 }
 
 extension LevelCoder {
@@ -341,7 +331,7 @@ extension LevelCoder {
         let saturated = probabilities, sign = probabilities + LevelModel.classContexts
         let flags = probabilities + 2 * LevelModel.classContexts
         let absolute = flags + NoiseLevelModel.flagContexts
-        let relative = absolute + NoiseLevelModel.voteCount * LevelModel.treeNodes
+        let relative = absolute + LevelModel.treeNodes
         let offset = Int(limit)
         // The encoder's choice of representation (not normative: the decoder reads the flag): an
         // interior value is coded relative to the noise when its relative value is more frequent in
@@ -375,14 +365,13 @@ extension LevelCoder {
                             let ua = Int(q) + offset
                             let ur = Int(UInt8(truncatingIfNeeded: ua &- Int(bases[i])))
                             let half = Int(halves[i])
-                            let vote = NoiseLevelModel.vote(left, up, previous)
                             if counts[256 * (1 + half) + ur] > counts[ua] {
                                 encodeWarm(1, flags + flagContext, &coder)
-                                encodeTree(ur, relative + (half * NoiseLevelModel.voteCount + vote) * LevelModel.treeNodes, &coder)
+                                encodeTree(ur, relative + half * LevelModel.treeNodes, &coder)
                                 modes[i] = 2
                             } else {
                                 encodeWarm(0, flags + flagContext, &coder)
-                                encodeTree(ua, absolute + vote * LevelModel.treeNodes, &coder)
+                                encodeTree(ua, absolute, &coder)
                                 modes[i] = 1
                             }
                         }
@@ -408,7 +397,7 @@ extension LevelCoder {
         let saturated = probabilities, sign = probabilities + LevelModel.classContexts
         let flags = probabilities + 2 * LevelModel.classContexts
         let absolute = flags + NoiseLevelModel.flagContexts
-        let relative = absolute + NoiseLevelModel.voteCount * LevelModel.treeNodes
+        let relative = absolute + LevelModel.treeNodes
         let offset = Int(limit)
         var i = 0
         for c in 0..<shape.c {
@@ -426,14 +415,12 @@ extension LevelCoder {
                     } else {
                         let flagContext = (x > 0 ? Int(modes[i - 1]) : 3) * 4 + (y > 0 ? Int(modes[i - shape.w]) : 3)
                         let u: Int
-                        let vote = NoiseLevelModel.vote(left, up, previous)
                         if decodeWarm(flags + flagContext, &coder) != 0 {
-                            let tree = relative + (Int(halves[i]) * NoiseLevelModel.voteCount + vote) * LevelModel.treeNodes
-                            let ur = decodeTree(tree, &coder)
+                            let ur = decodeTree(relative + Int(halves[i]) * LevelModel.treeNodes, &coder)
                             u = Int(UInt8(truncatingIfNeeded: ur &+ Int(bases[i])))
                             modes[i] = 2
                         } else {
-                            u = decodeTree(absolute + vote * LevelModel.treeNodes, &coder)
+                            u = decodeTree(absolute, &coder)
                             modes[i] = 1
                         }
                         let q = u - offset
