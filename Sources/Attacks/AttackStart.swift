@@ -22,20 +22,27 @@ public struct AttackStart: Sendable {
     public let rows: [Int]
     /// `[rows.count, C, H, W]`: the starting images of those rows (before projection).
     public let images: Tensor
+    /// The unit start noise z of every row, `[N, C, H, W]` (Tensors.StartNoise: a per-sample function
+    /// of seed, epoch and sample ID), used instead of drawing the config's Gaussian start from the
+    /// attack's random stream: x̃⁰ = x + σ·z. nil: the draw. Only a `.gaussian` start uses it (other
+    /// starts ignore it); the rows in `rows` are still overwritten afterwards.
+    public var noise: Tensor?
 
     /// - Precondition: `rows` strictly increasing, `images.shape[0] == rows.count`.
-    public init(rows: [Int], images: Tensor) {
+    public init(rows: [Int], images: Tensor, noise: Tensor? = nil) {
         precondition(images.rank >= 1 && images.shape[0] == rows.count,
                      "AttackStart: \(rows.count) rows for starting images \(images.shape)")
         precondition(zip(rows, rows.dropFirst()).allSatisfy { $0 < $1 }, "AttackStart: rows must be strictly increasing")
         self.rows = rows
         self.images = images
+        self.noise = noise
     }
 
     /// No override: every row keeps the random start.
     public static let none = AttackStart(rows: [], images: Tensor(zeros: [0]))
 
-    public var isEmpty: Bool { rows.isEmpty }
+    /// No row overwritten and no given noise.
+    public var isEmpty: Bool { rows.isEmpty && noise == nil }
 
     /// Overwrites rows `rows` of the random start `x [N, C, H, W]` with `images`, projected into the
     /// `config` ball around `center` and the [0, 1] box with the projection every PGD step uses

@@ -33,7 +33,8 @@ public enum PGD {
     ///   - mode: BatchNorm / Dropout behaviour of every forward pass (`.inference` in all references).
     ///   - rng: draws the random starts (and L2 zero-gradient directions).
     ///   - start: rows that start from given images instead (the warm start, AttackStart.swift); the
-    ///     random start is still drawn for the whole batch first. Only the first restart uses it.
+    ///     random start is still drawn for the whole batch first, unless `start.noise` gives a
+    ///     Gaussian start's noise (then nothing is drawn for it). Only the first restart uses it.
     /// - Precondition: `config.problem == nil`; one label per image.
     public static func attack<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: PGDConfig,
                                              objective: AttackObjective, mode: ForwardMode = .inference,
@@ -60,7 +61,13 @@ public enum PGD {
     static func run<M: Classifier>(_ model: M, images: Tensor, labels: [Int32], config: PGDConfig,
                                    objective: AttackObjective, mode: ForwardMode, start override: AttackStart = .none,
                                    rng: inout SplitMix64) -> Tensor {
-        var x = start(images, config: config, rng: &rng)
+        var x: Tensor
+        if let z = override.noise, case .gaussian(let std) = config.randomStart {
+            precondition(z.shape == images.shape, "PGD: start noise \(z.shape) for images \(images.shape)")
+            x = Elementwise.add(images, Tensor(shape: z.shape, values: z.scalars.map { std * $0 }))
+        } else {
+            x = start(images, config: config, rng: &rng)
+        }
         override.apply(to: &x, center: images, config: config)
         for _ in 0..<config.steps {
             var g = objective.inputGradient(model: model, input: x, labels: labels, mode: mode)

@@ -85,7 +85,7 @@ public enum BankStatistics {
         let e = Double(epsilon)
         let half: Double
         switch codec {
-        case .q8, .levels, .q8rc: half = e / 254
+        case .q8, .levels, .q8rc, .q8rcn: half = e / 254
         case .q4: half = e / 14
         case .f16: half = e * 0x1p-11
         case .f32: half = 0

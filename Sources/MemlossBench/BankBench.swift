@@ -226,11 +226,16 @@ public enum BankBench {
 
     /// Bytes per entry, max error and single-thread encode/decode throughput of `codec` on `deltas`
     /// (each `shape` in [C, H, W] order), against a float32 image of the same shape. Shared by
-    /// `bench bank` (synthetic δ) and `bench memory` (δ of a real attack).
+    /// `bench bank` (synthetic δ) and `bench memory` (δ of a real attack). `q8rcn` regenerates the
+    /// start noise `startNoise` of (generation, ids[i]) for δ i (ids nil: 0, 1, …); without
+    /// `startNoise` (δ not made from it) it codes under seed 0, σ = 0.001, which predicts nothing.
     public static func measureCodec(_ codec: BankCodec, flavour: String, deltas: [[Float]], shape: [Int],
-                                     epsilon: Float) throws -> CodecFigures {
+                                     epsilon: Float, startNoise: BankStartNoise? = nil, generation: Int = 0,
+                                     ids: [Int]? = nil) throws -> CodecFigures {
         let n = shape.reduce(1, *), float32ImageBytes = n * 4
-        let config = BankConfig(sampleCount: deltas.count, shape: shape, epsilon: epsilon, codec: codec)
+        let sampleIDs = ids ?? Array(0..<deltas.count)
+        let noise = codec == .q8rcn ? (startNoise ?? BankStartNoise(seed: 0, sigma: 0.001)) : nil
+        let config = BankConfig(sampleCount: (sampleIDs.max() ?? 0) + 1, shape: shape, epsilon: epsilon, codec: codec, startNoise: noise)
         let entryCodec = EntryCodec(config: config)
         var records = [[UInt8]](repeating: [], count: deltas.count)
         var recordBytes = 0, payloadBytes = 0, lz4 = 0, paletteTotal = 0
@@ -241,7 +246,7 @@ public enum BankBench {
         for pass in 0..<3 {
             let t0 = DispatchTime.now().uptimeNanoseconds
             for (id, d) in deltas.enumerated() {
-                let s = entryCodec.encode(id: id, delta: d, into: &records[id])
+                let s = entryCodec.encode(id: sampleIDs[id], generation: generation, delta: d, into: &records[id])
                 if pass == 0 {
                     recordBytes += s.recordBytes
                     payloadBytes += s.storedBytes
@@ -261,7 +266,7 @@ public enum BankBench {
         for pass in 0..<3 {
             let t0 = DispatchTime.now().uptimeNanoseconds
             for (id, record) in records.enumerated() {
-                _ = try entryCodec.decode(record: record, id: id, into: &out)
+                _ = try entryCodec.decode(record: record, id: sampleIDs[id], generation: generation, into: &out)
                 if pass == 0 {
                     for i in 0..<n { maxError = max(maxError, abs(out[i] - deltas[id][i])) }
                 }

@@ -41,6 +41,10 @@ public struct MemoryBenchConfig: Codable, Sendable {
     /// When set, the float32 δ of the last fill epoch is written here as `.npy` `[count, C, H, W]`, and
     /// the clean images they were made on next to it (`<stem>-images.npy`), for codec analysis.
     public var dumpDeltas: String?
+    /// The attack's Gaussian start: false draws it from the step's random stream (the trainer's
+    /// default), true makes it the per-sample Tensors.StartNoise of (seed, epoch, sample ID), the
+    /// noise the `q8rcn` codec regenerates (its figures are only meaningful then).
+    public var perSampleStartNoise = false
 
     public init() {}
 }
@@ -94,7 +98,7 @@ public enum MemoryBenchError: Error, CustomStringConvertible {
 public enum MemoryBench {
     public static func run(_ c: MemoryBenchConfig) throws -> MemoryBenchReport {
         let data = c.data, model = c.model, width = c.width, batch = c.batch, batches = c.batches, window = c.window
-        let codec = c.codec, attackSteps = c.attackSteps, scratch = c.scratch, seed = c.seed
+        let codec = c.codec, attackSteps = c.attackSteps, scratch = c.scratch, seed = c.seed, perSample = c.perSampleStartNoise
         guard batch >= 1, batches >= 1, window >= 1, attackSteps >= 1 else { throw MemoryBenchError.invalid("counts must be ≥ 1") }
         guard let bankCodec = BankCodec(rawValue: codec) else {
             throw MemoryBenchError.invalid("--codec '\(codec)': expected " + BankCodec.allCases.map(\.rawValue).joined(separator: ", "))
@@ -130,19 +134,23 @@ public enum MemoryBench {
         defer { disk.close() }
         let both = MirroredMemoryStore(primary: disk, mirror: ram)
         func trainingStep(_ memory: any MemoryStore) -> TrainingStep {
-            TrainingStep(model: net, method: method, optimizer: optimizer, memory: memory, seed: seed)
+            var step = TrainingStep(model: net, method: method, optimizer: optimizer, memory: memory, seed: seed)
+            if c.perSampleStartNoise { step.startNoise = StartNoise(runSeed: seed) }
+            return step
         }
         let fillStep = trainingStep(both), ramStep = trainingStep(ram), diskStep = trainingStep(disk)
 
         // Fill: K epochs of real training steps with the disk bank's memory, recording into both stores.
         var lastDeltas: [[Float]] = []
         var lastImages: [[Float]] = []
+        var lastIDs: [Int] = []
         var step = 0
         for epoch in 0..<window {
             let plan = EpochPlan(population: population, seed: seed, epoch: epoch, batchSize: batch)
             try both.beginEpoch(epoch, plan: plan)
             lastDeltas = []
             lastImages = []
+            lastIDs = []
             for b in 0..<plan.batchCount {
                 let x = loader.load(ids: plan.batchIDs(b), epoch: epoch, index: b)
                 let outcome = try fillStep.run(x, globalStep: step, learningRate: 0.02)
@@ -150,6 +158,7 @@ public enum MemoryBench {
                 Elementwise.addScaled(&delta, x.images, scale: -1)
                 let n = dataset.shape.pixelCount, all = delta.scalars
                 for i in 0..<x.count { lastDeltas.append(Array(all[(i * n)..<((i + 1) * n)])) }
+                lastIDs += x.ids
                 if c.dumpDeltas != nil {
                     let clean = x.images.scalars
                     for i in 0..<x.count { lastImages.append(Array(clean[(i * n)..<((i + 1) * n)])) }
@@ -202,8 +211,9 @@ public enum MemoryBench {
         let r = side(.ram), d = side(.disk), steps = Double(plan.batchCount)
         var codecs: [BankBench.CodecFigures] = []
         for c in BankCodec.allCases {
+            let noise = c == .q8rcn && perSample ? BankStartNoise(seed: StartNoise(runSeed: seed).seed, sigma: 0.001) : nil
             codecs.append(try BankBench.measureCodec(c, flavour: "trades-\(attackSteps)", deltas: lastDeltas, shape: dataset.shape.dimensions,
-                                           epsilon: eps))
+                                                     epsilon: eps, startNoise: noise, generation: window - 1, ids: lastIDs))
         }
         return MemoryBenchReport(
             data: data, model: spec.name, shape: dataset.shape.dimensions, batch: batch, batches: plan.batchCount, window: window,

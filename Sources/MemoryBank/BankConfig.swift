@@ -19,7 +19,7 @@ extension PerturbationNorm {
     }
 }
 
-/// How a perturbation is stored (spec §7). On disk: 1 f32, 2 f16, 3 q8, 4 q4, 5 levels, 6 q8rc.
+/// How a perturbation is stored (spec §7). On disk: 1 f32, 2 f16, 3 q8, 4 q4, 5 levels, 6 q8rc, 7 q8rcn.
 public enum BankCodec: String, Codable, CaseIterable, Sendable {
     /// float32, lossless (the reference).
     case f32
@@ -35,6 +35,10 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
     /// The q8 levels entropy-coded by an adaptive binary range coder with a spatial context model
     /// (spec §7.5); lossless with respect to q8, so q8's error bound.
     case q8rc
+    /// q8rc with the attack's start noise known to the decoder: interior levels may be coded relative
+    /// to the level of the regenerated noise (spec §7.6; the bank's `startNoise`); lossless with
+    /// respect to q8, so q8's error bound.
+    case q8rcn
 
     var code: UInt8 {
         switch self {
@@ -44,6 +48,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
         case .q4: return 4
         case .levels: return 5
         case .q8rc: return 6
+        case .q8rcn: return 7
         }
     }
 
@@ -55,6 +60,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
         case 4: self = .q4
         case 5: self = .levels
         case 6: self = .q8rc
+        case 7: self = .q8rcn
         default: return nil
         }
     }
@@ -62,7 +68,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
     /// The largest level of the quantising codecs (nil for f32/f16).
     var levelLimit: Int8? {
         switch self {
-        case .q8, .levels, .q8rc: return 127
+        case .q8, .levels, .q8rc, .q8rcn: return 127
         case .q4: return 7
         case .f32, .f16: return nil
         }
@@ -75,7 +81,7 @@ public enum BankCodec: String, Codable, CaseIterable, Sendable {
         switch self {
         case .f32: return 0
         case .f16: return abs(x) >= 0x1p-14 ? abs(x) * 0x1p-11 : 0x1p-25
-        case .q8, .levels, .q8rc: return epsilon / 127 / 2 + rounding
+        case .q8, .levels, .q8rc, .q8rcn: return epsilon / 127 / 2 + rounding
         case .q4: return epsilon / 7 / 2 + rounding
         }
     }
@@ -98,9 +104,13 @@ public struct BankConfig: Codable, Hashable, Sendable {
     public var stride: Int
     /// Free text stored with the bank: the resolved training configuration as JSON (style.md §9.4).
     public var createdBy: String
+    /// The attack's start noise, which the `q8rcn` codec regenerates (spec §4, §7.6): required for
+    /// `q8rcn`, nil for every other codec.
+    public var startNoise: BankStartNoise?
 
     public init(sampleCount: Int, shape: [Int], epsilon: Float, norm: PerturbationNorm = .linf,
-                codec: BankCodec = .q8, window: Int = 1, stride: Int = 1, createdBy: String = "") {
+                codec: BankCodec = .q8, window: Int = 1, stride: Int = 1, createdBy: String = "",
+                startNoise: BankStartNoise? = nil) {
         self.sampleCount = sampleCount
         self.shape = shape
         self.epsilon = epsilon
@@ -109,6 +119,7 @@ public struct BankConfig: Codable, Hashable, Sendable {
         self.window = window
         self.stride = stride
         self.createdBy = createdBy
+        self.startNoise = startNoise
     }
 
     /// n = C·H·W.
@@ -142,6 +153,21 @@ public struct BankConfig: Codable, Hashable, Sendable {
         if createdBy.utf8.count > BankConfig.maximumCreatedByBytes {
             throw .invalidConfig(reason: "createdBy has \(createdBy.utf8.count) bytes, at most \(BankConfig.maximumCreatedByBytes)")
         }
+        switch (codec, startNoise) {
+        case (.q8rcn, nil):
+            throw .invalidConfig(reason: "codec q8rcn needs startNoise (seed, σ, generator of the attack's start noise)")
+        case (.q8rcn, let noise?):
+            if noise.generator != StartNoise.irwinHall12 {
+                throw .invalidConfig(reason: "startNoise generator \(noise.generator), this version knows 1 (Irwin–Hall 12)")
+            }
+            if !(noise.sigma.isFinite && noise.sigma >= 0) {
+                throw .invalidConfig(reason: "startNoise σ \(noise.sigma) must be finite and ≥ 0")
+            }
+        case (_, .some):
+            throw .invalidConfig(reason: "startNoise is only stored with codec q8rcn (codec \(codec.rawValue))")
+        case (_, nil):
+            break
+        }
     }
 
     // MARK: - Window arithmetic (spec §3.1)
@@ -174,7 +200,8 @@ public struct BankConfig: Codable, Hashable, Sendable {
     /// bank (all but `createdBy`), as (name, value) pairs for error messages.
     func structuralFields() -> [(String, String)] {
         [("sampleCount", "\(sampleCount)"), ("shape", "\(shape)"), ("epsilon", "\(epsilon)"),
-         ("norm", norm.rawValue), ("codec", codec.rawValue), ("window", "\(window)"), ("stride", "\(stride)")]
+         ("norm", norm.rawValue), ("codec", codec.rawValue), ("window", "\(window)"), ("stride", "\(stride)"),
+         ("startNoise", startNoise.map { "generator \($0.generator), seed \($0.seed), σ \($0.sigma)" } ?? "none")]
     }
 
     /// The first structural field that differs from `other`, as (field, self's value, other's value).
@@ -183,7 +210,28 @@ public struct BankConfig: Codable, Hashable, Sendable {
             return (a.0, a.1, b.1)
         }
         if epsilon.bitPattern != other.epsilon.bitPattern { return ("epsilon", "\(epsilon)", "\(other.epsilon)") }
+        if startNoise?.sigma.bitPattern != other.startNoise?.sigma.bitPattern {
+            return ("startNoise σ", "\(startNoise?.sigma ?? 0)", "\(other.startNoise?.sigma ?? 0)")
+        }
         return nil
+    }
+}
+
+/// The attack's start noise as a bank stores it (spec §4): the `q8rcn` codec regenerates the
+/// unit noise z of every entry with Tensors.StartNoise(seed:) at (generation, sample ID) and
+/// multiplies it by σ. Nothing about models.
+public struct BankStartNoise: Codable, Hashable, Sendable {
+    /// Generator id: 1 = Tensors.StartNoise (Irwin–Hall of twelve 16-bit uniforms).
+    public var generator: UInt8
+    /// The noise seed (`StartNoise.seed`, a run's seed ^ `StartNoise.seedSalt`).
+    public var seed: UInt64
+    /// σ of the Gaussian start (TRADES: 0.001).
+    public var sigma: Float
+
+    public init(generator: UInt8 = StartNoise.irwinHall12, seed: UInt64, sigma: Float) {
+        self.generator = generator
+        self.seed = seed
+        self.sigma = sigma
     }
 }
 

@@ -43,7 +43,7 @@ public final class BankSegment: @unchecked Sendable {
             throw .checksumMismatch(file: path, region: "createdBy", stored: header.createdByChecksum, computed: textChecksum)
         }
         let text = String(decoding: file.bytes(at: textOffset, count: textLength), as: UTF8.self)
-        let config = try header.config(createdBy: text, file: path)
+        let config = try header.config(createdBy: text, file: path, startNoise: manifestConfig.startNoise)
         if let (field, found, wanted) = config.firstStructuralDifference(from: manifestConfig) {
             throw .configMismatch(file: path, field: field, found: found + " in the segment", expected: wanted + " in the manifest")
         }

@@ -18,23 +18,24 @@ public final class EntryCodec {
     }
 
     /// Encodes δ as a complete record (48-byte header, payload, padding) into `record`, replacing its
-    /// contents and reusing its capacity.
+    /// contents and reusing its capacity. `generation` matters only to `q8rcn` (the start noise of
+    /// (generation, id)); decode with the same.
     /// - Precondition: `delta.count == config.elementCount`, all finite.
     @discardableResult
-    public func encode(id: Int, delta: [Float], view: ViewParameters = .identity, metadata: EntryMetadata = .zero,
+    public func encode(id: Int, generation: Int = 0, delta: [Float], view: ViewParameters = .identity, metadata: EntryMetadata = .zero,
                        into record: inout [UInt8]) -> RecordStatistics {
         precondition(delta.count == config.elementCount, "EntryCodec: δ has \(delta.count) values, need \(config.elementCount)")
         swap(&writer.bytes, &record)
         writer.bytes.removeAll(keepingCapacity: true)
-        let stats = encoder.appendRecord(id: id, delta: delta, view: view, metadata: metadata, to: &writer)
+        let stats = encoder.appendRecord(id: id, generation: generation, delta: delta, view: view, metadata: metadata, to: &writer)
         swap(&writer.bytes, &record)
         return stats
     }
 
     /// Decodes a record produced by `encode` (or read from a segment) into `delta`.
-    /// - Throws: `corruptRecord` / `unsupportedRecord` (file "-", generation 0).
-    public func decode(record: [UInt8], id: Int, into delta: inout [Float]) throws(MemoryBankError) -> EntryInfo {
-        try decoder.decode(record: record, id: id, into: &delta, file: "-", generation: 0)
+    /// - Throws: `corruptRecord` / `unsupportedRecord` (file "-", `generation`).
+    public func decode(record: [UInt8], id: Int, generation: Int = 0, into delta: inout [Float]) throws(MemoryBankError) -> EntryInfo {
+        try decoder.decode(record: record, id: id, into: &delta, file: "-", generation: generation)
     }
 
     /// The liblz4 version the codec links (reports).

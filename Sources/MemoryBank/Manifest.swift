@@ -23,15 +23,18 @@ struct Manifest: Equatable {
     /// "MBANKMAN".
     static let magic: [UInt8] = [0x4D, 0x42, 0x41, 0x4E, 0x4B, 0x4D, 0x41, 0x4E]
     static let currentMajor: UInt16 = 1
-    static let currentMinor: UInt16 = 0
+    static let currentMinor: UInt16 = 1
+    /// The v1.0 header; a `q8rcn` bank writes the v1.1 header (`noiseHeaderByteCount`) with its
+    /// start noise, every other bank the v1.0 one (version 1.0), byte for byte as before.
     static let headerByteCount = 72
+    static let noiseHeaderByteCount = 88
     static let entryByteCount = 24
 
     static let fieldOffsets: [(String, Int)] = [
         ("magic", 0), ("versionMajor", 8), ("versionMinor", 10), ("headerBytes", 12), ("sequence", 16),
         ("sampleCount", 24), ("shape", 32), ("epsilon", 48), ("codec", 52), ("norm", 53), ("window", 54),
         ("stride", 56), ("reserved0", 58), ("generationCount", 60), ("createdByLength", 64), ("reserved1", 68),
-    ]
+    ]  // v1.1's start noise (72…87, q8rcn only) is read by `decode`; dumps list it as the header extension
 
     var sequence: UInt64
     var config: BankConfig
@@ -39,11 +42,13 @@ struct Manifest: Equatable {
 
     func encode() -> [UInt8] {
         let text = Array(config.createdBy.utf8)
-        var w = ByteWriter(capacity: Manifest.headerByteCount + generations.count * Manifest.entryByteCount + text.count + 8)
+        let noise = config.startNoise
+        let headerBytes = noise == nil ? Manifest.headerByteCount : Manifest.noiseHeaderByteCount
+        var w = ByteWriter(capacity: headerBytes + generations.count * Manifest.entryByteCount + text.count + 8)
         w.write(Manifest.magic)
         w.writeLE(Manifest.currentMajor)
-        w.writeLE(Manifest.currentMinor)
-        w.writeLE(UInt32(Manifest.headerByteCount))
+        w.writeLE(noise == nil ? UInt16(0) : Manifest.currentMinor)
+        w.writeLE(UInt32(headerBytes))
         w.writeLE(sequence)
         w.writeLE(UInt64(config.sampleCount))
         for d in config.shape { w.writeLE(UInt32(d)) }
@@ -57,7 +62,13 @@ struct Manifest: Equatable {
         w.writeLE(UInt32(generations.count))
         w.writeLE(UInt32(text.count))
         w.writeLE(UInt32(0))
-        assert(w.count == Manifest.headerByteCount, "Manifest: header layout drifted")
+        if let noise {
+            w.writeLE(noise.seed)
+            w.writeLE(noise.sigma)
+            w.writeLE(noise.generator)
+            w.write([0, 0, 0])
+        }
+        assert(w.count == headerBytes, "Manifest: header layout drifted")
         for g in generations {
             w.writeLE(UInt64(g.generation))
             w.writeLE(UInt64(g.segmentBytes))
@@ -100,7 +111,20 @@ struct Manifest: Equatable {
         if stored != crc.value { throw .checksumMismatch(file: file, region: "manifest", stored: stored, computed: crc.value) }
 
         guard let codec = BankCodec(code: codecCode) else {
-            throw .invalidField(file: file, field: "codec", value: "\(codecCode)", allowed: "1…6 (f32, f16, q8, q4, levels, q8rc)")
+            throw .invalidField(file: file, field: "codec", value: "\(codecCode)", allowed: "1…7 (f32, f16, q8, q4, levels, q8rc, q8rcn)")
+        }
+        // The start noise (v1.1, q8rcn only): bytes 72…87 of a header of at least 88 bytes.
+        var startNoise: BankStartNoise?
+        if codec == .q8rcn {
+            if layout.entries.lowerBound < noiseHeaderByteCount {
+                throw .invalidField(file: file, field: "headerBytes", value: "\(layout.entries.lowerBound)",
+                                    allowed: "≥ \(noiseHeaderByteCount) for codec q8rcn (its start noise is in bytes 72…87)")
+            }
+            var n = ByteReader(bytes, offset: headerByteCount)
+            let seed: UInt64 = n.readLE()
+            let sigma = n.readFloat()
+            let generator: UInt8 = n.readLE()
+            startNoise = BankStartNoise(generator: generator, seed: seed, sigma: sigma)
         }
         guard let norm = PerturbationNorm(code: normCode) else {
             throw .invalidField(file: file, field: "norm", value: "\(normCode)", allowed: "1 (L∞), 2 (L2)")
@@ -109,7 +133,7 @@ struct Manifest: Equatable {
         let text = String(decoding: bytes[layout.createdBy], as: UTF8.self)
         let config = BankConfig(sampleCount: Int(clamping: sampleCount), shape: shape[0..<3].map { Int($0) },
                                 epsilon: epsilon, norm: norm, codec: codec, window: Int(window), stride: Int(stride),
-                                createdBy: text)
+                                createdBy: text, startNoise: startNoise)
         do {
             try config.validate()
         } catch {

@@ -23,11 +23,17 @@ final class RecordEncoder {
     /// `q8rc` scratch: the neighbour class of every element and the model's probabilities.
     private var classes: [UInt8] = []
     private var probabilities: [UInt16] = []
+    /// `q8rcn` scratch: the unit start noise, its bases and halves (spec §7.6), the flag modes.
+    private var noise: [Float] = []
+    private var bases: [UInt8] = []
+    private var halves: [UInt8] = []
+    private var modes: [UInt8] = []
     /// Test hook: encode every `levels` record in this layout (raw, or LZ4 if it pays).
     var forcedLevelsLayout: Int?
 
     init(config: BankConfig) {
         precondition(1.littleEndian == 1, "MemoryBank: big-endian hosts are not supported")
+        precondition(config.codec != .q8rcn || config.startNoise != nil, "RecordEncoder: q8rcn needs config.startNoise")
         self.config = config
         elementCount = config.elementCount
         let maxRaw = RecordCodec.maximumRawBytes(config.codec, elementCount: elementCount)
@@ -37,15 +43,22 @@ final class RecordEncoder {
         alternative = [UInt8](repeating: 0, count: maxRaw)
         compressed = [UInt8](repeating: 0, count: maxRaw)
         compressedAlternative = [UInt8](repeating: 0, count: maxRaw)
-        if config.codec == .q8rc {
+        if config.codec == .q8rc || config.codec == .q8rcn {
             classes = [UInt8](repeating: 0, count: elementCount)
-            probabilities = [UInt16](repeating: 0, count: LevelModel.probabilityCount)
+            probabilities = [UInt16](repeating: 0, count: max(LevelModel.probabilityCount, NoiseLevelModel.probabilityCount))
+        }
+        if config.codec == .q8rcn {
+            noise = [Float](repeating: 0, count: elementCount)
+            bases = [UInt8](repeating: 0, count: elementCount)
+            halves = [UInt8](repeating: 0, count: elementCount)
+            modes = [UInt8](repeating: 0, count: elementCount)
         }
     }
 
-    /// Appends the record of sample `id` (header + payload + zero padding to 8) to `out`.
+    /// Appends the record of sample `id` of `generation` (header + payload + zero padding to 8) to
+    /// `out`. Only `q8rcn` uses the generation (its start noise is a function of it).
     /// - Precondition: `delta` holds `elementCount` finite values (the writer checks finiteness).
-    func appendRecord(id: Int, delta: UnsafePointer<Float>, view: ViewParameters, metadata: EntryMetadata,
+    func appendRecord(id: Int, generation: Int = 0, delta: UnsafePointer<Float>, view: ViewParameters, metadata: EntryMetadata,
                       to out: inout ByteWriter) -> RecordStatistics {
         let n = elementCount
         var stats = RecordStatistics()
@@ -84,8 +97,8 @@ final class RecordEncoder {
             }
         case .levels:
             return appendLevelsRecord(id: id, scale: scale, view: view, metadata: metadata, stats: stats, to: &out)
-        case .q8rc:
-            return appendQ8rcRecord(id: id, scale: scale, view: view, metadata: metadata, stats: stats, to: &out)
+        case .q8rc, .q8rcn:
+            return appendQ8rcRecord(id: id, generation: generation, scale: scale, view: view, metadata: metadata, stats: stats, to: &out)
         }
 
         if let c = compress(raw, count: rawCount, into: &compressed, capacity: RecordCodec.lz4Capacity(rawBytes: rawCount)) {
@@ -178,17 +191,42 @@ final class RecordEncoder {
     /// LevelCoder+Unsafe.swift (layout 0), or stored directly (layout 1) when the coded stream would be
     /// longer than n bytes. Never LZ4: the coded stream does not compress, and the direct layout is
     /// the fallback of incompressible entries.
-    private func appendQ8rcRecord(id: Int, scale: Float, view: ViewParameters, metadata: EntryMetadata,
+    /// `q8rcn` (spec §7.6) is the same payload with the relative model, the start noise of
+    /// (generation, id) regenerated from `config.startNoise`.
+    private func appendQ8rcRecord(id: Int, generation: Int, scale: Float, view: ViewParameters, metadata: EntryMetadata,
                                   stats initial: RecordStatistics, to out: inout ByteWriter) -> RecordStatistics {
         let n = elementCount, header = RecordCodec.q8rcHeaderBytes
         let shape = (c: config.shape[0], h: config.shape[1], w: config.shape[2])
         var stats = initial
-        let coded = levels.withUnsafeBufferPointer { q in
-            classes.withUnsafeMutableBufferPointer { k in
-                probabilities.withUnsafeMutableBufferPointer { p in
-                    raw.withUnsafeMutableBufferPointer { r in
-                        LevelCoder.encode(levels: q.baseAddress!, shape: shape, limit: 127, classes: k.baseAddress!,
-                                          probabilities: p.baseAddress!, output: r.baseAddress! + header, capacity: n)
+        let coded: Int?
+        if config.codec == .q8rcn, let startNoise = config.startNoise {
+            fillNoiseBases(startNoise, generation: generation, id: id, scale: scale,
+                           noise: &noise, bases: &bases, halves: &halves)
+            coded = levels.withUnsafeBufferPointer { q in
+                bases.withUnsafeBufferPointer { b in
+                    halves.withUnsafeBufferPointer { hv in
+                        classes.withUnsafeMutableBufferPointer { k in
+                            modes.withUnsafeMutableBufferPointer { m in
+                                probabilities.withUnsafeMutableBufferPointer { p in
+                                    raw.withUnsafeMutableBufferPointer { r in
+                                        LevelCoder.encodeRelative(levels: q.baseAddress!, bases: b.baseAddress!, halves: hv.baseAddress!,
+                                                                  shape: shape, limit: 127, classes: k.baseAddress!, modes: m.baseAddress!,
+                                                                  probabilities: p.baseAddress!, output: r.baseAddress! + header, capacity: n)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            coded = levels.withUnsafeBufferPointer { q in
+                classes.withUnsafeMutableBufferPointer { k in
+                    probabilities.withUnsafeMutableBufferPointer { p in
+                        raw.withUnsafeMutableBufferPointer { r in
+                            LevelCoder.encode(levels: q.baseAddress!, shape: shape, limit: 127, classes: k.baseAddress!,
+                                              probabilities: p.baseAddress!, output: r.baseAddress! + header, capacity: n)
+                        }
                     }
                 }
             }
@@ -262,17 +300,31 @@ final class RecordDecoder {
     private var values = [Float](repeating: 0, count: 256)
     private var classes: [UInt8] = []
     private var probabilities: [UInt16] = []
+    private var noise: [Float] = []
+    private var bases: [UInt8] = []
+    private var halves: [UInt8] = []
+    private var modes: [UInt8] = []
+    /// The record being decoded (q8rcn regenerates its start noise from them).
+    private var currentGeneration = 0
+    private var currentID = 0
 
     init(config: BankConfig) {
+        precondition(config.codec != .q8rcn || config.startNoise != nil, "RecordDecoder: q8rcn needs config.startNoise")
         self.config = config
         elementCount = config.elementCount
         maximumRaw = RecordCodec.maximumRawBytes(config.codec, elementCount: elementCount)
         raw = [UInt8](repeating: 0, count: maximumRaw)
         levels = [Int8](repeating: 0, count: elementCount)
         indices = [UInt8](repeating: 0, count: elementCount)
-        if config.codec == .q8rc {
+        if config.codec == .q8rc || config.codec == .q8rcn {
             classes = [UInt8](repeating: 0, count: elementCount)
-            probabilities = [UInt16](repeating: 0, count: LevelModel.probabilityCount)
+            probabilities = [UInt16](repeating: 0, count: max(LevelModel.probabilityCount, NoiseLevelModel.probabilityCount))
+        }
+        if config.codec == .q8rcn {
+            noise = [Float](repeating: 0, count: elementCount)
+            bases = [UInt8](repeating: 0, count: elementCount)
+            halves = [UInt8](repeating: 0, count: elementCount)
+            modes = [UInt8](repeating: 0, count: elementCount)
         }
     }
 
@@ -321,6 +373,8 @@ final class RecordDecoder {
         try checkScale(h.scale, corrupt: corrupt)
 
         let failure: MemoryBankError?
+        currentGeneration = generation
+        currentID = id
         if h.isLZ4 {
             let decoded = raw.withUnsafeMutableBytes { r in
                 LZ4.decompress(record + hb, count: stored, into: r.baseAddress!, capacity: rawCount)
@@ -377,7 +431,7 @@ final class RecordDecoder {
         case .levels:
             return decodeLevels(payload.assumingMemoryBound(to: UInt8.self), rawCount: rawCount, scale: scale, into: output,
                                 corrupt: corrupt, unsupported: unsupported)
-        case .q8rc:
+        case .q8rc, .q8rcn:
             return decodeQ8rc(payload.assumingMemoryBound(to: UInt8.self), rawCount: rawCount, scale: scale, into: output,
                               corrupt: corrupt, unsupported: unsupported)
         }
@@ -406,11 +460,32 @@ final class RecordDecoder {
             return corrupt("q8rc coded stream of \(streamBytes) bytes (allowed \(RecordCodec.q8rcMinimumStreamBytes)…\(n))")
         }
         let shape = (c: config.shape[0], h: config.shape[1], w: config.shape[2])
-        let valid = levels.withUnsafeMutableBufferPointer { q in
-            classes.withUnsafeMutableBufferPointer { k in
-                probabilities.withUnsafeMutableBufferPointer { pr in
-                    LevelCoder.decode(input: p + header, count: streamBytes, shape: shape, limit: 127, classes: k.baseAddress!,
-                                      probabilities: pr.baseAddress!, levels: q.baseAddress!)
+        let valid: Bool
+        if config.codec == .q8rcn, let startNoise = config.startNoise {
+            fillNoiseBases(startNoise, generation: currentGeneration, id: currentID, scale: scale,
+                           noise: &noise, bases: &bases, halves: &halves)
+            valid = levels.withUnsafeMutableBufferPointer { q in
+                bases.withUnsafeBufferPointer { b in
+                    halves.withUnsafeBufferPointer { hv in
+                        classes.withUnsafeMutableBufferPointer { k in
+                            modes.withUnsafeMutableBufferPointer { m in
+                                probabilities.withUnsafeMutableBufferPointer { pr in
+                                    LevelCoder.decodeRelative(input: p + header, count: streamBytes, bases: b.baseAddress!,
+                                                              halves: hv.baseAddress!, shape: shape, limit: 127, classes: k.baseAddress!,
+                                                              modes: m.baseAddress!, probabilities: pr.baseAddress!, levels: q.baseAddress!)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            valid = levels.withUnsafeMutableBufferPointer { q in
+                classes.withUnsafeMutableBufferPointer { k in
+                    probabilities.withUnsafeMutableBufferPointer { pr in
+                        LevelCoder.decode(input: p + header, count: streamBytes, shape: shape, limit: 127, classes: k.baseAddress!,
+                                          probabilities: pr.baseAddress!, levels: q.baseAddress!)
+                    }
                 }
             }
         }
@@ -472,13 +547,28 @@ final class RecordDecoder {
     }
 }
 
+/// `q8rcn` (spec §7.6): the unit start noise of (generation, id), then the bases and halves.
+func fillNoiseBases(_ startNoise: BankStartNoise, generation: Int, id: Int, scale: Float,
+                    noise: inout [Float], bases: inout [UInt8], halves: inout [UInt8]) {
+    let n = noise.count
+    StartNoise(seed: startNoise.seed).fillUnit(epoch: generation, sampleID: id, into: &noise, count: n)
+    noise.withUnsafeBufferPointer { z in
+        bases.withUnsafeMutableBufferPointer { b in
+            halves.withUnsafeMutableBufferPointer { hv in
+                LevelCoder.noiseBases(unit: UnsafePointer(z.baseAddress!), count: n, sigma: startNoise.sigma, scale: scale,
+                                      bases: b.baseAddress!, halves: hv.baseAddress!)
+            }
+        }
+    }
+}
+
 // MARK: - Array entry points (the writer thread holds δ as [Float])
 
 extension RecordEncoder {
-    func appendRecord(id: Int, delta: [Float], view: ViewParameters, metadata: EntryMetadata,
+    func appendRecord(id: Int, generation: Int = 0, delta: [Float], view: ViewParameters, metadata: EntryMetadata,
                       to out: inout ByteWriter) -> RecordStatistics {
         delta.withUnsafeBufferPointer { d in
-            appendRecord(id: id, delta: d.baseAddress!, view: view, metadata: metadata, to: &out)
+            appendRecord(id: id, generation: generation, delta: d.baseAddress!, view: view, metadata: metadata, to: &out)
         }
     }
 

@@ -40,7 +40,7 @@ enum RecordCodec {
         case .f16: return 2 * n
         case .q8: return n
         case .q4: return (n + 1) / 2
-        case .levels, .q8rc: return nil
+        case .levels, .q8rc, .q8rcn: return nil
         }
     }
 
@@ -68,7 +68,7 @@ enum RecordCodec {
 
     /// The largest raw payload any record of this configuration can have.
     static func maximumRawBytes(_ codec: BankCodec, elementCount n: Int) -> Int {
-        if codec == .q8rc { return q8rcHeaderBytes + n }  // the coded stream is kept only when ≤ n bytes
+        if codec == .q8rc || codec == .q8rcn { return q8rcHeaderBytes + n }  // the coded stream is kept only when ≤ n bytes
         return fixedRawBytes(codec, elementCount: n)
             ?? (0..<levelsLayoutCount).map { levelsRawBytes(paletteCount: 255, layout: $0, elementCount: n) }.max()!
     }

@@ -137,7 +137,7 @@ final class SegmentBuilder: @unchecked Sendable {
         }
         let offset = position
         let before = pending.count
-        let stats = encoder.appendRecord(id: job.id, delta: job.delta, view: job.view, metadata: job.metadata, to: &pending)
+        let stats = encoder.appendRecord(id: job.id, generation: generation, delta: job.delta, view: job.view, metadata: job.metadata, to: &pending)
         position += pending.count - before
         recordsChecksum.update(pending.bytes[before...])
         recordCount += 1

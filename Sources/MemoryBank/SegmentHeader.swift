@@ -194,10 +194,12 @@ struct SegmentHeader: Equatable {
     }
 
     /// The configuration this header describes; `invalidField` for values outside the allowed ones.
-    func config(createdBy: String, file: String) throws(MemoryBankError) -> BankConfig {
+    /// A segment does not carry the start noise of `q8rcn` (spec §5.1): `startNoise` is the
+    /// manifest's, taken as given.
+    func config(createdBy: String, file: String, startNoise: BankStartNoise? = nil) throws(MemoryBankError) -> BankConfig {
         guard let c = BankCodec(code: codec) else {
             throw .invalidField(file: file, field: "codec", value: "\(codec)",
-                                allowed: "1…6 (f32, f16, q8, q4, levels, q8rc); a newer minor version may add codecs: upgrade")
+                                allowed: "1…7 (f32, f16, q8, q4, levels, q8rc, q8rcn); a newer minor version may add codecs: upgrade")
         }
         guard let n = PerturbationNorm(code: norm) else {
             throw .invalidField(file: file, field: "norm", value: "\(norm)", allowed: "1 (L∞), 2 (L2)")
@@ -205,7 +207,7 @@ struct SegmentHeader: Equatable {
         try SegmentHeader.checkShape(shape, file: file)
         let config = BankConfig(sampleCount: Int(clamping: sampleCount), shape: shape[0..<3].map { Int($0) },
                                 epsilon: epsilon, norm: n, codec: c, window: Int(window), stride: Int(stride),
-                                createdBy: createdBy)
+                                createdBy: createdBy, startNoise: c == .q8rcn ? startNoise : nil)
         do {
             try config.validate()
         } catch {

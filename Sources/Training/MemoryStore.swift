@@ -351,9 +351,11 @@ public final class DiskMemoryStore: MemoryStore {
     ///     so `keepThrough` is not used.
     ///   - readsWindow: a `config.recordOnly` store still reads its window (for the warm start);
     ///     ignored without `recordOnly` (such a store always reads).
+    ///   - startNoise: the attack's per-sample start noise, which the `q8rcn` codec needs (and
+    ///     only it: nil for every other codec).
     public init(config: MemoryStoreConfig, directory: URL, dataset: Dataset, epsilon: Float, norm: PerturbationNorm,
                 createdBy: String, keepThrough: Int?, resuming mark: OpenGenerationMark? = nil,
-                options: Bank.Options = Bank.Options(), readsWindow: Bool = false) throws {
+                options: Bank.Options = Bank.Options(), readsWindow: Bool = false, startNoise: BankStartNoise? = nil) throws {
         self.config = config
         self.readsWindow = !config.recordOnly || readsWindow
         self.dataset = dataset
@@ -361,7 +363,7 @@ public final class DiskMemoryStore: MemoryStore {
         var options = options
         options.retention = config.keep
         let bankConfig = BankConfig(sampleCount: dataset.count, shape: shape, epsilon: epsilon, norm: norm, codec: config.codec,
-                                    window: config.window, stride: config.stride, createdBy: createdBy)
+                                    window: config.window, stride: config.stride, createdBy: createdBy, startNoise: startNoise)
         do {
             bank = try Bank.openOrCreate(at: directory, config: bankConfig, options: options, resuming: mark)
             if mark == nil { try bank.discardGenerations(after: keepThrough ?? -1) }

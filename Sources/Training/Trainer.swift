@@ -106,6 +106,8 @@ public final class Trainer {
                              term: config.memLoss?.term ?? MemLossTermConfig(),
                              seed: DataParallel.rankSeed(config.seed, rank: parallel.rank),
                              attackInit: config.attackInit)
+        // The q8rcn bank codec regenerates the attack's start noise: the start becomes per sample.
+        if config.memLoss?.store.codec == .q8rcn { s.startNoise = StartNoise(runSeed: s.seed) }
         s.synchronizeGradients = parallel.gradientSynchronizer(for: model)
         return s
     }()
@@ -268,11 +270,20 @@ public final class Trainer {
                 // to it); a resume that extended --epochs keeps it.
                 createdBy = existing.config.createdBy
             }
+            var startNoise: BankStartNoise?
+            if mc.store.codec == .q8rcn {
+                guard case .gaussian(let sigma) = attack.randomStart else {
+                    throw TrainingError.memory("--mem-codec q8rcn regenerates a Gaussian attack start, the method's attack starts \(attack.randomStart)"
+                                               + "\nhint: use --mem-codec q8rc")
+                }
+                let seed = StartNoise(runSeed: DataParallel.rankSeed(config.seed, rank: parallel.rank)).seed
+                startNoise = BankStartNoise(seed: seed, sigma: sigma)
+            }
             do {
                 let store = try DiskMemoryStore(config: mc.store, directory: dir, dataset: trainSet, epsilon: attack.epsilon,
                                                 norm: attack.norm, createdBy: createdBy,
                                                 keepThrough: resumeEpoch.map { $0 - 1 }, resuming: openGeneration?.bank,
-                                                readsWindow: config.attackInit == .memory)
+                                                readsWindow: config.attackInit == .memory, startNoise: startNoise)
                 notes += store.openNotes
                 bankNotes = store.openNotes
                 return store

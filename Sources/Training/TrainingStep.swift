@@ -94,6 +94,10 @@ public struct TrainingStep {
     /// have been opened to read: `MemoryStore.readsWindow`) and warm-starts the samples with an entry
     /// from the same examples the term uses (WarmStart.swift).
     public let attackInit: AttackInit
+    /// The Gaussian start's noise as a per-sample function of (noise seed, epoch, sample ID)
+    /// (Tensors.StartNoise) instead of a draw from the step's random stream: what the bank's `q8rcn`
+    /// codec regenerates. nil (the default): the draw. Only attacks with a Gaussian start use it.
+    public var startNoise: StartNoise? = nil
     /// Data parallel (DataParallel.gradientSynchronizer): averages the gradients across ranks before
     /// the optimizer and returns whether every rank's loss was finite. nil: one process.
     public var synchronizeGradients: ((_ localFinite: Bool) throws -> Bool)? = nil
@@ -145,6 +149,9 @@ public struct TrainingStep {
         }
         var start = AttackStart.none
         if warm, let examples { start = WarmStart.start(examples: examples, clean: batch.images, views: batch.views) }
+        if let startNoise {
+            start.noise = startNoise.unitTensor(epoch: batch.epoch, ids: batch.ids, sampleShape: Array(batch.images.shape.dropFirst()))
+        }
         var rng = SplitMix64.derived(seed: seed ^ TrainingStep.attackSalt, stream: UInt64(globalStep))
         let result = method.step(model: model, images: batch.images, labels: batch.labels, auxiliary: auxiliary,
                                  attackStart: start, rng: &rng)

@@ -45,7 +45,7 @@ struct BenchMemory: ParsableCommand {
     var batches: Int = 12
     @Option(help: "Window K (K epochs fill the memory; the next epoch is measured).")
     var window: Int = 1
-    @Option(help: "Codec of the disk bank (f32, f16, q8, q4, levels, q8rc); every codec is also measured on the real δ.")
+    @Option(help: "Codec of the disk bank (f32, f16, q8, q4, levels, q8rc; q8rcn needs --per-sample-start-noise); every codec is also measured on the real δ.")
     var codec: String = "q8"
     @Option(help: "Attack steps (TRADES KL-PGD, step ε/4).")
     var attackSteps: Int = 10
@@ -57,6 +57,8 @@ struct BenchMemory: ParsableCommand {
     var json = false
     @Option(help: "Write the float32 δ of the last fill epoch to this .npy file ([count, C, H, W]) and the clean images to <stem>-images.npy (codec analysis).")
     var dumpDeltas: String?
+    @Flag(help: "Draw the attack's Gaussian start per sample from (seed, epoch, sample ID) (Tensors.StartNoise), the noise the q8rcn codec regenerates; without it q8rcn predicts nothing.")
+    var perSampleStartNoise = false
 
     func run() throws {
         var c = MemoryBenchConfig()
@@ -72,6 +74,7 @@ struct BenchMemory: ParsableCommand {
         c.scratch = scratch
         c.seed = seed
         c.dumpDeltas = dumpDeltas
+        c.perSampleStartNoise = perSampleStartNoise
         let report: MemoryBenchReport
         do { report = try MemoryBench.run(c) } catch let e as MemoryBenchError { throw ValidationError(e.description) }
         if json {

@@ -110,7 +110,7 @@ struct TrainCommand: ParsableCommand {
     var memReduce: String?
     @Option(help: "MemLoss entries used: all | hardest:F | misclassified (implies --memloss).")
     var memSelect: String?
-    @Option(help: "Bank codec: q8 | q4 | f16 | f32 | levels | q8rc (implies --memloss).")
+    @Option(help: "Bank codec: q8 | q4 | f16 | f32 | levels | q8rc | q8rcn (implies --memloss; q8rcn makes the attack's Gaussian start per sample).")
     var memCodec: String?
     @Option(help: "Where the memory lives: disk (the bank) | ram (float32 reference) (implies --memloss).")
     var memStore: String?

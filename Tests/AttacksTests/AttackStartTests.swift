@@ -44,6 +44,35 @@ final class AttackStartTests: XCTestCase {
         }
     }
 
+    /// A given start noise (Tensors.StartNoise, the per-sample start the q8rcn codec regenerates)
+    /// replaces the Gaussian draw: with 0 steps the attack is Π(x + σ·z) exactly, nothing is drawn
+    /// from the random stream, and a row's start depends on its sample, not on the batch around it.
+    func test_givenNoise_replacesTheGaussianDraw_perSample() {
+        let c0 = PGDConfig(epsilon: 0.1, stepSize: 0.03, steps: 0, norm: .linf, randomStart: .tradesGaussian)
+        let noise = StartNoise(seed: 5)
+        let z = noise.unitTensor(epoch: 2, ids: [10, 11, 12, 13, 14, 15], sampleShape: [1, 28, 28])
+        var r1 = SplitMix64(seed: 40), r2 = SplitMix64(seed: 40)
+        let start = PGD.attack(model, images: x, labels: y, config: c0, objective: .crossEntropy,
+                               start: AttackStart(rows: [], images: Tensor(zeros: [0]), noise: z), rng: &r1)
+        XCTAssertEqual(r1.next(), r2.next(), "no draw from the random stream")
+        let xs = x.scalars, zs = z.scalars
+        for i in xs.indices {
+            // |σ·z| ≤ 0.006 < ε: only the box clips (the ball's rounding is PGD.project's own).
+            let expected = min(max(xs[i] + 0.001 * zs[i], 0), 1)
+            XCTAssertEqual(start.scalars[i], expected, accuracy: 1e-7, "element \(i)")
+        }
+        // Row 2 of this batch is sample 12: the same start as sample 12 alone in a batch of one.
+        let one = noise.unitTensor(epoch: 2, ids: [12], sampleShape: [1, 28, 28])
+        XCTAssertEqual(Array(zs[(2 * 784)..<(3 * 784)]), one.scalars)
+        // A uniform start ignores the noise: the draw as without it.
+        let u = PGDConfig(epsilon: 0.1, stepSize: 0.03, steps: 1, norm: .linf, randomStart: .uniform)
+        var u1 = SplitMix64(seed: 7), u2 = SplitMix64(seed: 7)
+        let a = PGD.attack(model, images: x, labels: y, config: u, objective: .crossEntropy, rng: &u1)
+        let b = PGD.attack(model, images: x, labels: y, config: u, objective: .crossEntropy,
+                           start: AttackStart(rows: [], images: Tensor(zeros: [0]), noise: z), rng: &u2)
+        XCTAssertEqual(a.scalars, b.scalars)
+    }
+
     /// `Σ_i v[r·m + i]²`, square-rooted: the L2 norm of row r (scalar, in Double).
     private func rowNorm(_ v: [Float], _ r: Int, _ m: Int) -> Float {
         var s = 0.0

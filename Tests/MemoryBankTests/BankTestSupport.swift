@@ -13,8 +13,12 @@ enum BankFixtures {
     static func config(codec: BankCodec = .q8, norm: PerturbationNorm = .linf, sampleCount: Int = 10,
                        shape: [Int] = [3, 4, 5], window: Int = 1, stride: Int = 1) -> BankConfig {
         BankConfig(sampleCount: sampleCount, shape: shape, epsilon: epsilon, norm: norm, codec: codec,
-                   window: window, stride: stride, createdBy: "{\"test\": true}")
+                   window: window, stride: stride, createdBy: "{\"test\": true}",
+                   startNoise: codec == .q8rcn ? startNoise : nil)
     }
+
+    /// The start noise of every `q8rcn` fixture bank (TRADES' σ).
+    static let startNoise = BankStartNoise(seed: 0x1234_5678_9ABC_DEF0, sigma: 0.001)
 
     /// A PGD-like δ: a 10-step sign walk of size ε/4 from a small random start, clipped to ±ε.
     static func pgdDelta(count: Int, seed: UInt64, epsilon: Float = epsilon) -> [Float] {

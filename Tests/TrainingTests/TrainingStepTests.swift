@@ -54,6 +54,23 @@ final class TrainingStepTests: XCTestCase {
         XCTAssert((0...8).contains(outcome.cleanCorrect))
     }
 
+    /// With `startNoise` (what `--mem-codec q8rcn` turns on) the attack's start is a function of
+    /// (seed, epoch, sample ID): the frozen step's adversarial examples do not change with the
+    /// global step (the TRADES L∞ attack draws nothing else), and differ from the batch-drawn start's.
+    func test_perSampleStartNoise_makesTheAttackIndependentOfTheGlobalStep() throws {
+        let x = batch(Array(20..<26), epoch: 2)
+        let (model, method, sgd) = try parts()
+        var step = TrainingStep(model: model, method: method, optimizer: sgd, seed: 11)
+        let drawn5 = try XCTUnwrap(step.run(x, globalStep: 5, learningRate: 0.05, update: false).adversarial).scalars
+        let drawn6 = try XCTUnwrap(step.run(x, globalStep: 6, learningRate: 0.05, update: false).adversarial).scalars
+        XCTAssertNotEqual(drawn5, drawn6, "the batch-drawn start follows the global step")
+        step.startNoise = StartNoise(runSeed: 11)
+        let a = try XCTUnwrap(step.run(x, globalStep: 5, learningRate: 0.05, update: false).adversarial).scalars
+        let b = try XCTUnwrap(step.run(x, globalStep: 6, learningRate: 0.05, update: false).adversarial).scalars
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a, drawn5)
+    }
+
     func test_updateFalse_leavesTheParameters_andGivesTheUpdatingStepsLoss() throws {
         let x = batch(Array(10..<18))
         let (frozen, m1, s1) = try parts()
