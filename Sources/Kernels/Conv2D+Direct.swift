@@ -4,7 +4,8 @@
 // V = 1 when the layer has at most one vector of channels) reads the zero-bordered input through a
 // per-pixel offset table and channel-blocked packed weights, and applies the fused epilogue
 // (Conv2D+Epilogue.swift) before the store. Forward for every stride and padding; backward-input of
-// stride-1 convolutions as the forward of the flipped, transposed weights; backward-weight as 2 wide
+// stride-1 convolutions as the forward of the flipped, transposed weights (strided ones by output
+// phase, Conv2D+Strided.swift, on this file's channel kernel); backward-weight as 2 wide
 // vectors of channels × 6 taps reduced over pixels. First layers, few output channels and rows that
 // fill the vectors go to the row-vectorised kernel (Conv2D+Rows.swift) instead. Which path runs for a
 // shape is decided in Conv2D+Dispatch.swift.
@@ -52,15 +53,20 @@ extension Conv2D {
         directForwardPacked(output: output, input: input, packed: UnsafePointer(packed), epilogue: epilogue, geometry: g)
     }
 
-    /// Direct backward pass to the input of a **stride-1** convolution: the forward of `dOutput`
-    /// (bordered by `R − 1 − padH`, `S − 1 − padW`) with the weights transposed and flipped,
-    /// `w'[c, k, r, s] = w[k, c, R−1−r, S−1−s]`. Overwrites `dInput`.
+    /// Direct backward pass to the input, every stride and padding. Overwrites `dInput`.
+    /// - stride 1 with padding < kernel: the forward of `dOutput` (bordered by `R − 1 − padH`,
+    ///   `S − 1 − padW`) with the weights transposed and flipped, `w'[c, k, r, s] = w[k, c, R−1−r, S−1−s]`,
+    ///   on the channel or the row kernel;
+    /// - otherwise (stride 2, or padding ≥ kernel): one channel-kernel pass per output phase
+    ///   (`directPhasedBackwardInput`, Conv2D+Strided.swift).
     static func directBackwardInput(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                                     weight: UnsafePointer<Float>, geometry g: ConvGeometry,
                                     gate: UnsafePointer<Float>? = nil) {
-        precondition(g.strideH == 1 && g.strideW == 1 && g.padH < g.r && g.padW < g.s,
-                     "Conv2D.directBackwardInput: needs stride 1 and padding < kernel, got \(g)")
         if g.n == 0 { return }
+        guard g.strideH == 1 && g.strideW == 1 && g.padH < g.r && g.padW < g.s else {
+            directPhasedBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, gate: gate)
+            return
+        }
         let t = transposedGeometry(g)
         let krs = g.k * g.r * g.s, rs = g.r * g.s
         if rowKernelFits(t) {
@@ -108,80 +114,194 @@ extension Conv2D {
         }
     }
 
-    /// The direct forward on weights packed `[⌈K/T⌉, C·R·S, T]` (`T = channelTile(for: K)`): picks the
-    /// tile shape (pixels × channel vectors) for the register file and the channel count.
+    /// The direct forward on weights packed `[⌈K/T⌉, C·R·S, T]` (`T = channelTile(for: K)`): one
+    /// `ChannelPass` over every output pixel, `offset(t)` and `base(j)` from the geometry.
     private static func directForwardPacked(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                             packed: UnsafePointer<Float>, epilogue: Epilogue, geometry g: ConvGeometry) {
-        #if MEMLOSS_AVX512
-        // 32 registers: P·V accumulators + V weights + 1 broadcast ≤ 32; P is held at 8 because every
-        // pixel of the tile keeps its own input pointer in a general register (12 spill them).
-        if channelTile(for: g.k) == WideVector.scalarCount {
-            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<8, 1>(repeating: InlineArray<1, WideVector>(repeating: WideVector())))
-        } else {
-            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<8, 2>(repeating: InlineArray<2, WideVector>(repeating: WideVector())))
-        }
-        #else
-        // 16 registers: P·V accumulators + V weights + 1 broadcast ≤ 16.
-        if channelTile(for: g.k) == WideVector.scalarCount {
-            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<8, 1>(repeating: InlineArray<1, WideVector>(repeating: WideVector())))
-        } else {
-            channelForward(output, input, packed, epilogue, g, zero: ChannelTile<6, 2>(repeating: InlineArray<2, WideVector>(repeating: WideVector())))
-        }
-        #endif
-    }
-
-    /// The direct forward loop over images, channel blocks and pixel tiles for one tile shape: `P`
-    /// consecutive output pixels × `V` wide vectors of output channels (`T = V·L` channels).
-    private static func channelForward<let P: Int, let V: Int>(
-        _ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, _ packed: UnsafePointer<Float>,
-        _ epilogue: Epilogue, _ g: ConvGeometry, zero: ChannelTile<P, V>
-    ) {
-        let pq = g.p * g.q, crs = g.c * g.r * g.s, chw = g.c * g.h * g.w, kpq = g.k * pq
+        let pq = g.p * g.q, crs = g.c * g.r * g.s
         let wp = g.w + 2 * g.padW, hp = g.h + 2 * g.padH
-        let tile = V * WideVector.scalarCount
-        let blocks = (g.k + tile - 1) / tile
-
-        // offset(t) for every tap, and base(j) for every pixel (padded with the last pixel so that a
-        // partial last tile reads valid memory; its extra lanes are not stored).
-        let tileCount = (pq + P - 1) / P
         var tapOffsets = [Int32](repeating: 0, count: crs)
         for c in 0..<g.c { for r in 0..<g.r { for s in 0..<g.s {
             tapOffsets[(c * g.r + r) * g.s + s] = Int32(c * hp * wp + r * wp + s)
         } } }
-        var pixelBases = [Int](repeating: 0, count: tileCount * P)
-        for j in 0..<(tileCount * P) {
-            let jj = min(j, pq - 1)
-            pixelBases[j] = (jj / g.q) * g.strideH * wp + (jj % g.q) * g.strideW
-        }
-
+        var pixelBases = [Int](repeating: 0, count: pq)
+        for j in 0..<pq { pixelBases[j] = (j / g.q) * g.strideH * wp + (j % g.q) * g.strideW }
         tapOffsets.withUnsafeBufferPointer { offsets in
             pixelBases.withUnsafeBufferPointer { bases in
-                let offsets = offsets.baseAddress!, bases = bases.baseAddress!
-                Parallel.forEachChunk(count: g.n) { range, _ in
-                    let padded = PaddedImage(g, zeroed: true)
-                    defer { padded.release() }
-                    for image in range {
-                        let (source, _) = padded.source(for: input + image * chw)
-                        let out = output + image * kpq
-                        let residual = epilogue.residual.map { $0 + image * kpq }
-                        let gate = epilogue.gate.map { $0 + image * kpq }
-                        for block in 0..<blocks {
-                            let w = packed + block * crs * tile
-                            let k0 = block * tile
-                            for tileIndex in 0..<tileCount {
-                                let j0 = tileIndex * P
-                                var acc = zero
-                                channelTileAccumulate(&acc, source: source, weights: w, offsets: offsets, taps: crs,
-                                                      bases: bases + j0)
-                                channelTileStore(acc, out: out, residual: residual, j0: j0, validPixels: min(P, pq - j0),
-                                                 k0: k0, validChannels: min(tile, g.k - k0), pq: pq, epilogue: epilogue)
+                let pass = ChannelPass(packed: packed, taps: crs, offsets: offsets.baseAddress!, bases: bases.baseAddress!,
+                                       pixels: pq, outIndex: nil)
+                channelConvolve(output: output, input: input, passes: [pass], source: g, outChannels: g.k, outPlane: pq,
+                                epilogue: epilogue)
+            }
+        }
+    }
+
+    /// Entries past the last pixel of a group's bases table (repeats of the last pixel's base), so that a
+    /// partial last tile of up to 8 pixels reads valid memory; its extra lanes are not stored.
+    static let channelPixelSlack = 8
+
+    /// One sweep of the channel kernel over a set of output pixels of every image: the pixels' `P`-tiles
+    /// × the `T`-channel blocks, each accumulating `Σ_t x[base(j) + offset(t)] · packed[block, t, ·]`.
+    /// A plain forward is one pass over all `P·Q` pixels; a strided backward-input is one pass per
+    /// output phase (Conv2D+Strided.swift).
+    struct ChannelPass {
+        /// `[⌈K/T⌉, taps, T]` packed weights (zero past the last output channel).
+        var packed: UnsafePointer<Float>
+        var taps: Int
+        /// `[taps]`: offset of tap t in the bordered source image.
+        var offsets: UnsafePointer<Int32>
+        /// `[pixels]`: offset of output pixel j's first tap in the bordered source image.
+        var bases: UnsafePointer<Int>
+        var pixels: Int
+        /// `[pixels]`: where pixel j goes in an output channel plane; nil: at j.
+        var outIndex: UnsafePointer<Int>?
+    }
+
+    /// Output pixels a group of images should reach before the channel kernel's tiles run over it: small
+    /// planes (ResNet-18's 4×4 and 8×8 stages) put several images into one sweep of a channel block's
+    /// weights, so the weights are read once per group instead of once per image and a partial last
+    /// tile is paid once per group. Settable for tests and tuning (the result does not depend on it).
+    nonisolated(unsafe) static var channelGroupPixels = 96
+
+    /// Bytes of packed weights one sweep over a group's tiles may read (a tap chunk: `bytes / (4·T)`
+    /// taps). Wide layers (C·R·S·T·4 bytes of weights per channel block: 147 KB for 256 channels with
+    /// 16-channel tiles) otherwise stream every block from L2 or L3 once per tile; in chunks the weights
+    /// stay in L1 across the tiles, and the tiles' accumulators are parked in a per-worker buffer
+    /// between chunks. The sum runs over the taps in the same order either way, so the result is bitwise
+    /// the same for every chunk size. Settable for tests and tuning.
+    nonisolated(unsafe) static var channelTapChunkBytes = 16 * 1024
+
+    /// Runs `passes` over every image (one contiguous chunk of images per worker), a group of G images
+    /// at a time (`channelGroupPixels`): the images are copied into zero-bordered buffers of `source`'s
+    /// geometry (`[G, C, H + 2·padH, W + 2·padW]`, an input image being `[C, H, W]`), then for each pass,
+    /// channel block and tap chunk (`channelTapChunkBytes`) every tile of the group's pixels is
+    /// accumulated, and after the last chunk stored into the output images `[outChannels, outPlane]`
+    /// with the epilogue; a gate is applied once the group is complete.
+    static func channelConvolve(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, passes: [ChannelPass],
+                                source: ConvGeometry, outChannels: Int, outPlane: Int, epilogue: Epilogue) {
+        #if MEMLOSS_AVX512
+        // 32 registers: P·V accumulators + V weights + 1 broadcast ≤ 32; P is held at 8 because every
+        // pixel of the tile keeps its own input pointer in a general register (12 spill them).
+        if channelTile(for: outChannels) == WideVector.scalarCount {
+            channelRun(output, input, passes, source, outChannels, outPlane, epilogue, zero: ChannelTile<8, 1>(repeating: InlineArray<1, WideVector>(repeating: WideVector())))
+        } else {
+            channelRun(output, input, passes, source, outChannels, outPlane, epilogue, zero: ChannelTile<8, 2>(repeating: InlineArray<2, WideVector>(repeating: WideVector())))
+        }
+        #else
+        // 16 registers: P·V accumulators + V weights + 1 broadcast ≤ 16.
+        if channelTile(for: outChannels) == WideVector.scalarCount {
+            channelRun(output, input, passes, source, outChannels, outPlane, epilogue, zero: ChannelTile<8, 1>(repeating: InlineArray<1, WideVector>(repeating: WideVector())))
+        } else {
+            channelRun(output, input, passes, source, outChannels, outPlane, epilogue, zero: ChannelTile<6, 2>(repeating: InlineArray<2, WideVector>(repeating: WideVector())))
+        }
+        #endif
+    }
+
+    /// The loop over image groups, passes, channel blocks, tap chunks and pixel tiles for one tile
+    /// shape: `P` output pixels × `V` wide vectors of output channels (`T = V·L` channels).
+    private static func channelRun<let P: Int, let V: Int>(
+        _ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, _ passes: [ChannelPass],
+        _ g: ConvGeometry, _ outChannels: Int, _ outPlane: Int, _ epilogue: Epilogue, zero: ChannelTile<P, V>
+    ) {
+        let chw = g.c * g.h * g.w, kpq = outChannels * outPlane
+        let tile = V * WideVector.scalarCount
+        let blocks = (outChannels + tile - 1) / tile
+        let bordered = g.padH > 0 || g.padW > 0
+        let imageFloats = g.c * (g.h + 2 * g.padH) * (g.w + 2 * g.padW)   // one bordered image
+        let planePixels = passes.map(\.pixels).reduce(0, +)
+        let perWorker = (g.n + Parallel.chunkCount(count: g.n) - 1) / max(1, Parallel.chunkCount(count: g.n))
+        let group = max(1, min(perWorker, (channelGroupPixels + planePixels - 1) / max(1, planePixels)))
+        let chunkTaps = max(1, channelTapChunkBytes / (4 * tile))
+
+        // Per pass, the tables of a whole group: pixel j of image i is pixel i·pixels + j, reading at
+        // i·imageFloats + base(j) and writing at i·kpq + outIndex(j) (channel 0; channels outPlane apart).
+        let groupBases = passes.map { pass -> [Int] in
+            var t = [Int](repeating: 0, count: group * pass.pixels + channelPixelSlack)
+            for i in 0..<group { for j in 0..<pass.pixels { t[i * pass.pixels + j] = i * imageFloats + pass.bases[j] } }
+            for j in (group * pass.pixels)..<t.count { t[j] = t[group * pass.pixels - 1] }
+            return t
+        }
+        let groupOut: [[Int]?] = passes.map { pass in
+            if group == 1 { return pass.outIndex.map { Array(UnsafeBufferPointer(start: $0, count: pass.pixels)) } }
+            var t = [Int](repeating: 0, count: group * pass.pixels)
+            for i in 0..<group { for j in 0..<pass.pixels { t[i * pass.pixels + j] = i * kpq + (pass.outIndex?[j] ?? j) } }
+            return t
+        }
+        let maxTiles = passes.map { (group * $0.pixels + P - 1) / P }.max() ?? 0
+        let chunked = passes.contains { $0.taps > chunkTaps }
+        // A bordered image needs its copy; a group needs one too, so that the lanes past a short last
+        // group (which read images `count ..< group`) stay inside allocated memory.
+        let copies = bordered || group > 1
+
+        Parallel.forEachChunk(count: g.n) { range, _ in
+            let buffer = copies ? allocateScratch(group * imageFloats + PaddedImage.slack) : nil
+            if let buffer { buffer.update(repeating: 0, count: group * imageFloats + PaddedImage.slack) }
+            let parked = chunked ? UnsafeMutablePointer<ChannelTile<P, V>>.allocate(capacity: maxTiles) : nil
+            defer { releaseScratch(buffer); parked?.deallocate() }
+            var first = range.lowerBound
+            while first < range.upperBound {
+                let count = min(group, range.upperBound - first)
+                let source: UnsafePointer<Float>
+                if let buffer {
+                    for i in 0..<count {
+                        copyBordered(buffer + i * imageFloats, input + (first + i) * chw, g)
+                    }
+                    source = UnsafePointer(buffer)
+                } else {
+                    source = input + first * chw   // one unbordered image (group 1)
+                }
+                let out = output + first * kpq
+                let residual = epilogue.residual.map { $0 + first * kpq }
+                for (index, pass) in passes.enumerated() {
+                    let pixels = count * pass.pixels
+                    let tileCount = (pixels + P - 1) / P
+                    groupBases[index].withUnsafeBufferPointer { bases in
+                        let bases = bases.baseAddress!
+                        let outIndex = groupOut[index]
+                        outIndex.withOptionalBase { outIndex in
+                            for block in 0..<blocks {
+                                let w = pass.packed + block * pass.taps * tile
+                                let k0 = block * tile, validChannels = min(tile, outChannels - k0)
+                                var t0 = 0
+                                repeat {
+                                    let taps = min(chunkTaps, pass.taps - t0), last = t0 + taps >= pass.taps
+                                    for tileIndex in 0..<tileCount {
+                                        let j0 = tileIndex * P
+                                        var acc = t0 == 0 ? zero : parked![tileIndex]
+                                        channelTileAccumulate(&acc, source: source, weights: w + t0 * tile,
+                                                              offsets: pass.offsets + t0, taps: taps, bases: bases + j0)
+                                        if last {
+                                            channelTileStore(acc, out: out, residual: residual, j0: j0,
+                                                             validPixels: min(P, pixels - j0), outIndex: outIndex,
+                                                             k0: k0, validChannels: validChannels, pq: outPlane,
+                                                             epilogue: epilogue)
+                                        } else {
+                                            parked![tileIndex] = acc
+                                        }
+                                    }
+                                    t0 += taps
+                                } while t0 < pass.taps
                             }
                         }
-                        // The gate once the image is complete, while it is still in cache: vector loads
-                        // along the pixels beat a per-element select in the transposing store.
-                        if let gate { gateInPlace(out, gate: gate, count: kpq) }
                     }
                 }
+                // The gate once the group is complete, while it is still in cache: vector loads along
+                // the pixels beat a per-element select in the transposing store.
+                if let gate = epilogue.gate { gateInPlace(out, gate: gate + first * kpq, count: count * kpq) }
+                first += count
+            }
+        }
+    }
+
+    /// `target[c, h + padH, w + padW] = image[c, h, w]` for `image [C, H, W]`; the border of `target`
+    /// (`[C, H + 2·padH, W + 2·padW]`) is left as it is.
+    @inline(__always)
+    private static func copyBordered(_ target: UnsafeMutablePointer<Float>, _ image: UnsafePointer<Float>, _ g: ConvGeometry) {
+        let wp = g.w + 2 * g.padW, hp = g.h + 2 * g.padH
+        if g.padH == 0 && g.padW == 0 { return copyRun(target, image, g.c * g.h * g.w) }
+        for c in 0..<g.c {
+            for h in 0..<g.h {
+                copyRun(target + (c * hp + h + g.padH) * wp + g.padW, image + (c * g.h + h) * g.w, g.w)
             }
         }
     }
@@ -210,12 +330,14 @@ extension Conv2D {
     }
 
     /// Applies the epilogue's per-channel affine (and a ReLU when nothing is added after it) to the
-    /// accumulators, then stores the tile transposed into NCHW (`out[k, j]`), adding a residual per
-    /// element at the store. (The gate is applied per image by the caller, see `directForwardPacked`.)
+    /// accumulators, then stores the tile transposed into NCHW (`out[k, j]`, or `out[k, outIndex[j]]` for a
+    /// phase of a strided backward-input), adding a residual per element at the store. (The gate is
+    /// applied per image by the caller, see `channelRun`.)
     @inline(__always)
     private static func channelTileStore<let P: Int, let V: Int>(
         _ accumulators: ChannelTile<P, V>, out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
-        j0: Int, validPixels: Int, k0: Int, validChannels: Int, pq: Int, epilogue: Epilogue
+        j0: Int, validPixels: Int, outIndex: UnsafePointer<Int>?, k0: Int, validChannels: Int, pq: Int,
+        epilogue: Epilogue
     ) {
         let width = WideVector.scalarCount, lanes = V * width
         let reluHere = epilogue.relu && residual == nil
@@ -237,7 +359,26 @@ extension Conv2D {
         }
         withUnsafeBytes(of: &acc) { raw in
             let values = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [P pixels][V·L channels]
-            if let residual {
+            if let outIndex {
+                // Pixels by table (a group of images, a phase of a strided backward-input).
+                let index = outIndex + j0
+                if let residual {
+                    let relu = epilogue.relu
+                    for l in 0..<validChannels {
+                        let plane = out + (k0 + l) * pq, res = residual + (k0 + l) * pq
+                        for i in 0..<validPixels {
+                            var y = values[i * lanes + l] + res[index[i]]
+                            if relu && y < 0 { y = 0 }
+                            plane[index[i]] = y
+                        }
+                    }
+                } else {
+                    for l in 0..<validChannels {
+                        let plane = out + (k0 + l) * pq
+                        for i in 0..<validPixels { plane[index[i]] = values[i * lanes + l] }
+                    }
+                }
+            } else if let residual {
                 let relu = epilogue.relu
                 for l in 0..<validChannels {
                     let row = out + (k0 + l) * pq + j0, res = residual + (k0 + l) * pq + j0
@@ -434,6 +575,17 @@ extension Conv2D {
                 storeWide(loadWide(target) + loadWide(acc + i * lanes), target)
                 storeWide(loadWide(target + width) + loadWide(acc + i * lanes + width), target + width)
             }
+        }
+    }
+}
+
+extension Optional where Wrapped == [Int] {
+    /// Calls `body` with the array's base address, or nil when there is no array.
+    @inline(__always)
+    func withOptionalBase<R>(_ body: (UnsafePointer<Int>?) -> R) -> R {
+        switch self {
+        case .some(let array): return array.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: return body(nil)
         }
     }
 }

@@ -27,13 +27,13 @@ extension Conv2D {
         ProcessInfo.processInfo.environment["MEMLOSS_CONV"].flatMap { ConvAlgorithm(rawValue: $0.lowercased()) }
 
     /// Whether `algorithm` can compute `pass` for `g`. The GEMM path computes everything; the direct
-    /// kernel computes every forward and backward-weight, and the backward-input of stride-1
-    /// convolutions whose padding is smaller than the kernel.
+    /// kernel computes every pass too (backward-input: stride 1 with padding < kernel as a transposed
+    /// forward, the rest by output phase, Conv2D+Strided.swift).
     public static func supports(_ algorithm: ConvAlgorithm, _ pass: ConvPass, _ g: ConvGeometry) -> Bool {
         switch (algorithm, pass) {
         case (.gemm, _): return true
         case (.direct, .forward): return true
-        case (.direct, .backwardInput): return g.strideH == 1 && g.strideW == 1 && g.padH < g.r && g.padW < g.s
+        case (.direct, .backwardInput): return true
         case (.direct, .backwardWeight): return true
         }
     }
@@ -68,8 +68,11 @@ extension Conv2D {
         case .forward:
             return rowKernelFits(g) || (g.k >= half && g.c * g.r * g.s >= 64) ? .direct : .gemm
         case .backwardInput:
-            guard supports(.direct, .backwardInput, g) else { return .gemm }
-            return rowKernelFits(transposedGeometry(g)) || (g.c >= half && g.k * g.r * g.s >= 64) ? .direct : .gemm
+            // Stride 1 with padding < kernel is a transposed forward (the row kernel may fit); the rest
+            // runs by phase, each input pixel reached by K·R·S / (sH·sW) taps on average.
+            let transposed = g.strideH == 1 && g.strideW == 1 && g.padH < g.r && g.padW < g.s
+            if transposed && rowKernelFits(transposedGeometry(g)) { return .direct }
+            return g.c >= half && g.k * g.r * g.s / (g.strideH * g.strideW) >= 64 ? .direct : .gemm
         case .backwardWeight: return g.k >= half ? .direct : .gemm
         }
     }

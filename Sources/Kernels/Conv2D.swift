@@ -531,7 +531,7 @@ extension Conv2D {
 extension Conv2D {
     /// `dst[i] = src[i]` for `i < count`.
     @inline(__always)
-    private static func copyRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    static func copyRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
         let width = FloatVector.scalarCount
         let vectorEnd = (count / width) * width
         var i = 0

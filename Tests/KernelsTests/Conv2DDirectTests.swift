@@ -41,15 +41,117 @@ final class Conv2DDirectTests: XCTestCase {
         }
     }
 
-    /// Backward-input of every stride-1 sweep geometry on the direct kernel (stride 2 is GEMM-only).
-    func test_directBackwardInput_matchesReference_forStride1Sweep() {
+    /// Backward-input of every sweep geometry on the direct kernel: stride 1 as a transposed forward,
+    /// stride 2 and padding ≥ kernel (1×1 with padding 1) by output phase.
+    func test_directBackwardInput_matchesReference_overSweep() {
         forEverySweepGeometry { g, seed in
-            guard Conv2D.supports(.direct, .backwardInput, g) else {
-                XCTAssertTrue(g.strideH > 1 || g.padH >= g.r, "direct backward-input should support \(g)")
-                return
-            }
+            XCTAssertTrue(Conv2D.supports(.direct, .backwardInput, g), "direct backward-input should support \(g)")
             checkBackwardInput(g, seed: seed, algorithm: .direct)
         }
+    }
+
+    /// The phased backward-input (Conv2D+Strided.swift) on the geometries the sweep does not reach:
+    /// stride 3, unequal strides, padding ≥ kernel, kernels wider than tall, inputs smaller than the
+    /// stride, phases that no tap reaches (1×1 stride 2: three of four phases are zero), input rows
+    /// past the last window (never read by the forward: their gradient is zero), channel tails past a
+    /// vector, and a training-sized batch.
+    func test_phasedBackwardInput_matchesReference_onOddGeometries() {
+        let shapes = [
+            ConvGeometry(n: 2, c: 5, h: 7, w: 7, k: 6, kernel: 3, stride: 3, padding: 1),
+            ConvGeometry(n: 2, c: 17, h: 9, w: 8, k: 9, r: 3, s: 3, strideH: 2, strideW: 1, padH: 1, padW: 1),
+            ConvGeometry(n: 2, c: 16, h: 8, w: 9, k: 5, r: 3, s: 3, strideH: 1, strideW: 2, padH: 0, padW: 1),
+            ConvGeometry(n: 3, c: 4, h: 5, w: 5, k: 4, kernel: 1, stride: 1, padding: 1),
+            ConvGeometry(n: 2, c: 3, h: 6, w: 6, k: 7, kernel: 2, stride: 1, padding: 2),
+            ConvGeometry(n: 2, c: 9, h: 11, w: 10, k: 8, r: 3, s: 5, strideH: 2, strideW: 2, padH: 1, padW: 2),
+            ConvGeometry(n: 1, c: 3, h: 1, w: 1, k: 3, kernel: 3, stride: 2, padding: 1),
+            ConvGeometry(n: 2, c: 40, h: 2, w: 3, k: 2, kernel: 3, stride: 4, padding: 1),
+            ConvGeometry(n: 3, c: 33, h: 8, w: 8, k: 12, kernel: 1, stride: 2, padding: 0),
+            ConvGeometry(n: 2, c: 6, h: 8, w: 8, k: 5, kernel: 3, stride: 2, padding: 0),
+            ConvGeometry(n: 2, c: 2, h: 9, w: 9, k: 3, kernel: 2, stride: 3, padding: 0),
+            ConvGeometry(n: 128, c: 32, h: 16, w: 16, k: 64, kernel: 3, stride: 2, padding: 1),
+            ConvGeometry(n: 128, c: 16, h: 32, w: 32, k: 32, kernel: 1, stride: 2, padding: 0),
+        ]
+        var seed: UInt64 = 8_300
+        for g in shapes {
+            seed += 10
+            XCTAssertTrue(g.isValid, "\(g)")
+            checkBackwardInput(g, seed: seed, algorithm: .direct)
+        }
+        // The rows of the 3×3 stride-2 unpadded 8×8 case that no window covers (row and column 7).
+        let g = ConvGeometry(n: 1, c: 2, h: 8, w: 8, k: 3, kernel: 3, stride: 2, padding: 0)
+        let dOutput = seededUniform(g.n * g.k * g.p * g.q, seed: 1), weight = seededUniform(g.k * g.c * g.r * g.s, seed: 2)
+        var dx = [Float](repeating: .nan, count: g.n * g.c * g.h * g.w)
+        dx.withUnsafeMutableBufferPointer { x in dOutput.withUnsafeBufferPointer { y in weight.withUnsafeBufferPointer { w in
+            Conv2D.backwardInput(dInput: x.baseAddress!, dOutput: y.baseAddress!, weight: w.baseAddress!, geometry: g,
+                                 algorithm: .direct)
+        } } }
+        for c in 0..<g.c { for i in 0..<g.h { XCTAssertEqual(dx[(c * g.h + i) * g.w + 7], 0); XCTAssertEqual(dx[(c * g.h + 7) * g.w + i], 0) } }
+    }
+
+    /// Image groups (`channelGroupPixels`) and tap chunks (`channelTapChunkBytes`) change only the
+    /// order of the loops around the taps, never the order of a sum: forward (every epilogue part,
+    /// residual included), backward-input (stride 1 and by phase) and the gate give the same bits for
+    /// no grouping, whole-chunk grouping and 7-tap chunks, on small planes, bordered and unbordered
+    /// inputs, and batches that leave a short last group.
+    func test_channelKernel_groupsAndTapChunks_areBitwiseNeutral() {
+        let shapes = [
+            ConvGeometry(n: 7, c: 40, h: 4, w: 4, k: 24, kernel: 3, stride: 1, padding: 1),   // small plane, K tail
+            ConvGeometry(n: 5, c: 33, h: 6, w: 3, k: 9, kernel: 1, stride: 1, padding: 0),    // unbordered, V = 1
+            ConvGeometry(n: 9, c: 20, h: 8, w: 8, k: 40, kernel: 3, stride: 2, padding: 1),   // strided
+            ConvGeometry(n: 3, c: 70, h: 9, w: 9, k: 30, kernel: 3, stride: 1, padding: 1),   // long reduction
+        ]
+        let savedGroup = Conv2D.channelGroupPixels, savedChunk = Conv2D.channelTapChunkBytes
+        defer { Conv2D.channelGroupPixels = savedGroup; Conv2D.channelTapChunkBytes = savedChunk }
+        let settings = [(savedGroup, savedChunk), (1, 1 << 30), (1 << 20, 1 << 30), (1 << 20, 7 * 4 * Conv2D.directChannelTile),
+                        (1, 3 * 4 * WideVector.scalarCount)]
+        var seed: UInt64 = 9_100
+        for g in shapes {
+            seed += 10
+            XCTAssertFalse(Conv2D.rowKernelFits(g), "\(g) must take the channel kernel")
+            if g.strideH == 1 { XCTAssertFalse(Conv2D.rowKernelFits(Conv2D.transposedGeometry(g)), "\(g) backward on channels") }
+            let count = g.n * g.k * g.p * g.q, inCount = g.n * g.c * g.h * g.w
+            let x = seededUniform(inCount, seed: seed), w = seededUniform(g.k * g.c * g.r * g.s, seed: seed + 1)
+            let scale = seededUniform(g.k, low: 0.5, high: 2, seed: seed + 2), shift = seededUniform(g.k, seed: seed + 3)
+            let residual = seededUniform(count, seed: seed + 4), dy = seededUniform(count, seed: seed + 5)
+            let gate = seededUniform(inCount, seed: seed + 6)
+            func run() -> (forward: [UInt32], backward: [UInt32]) {
+                var y = [Float](repeating: .nan, count: count), dx = [Float](repeating: .nan, count: inCount)
+                y.withUnsafeMutableBufferPointer { y in x.withUnsafeBufferPointer { x in w.withUnsafeBufferPointer { w in
+                    scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in residual.withUnsafeBufferPointer { r in
+                        Conv2D.forward(output: y.baseAddress!, input: x.baseAddress!, weight: w.baseAddress!,
+                                       epilogue: Conv2D.Epilogue(scale: sc.baseAddress!, shift: sh.baseAddress!,
+                                                                 residual: r.baseAddress!, relu: true),
+                                       geometry: g, algorithm: .direct)
+                    } } } } } }
+                dx.withUnsafeMutableBufferPointer { dx in dy.withUnsafeBufferPointer { dy in w.withUnsafeBufferPointer { w in
+                    gate.withUnsafeBufferPointer { m in
+                        Conv2D.backwardInput(dInput: dx.baseAddress!, dOutput: dy.baseAddress!, weight: w.baseAddress!,
+                                             geometry: g, algorithm: .direct, gate: m.baseAddress!)
+                    } } } }
+                return (y.map(\.bitPattern), dx.map(\.bitPattern))
+            }
+            var runs: [(forward: [UInt32], backward: [UInt32])] = []
+            for (group, chunk) in settings {
+                Conv2D.channelGroupPixels = group; Conv2D.channelTapChunkBytes = chunk
+                runs.append(run())
+            }
+            for (i, r) in runs.enumerated().dropFirst() {
+                XCTAssertEqual(r.forward, runs[0].forward, "forward, setting \(settings[i]), \(g)")
+                XCTAssertEqual(r.backward, runs[0].backward, "backward-input, setting \(settings[i]), \(g)")
+            }
+        }
+    }
+
+    /// The phases of a 3×3 stride-2 padding-1 axis: even rows get the middle tap (row i of dOutput),
+    /// odd rows the outer two (rows i + 1 and i), and the border is one row.
+    func test_axisPhases_ofA3x3Stride2Axis() {
+        let (phases, border) = Conv2D.axisPhases(size: 8, outSize: 4, kernel: 3, stride: 2, pad: 1)
+        XCTAssertEqual(phases.count, 2)
+        XCTAssertEqual(phases[0].phase, 0); XCTAssertEqual(phases[0].count, 4)
+        XCTAssertEqual(phases[0].taps.map(\.r), [1]); XCTAssertEqual(phases[0].taps.map(\.shift), [0])
+        XCTAssertEqual(phases[1].phase, 1); XCTAssertEqual(phases[1].count, 4)
+        XCTAssertEqual(phases[1].taps.map(\.r), [0, 2]); XCTAssertEqual(phases[1].taps.map(\.shift), [1, 0])
+        XCTAssertEqual(border, 1)
     }
 
     /// Backward-weight (accumulating, with and without bias) of every sweep geometry on the direct kernel.
@@ -116,14 +218,15 @@ final class Conv2DDirectTests: XCTestCase {
 
     /// The gated backward-input (the previous layer's ReLU mask fused into the store) is bitwise the
     /// ungated pass followed by the reference ReLU mask, on the channel kernel, the row kernel, both
-    /// algorithms where supported, and stride 2 (GEMM plus the gate pass). The gate holds negatives,
+    /// algorithms, and stride 2 (the phased direct kernel, and GEMM plus the gate pass). The gate holds negatives,
     /// zeros and a NaN, and about half of it masks.
     func test_backwardInput_gate_isBitwiseTheUngatedPassThenTheReLUMask() {
         let shapes = [
             ConvGeometry(n: 3, c: 16, h: 8, w: 8, k: 17, kernel: 3, stride: 1, padding: 1),   // channel tiles
             ConvGeometry(n: 3, c: 1, h: 28, w: 28, k: 32, kernel: 3, stride: 1, padding: 0),  // row kernel (C = 1)
             ConvGeometry(n: 2, c: 16, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1), // row kernel, wide rows
-            ConvGeometry(n: 3, c: 17, h: 9, w: 9, k: 5, kernel: 3, stride: 2, padding: 1),    // stride 2: GEMM only
+            ConvGeometry(n: 3, c: 17, h: 9, w: 9, k: 5, kernel: 3, stride: 2, padding: 1),    // stride 2: by phase
+            ConvGeometry(n: 3, c: 16, h: 8, w: 8, k: 40, kernel: 1, stride: 2, padding: 0),   // phases without taps
             ConvGeometry(n: 129, c: 3, h: 5, w: 5, k: 16, kernel: 1, stride: 1, padding: 0),  // many images
         ]
         var seed: UInt64 = 7_100
@@ -175,14 +278,14 @@ final class Conv2DDirectTests: XCTestCase {
 
     func test_dispatch_supportsAndFallsBackToGemm() {
         let s2 = ConvGeometry(n: 1, c: 16, h: 8, w: 8, k: 16, kernel: 3, stride: 2, padding: 1)
-        XCTAssertTrue(Conv2D.supports(.direct, .forward, s2))
-        XCTAssertFalse(Conv2D.supports(.direct, .backwardInput, s2))
-        XCTAssertTrue(Conv2D.supports(.direct, .backwardWeight, s2))
-        XCTAssertFalse(Conv2D.supports(.direct, .backwardInput, ConvGeometry(n: 1, c: 4, h: 5, w: 5, k: 4, kernel: 1, padding: 1)))
-        XCTAssertEqual(Conv2D.algorithm(for: .backwardInput, s2), .gemm)
         for pass in ConvPass.allCases {
+            XCTAssertTrue(Conv2D.supports(.direct, pass, s2))
             XCTAssertTrue(Conv2D.supports(.gemm, pass, s2))
         }
+        XCTAssertTrue(Conv2D.supports(.direct, .backwardInput, ConvGeometry(n: 1, c: 4, h: 5, w: 5, k: 4, kernel: 1, padding: 1)))
+        // The rule for an unlisted strided shape: few taps per input pixel stay on GEMM.
+        let narrow = ConvGeometry(n: 1, c: 16, h: 9, w: 9, k: 8, kernel: 3, stride: 2, padding: 1)
+        if Conv2D.forcedAlgorithm == nil { XCTAssertEqual(Conv2D.algorithm(for: .backwardInput, narrow), .gemm) }
         let wide = ConvGeometry(n: 1, c: 64, h: 8, w: 8, k: 64, kernel: 3, stride: 1, padding: 1)
         if Conv2D.forcedAlgorithm == nil, Conv2D.measuredChoices[Conv2D.ShapeKey(wide)!] == nil {
             XCTAssertEqual(Conv2D.algorithm(for: .forward, wide), .direct)
