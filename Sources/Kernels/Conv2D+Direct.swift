@@ -254,6 +254,14 @@ extension Conv2D {
                 let residual = epilogue.residual.map { $0 + first * kpq }
                 for (index, pass) in passes.enumerated() {
                     let pixels = count * pass.pixels
+                    if pass.taps == 0, let table = groupOut[index] {
+                        // A phase no tap reaches (e.g. the odd pixels of a 1×1 stride-2 conv): zeros.
+                        for k in 0..<outChannels {
+                            let plane = out + k * outPlane
+                            for j in 0..<pixels { plane[table[j]] = 0 }
+                        }
+                        continue
+                    }
                     let tileCount = (pixels + P - 1) / P
                     groupBases[index].withUnsafeBufferPointer { bases in
                         let bases = bases.baseAddress!

@@ -106,6 +106,16 @@ public struct StepBenchReport: Codable, Sendable {
     public var memory: MemoryFigures?
     /// Total loss of the last timed step.
     public var lastLoss: Float
+    /// Large tensor buffers per timed step (`Tensors.StoragePool`): taken from the pool (`hits`) or
+    /// newly allocated (`misses`: after the warm-up a step should need none), and the bytes the pool
+    /// held unused after the last step.
+    public var tensorPool: TensorPoolFigures
+
+    public struct TensorPoolFigures: Codable, Sendable, Equatable {
+        public var hitsPerStep: Double
+        public var missesPerStep: Double
+        public var retainedBytes: Int
+    }
 
     public struct Settings: Codable, Sendable, Equatable {
         public var config: StepBenchConfig
@@ -217,6 +227,7 @@ public enum StepBench {
         var samples: [StepSample] = []
         var kernelTotals: [KernelFamily: KernelCounters] = [:]
         var lastLoss: Float = 0
+        var poolHits = 0, poolMisses = 0
         try runEpoch(measuredEpoch, c: c, loader: loader, store: store) { batch in
             let timed = globalStep >= measuredEpoch * stepsPerEpoch + c.warmup
             let profiled = timed && c.profile
@@ -227,11 +238,14 @@ public enum StepBench {
             }
             defer { net.profiler = nil; KernelProfile.stop() }
             let waited = try batch.wait()
+            let pool0 = StoragePool.statistics
             let t0 = SystemStats.now
             let outcome = try step.run(waited, globalStep: globalStep, learningRate: sgd.learningRate)
             let runSeconds = SystemStats.now - t0
+            let pool1 = StoragePool.statistics
             globalStep += 1
             guard timed else { return }
+            poolHits += pool1.hits - pool0.hits; poolMisses += pool1.misses - pool0.misses
             if profiled {
                 net.profiler = nil
                 KernelProfile.stop()
@@ -241,7 +255,9 @@ public enum StepBench {
                     kernelTotals[f] = t
                 }
             }
-            samples.append(StepSample(dataWait: batch.waitSeconds, runSeconds: runSeconds, outcome: outcome,
+            var kept = outcome
+            kept.adversarial = nil   // the figures only: holding every step's batch would allocate anew each step
+            samples.append(StepSample(dataWait: batch.waitSeconds, runSeconds: runSeconds, outcome: kept,
                                       profiler: profiled ? profiler : nil))
             lastLoss = outcome.loss
         }
@@ -269,7 +285,9 @@ public enum StepBench {
             medianStepSeconds: medianStep, minStepSeconds: sortedTotals.first!, maxStepSeconds: sortedTotals.last!,
             steps: samples.count, stepSeconds: totals, imagesPerSecond: Double(c.batch) / medianStep, settings: settings,
             phases: phases, kernels: kernels, cpu: cpuInfo(), workers: Parallel.workerCount,
-            blas: BLAS.configurationDescription, date: date, memory: memory, lastLoss: lastLoss)
+            blas: BLAS.configurationDescription, date: date, memory: memory, lastLoss: lastLoss,
+            tensorPool: .init(hitsPerStep: Double(poolHits) / n, missesPerStep: Double(poolMisses) / n,
+                              retainedBytes: StoragePool.statistics.retainedBytes))
     }
 
     /// The median (mean of the two middle values for an even count); 0 for none.

@@ -1,5 +1,6 @@
 // Storage.swift: the aligned float buffer behind every Tensor, and the only place in Tensors that
-// allocates or hands out raw pointers. Copy-on-write is handled by Tensor; this class only owns memory.
+// allocates or hands out raw pointers. Copy-on-write is handled by Tensor; this class only owns memory
+// (large buffers come from and go back to StoragePool, Storage+Pool.swift).
 // It does not know shapes, layout conventions or anything about layers.
 
 /// Cache-line-aligned buffer of `count` Float32 values, zero-initialised unless made with
@@ -25,7 +26,12 @@ public final class TensorStorage: @unchecked Sendable {
         precondition(count >= 0, "TensorStorage: negative element count \(count)")
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: TensorStorage.alignment)
+        let raw: UnsafeMutableRawPointer
+        if let size = StoragePool.pooledSize(bytes) {
+            raw = StoragePool.take(size: size, alignment: TensorStorage.alignment)
+        } else {
+            raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: TensorStorage.alignment)
+        }
         base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         #if DEBUG
         base.update(repeating: .nan, count: count)
@@ -40,6 +46,11 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        UnsafeMutableRawPointer(base).deallocate()
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        if let size = StoragePool.pooledSize(bytes) {
+            StoragePool.give(UnsafeMutableRawPointer(base), size: size)   // large buffers are reused (Storage+Pool.swift)
+        } else {
+            UnsafeMutableRawPointer(base).deallocate()
+        }
     }
 }

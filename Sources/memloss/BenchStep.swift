@@ -94,6 +94,8 @@ struct BenchStep: ParsableCommand {
               + (c.profile ? "" : "; profilers off"))
         print(String(format: "  step     median %@  (min %@, max %@), %.1f img/s", ms(r.medianStepSeconds), ms(r.minStepSeconds),
                      ms(r.maxStepSeconds), r.imagesPerSecond))
+        print(String(format: "  buffers  %.1f large tensor buffers reused, %.1f newly allocated per step (pool holds %.1f MiB)",
+                     r.tensorPool.hitsPerStep, r.tensorPool.missesPerStep, Double(r.tensorPool.retainedBytes) / 1_048_576))
         if let m = r.memory {
             print(String(format: "  memory   %.1f entries used, %.1f present per step", m.entriesUsedPerStep, m.entriesPresentPerStep))
         }

@@ -43,15 +43,15 @@ final class LayeringTests: XCTestCase {
     private let rawPointerFiles: Set<String> = [
         // SystemIO: the file mapping, the POSIX writes of the atomic writer, the /proc reads.
         "SystemIO/AtomicFile+Unsafe.swift", "SystemIO/CRC32C+Unsafe.swift", "SystemIO/MappedFile.swift", "SystemIO/ProcessMemory+Unsafe.swift",
-        // Tensors: the aligned storage, its handle and byte copies.
-        "Tensors/Storage.swift", "Tensors/Storage+Bytes.swift",
+        // Tensors: the aligned storage, its buffer pool, its handle and byte copies.
+        "Tensors/Storage.swift", "Tensors/Storage+Bytes.swift", "Tensors/Storage+Pool.swift",
         "Tensors/Tensor.swift",
         // Kernels: pointer kernels, their naive twins and the Tensor-level entry points.
         "Kernels/Activation.swift", "Kernels/Activation+Reference.swift", "Kernels/Activation+Tensor.swift",
         "Kernels/BatchNorm2D.swift", "Kernels/BatchNorm2D+Reference.swift", "Kernels/BatchNorm2D+Tensor.swift",
         "Kernels/BLAS.swift", "Kernels/BLAS+Tensor.swift",
         "Kernels/Conv2D.swift", "Kernels/Conv2D+Reference.swift", "Kernels/Conv2D+Tensor.swift",
-        "Kernels/Conv2D+Direct.swift", "Kernels/Conv2D+Rows.swift", "Kernels/Conv2D+Dispatch.swift", "Kernels/Conv2D+Epilogue.swift",
+        "Kernels/Conv2D+Direct.swift", "Kernels/Conv2D+Rows.swift", "Kernels/Conv2D+Strided.swift", "Kernels/Conv2D+Dispatch.swift", "Kernels/Conv2D+Epilogue.swift",
         "Kernels/Dropout.swift", "Kernels/Dropout+Reference.swift", "Kernels/Dropout+Tensor.swift",
         "Kernels/Elementwise.swift", "Kernels/Elementwise+Reference.swift", "Kernels/Elementwise+Tensor.swift",
         "Kernels/Linear.swift", "Kernels/Linear+Reference.swift", "Kernels/Linear+Tensor.swift",
