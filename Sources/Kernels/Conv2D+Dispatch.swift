@@ -87,13 +87,6 @@ extension Conv2D {
         #endif
     }
 
-    /// Measured choices per shape for 8-lane (AVX2) kernels: two runs of `memloss bench conv --json`
-    /// (batch 128, 2 workers, best of ≥ 0.5 s per cell; forward with the shift + ReLU epilogue of an
-    /// inference pass) on an idle AMD EPYC Zen 3 (family 25), 2026-12-01, before the row-vectorised
-    /// kernel existed (the stem and SmallCNN conv1 may now be faster on the direct path); per pass, the direct kernel where the GEMM path's summed time
-    /// over both runs was ≥ 1.03× the direct one's. Cells within ~10% are run-to-run noise either way. The comment under
-    /// each entry gives the mean GF/s (GEMM / direct). Regenerate with `memloss bench conv
-    /// --dispatch-table` (docs/performance.md).
     /// Measured choices per shape for 16-lane (AVX-512) kernels: two runs of `memloss bench conv
     /// --skip-whole-model --json` (batch 128, 2 workers, best of ≥ 0.5 s per cell; forward with the
     /// shift + ReLU epilogue of an inference pass) on an idle AMD EPYC Zen 5 (family 26), 2026-12-02,
@@ -156,59 +149,68 @@ extension Conv2D {
             // smallcnn conv4; GF/s gemm/direct: fwd 205/452, bwd-in 211/258, bwd-w 199/387
     ]
 
+    /// Measured choices per shape for 8-lane (AVX2) kernels: two runs of `memloss bench conv
+    /// --skip-whole-model --dispatch-table` (batch 128, 2 workers, best of ≥ 0.5 s per cell; forward with
+    /// the shift + ReLU epilogue of an inference pass) on an idle AMD EPYC Zen 3 (family 25),
+    /// 2026-12-02 21:40 UTC, with the row-vectorised kernel, the phased strided backward-input and the
+    /// channel kernel's image groups and tap chunks; per pass, the direct kernel where the GEMM path's
+    /// summed time over both runs was ≥ 1.03× the direct one's. Cells within ~10% are run-to-run noise
+    /// either way (single cells moved by up to 40% between the two runs on this VM). The comment under
+    /// each entry gives the harmonic-mean GF/s (GEMM / direct). Regenerate with `memloss bench conv
+    /// --dispatch-table` (docs/performance.md).
     static let measuredChoicesAVX2: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
-        ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
-            // resnet18 conv1 (stem); GF/s gemm/direct: fwd 42/40, bwd-in 56/22, bwd-w 46/53
-        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 118/111, bwd-in 96/109, bwd-w 109/120
-        ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18 layer2.0.conv1 s2; GF/s gemm/direct: fwd 110/102, bwd-in 0/–, bwd-w 109/109
+        ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
+            // resnet18 conv1 (stem); GF/s gemm/direct: fwd 71/109, bwd-in 85/104, bwd-w 73/65
+        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 144/153, bwd-in 129/151, bwd-w 141/154
+        ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer2.0.conv1 s2; GF/s gemm/direct: fwd 138/150, bwd-in 141/120, bwd-w 150/101
         ShapeKey(c: 128, h: 16, w: 16, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
-            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 118/127, bwd-in 110/120, bwd-w 121/116
-        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18 layer3.0.conv1 s2; GF/s gemm/direct: fwd 99/114, bwd-in 0/–, bwd-w 87/89
-        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .direct, .backwardWeight: .gemm],
-            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 90/84, bwd-in 74/96, bwd-w 89/77
+            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 159/172, bwd-in 141/171, bwd-w 152/156
+        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 3, stride: 2, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer3.0.conv1 s2; GF/s gemm/direct: fwd 150/148, bwd-in 143/139, bwd-w 157/125
+        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
+            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 109/171, bwd-in 135/163, bwd-w 141/121
         ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18 layer4.0.conv1 s2; GF/s gemm/direct: fwd 96/103, bwd-in 0/–, bwd-w 99/57
-        ShapeKey(c: 512, h: 4, w: 4, k: 512, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18 layer4 3×3; GF/s gemm/direct: fwd 92/60, bwd-in 68/60, bwd-w 79/60
+            // resnet18 layer4.0.conv1 s2; GF/s gemm/direct: fwd 123/141, bwd-in 122/117, bwd-w 123/76
+        ShapeKey(c: 512, h: 4, w: 4, k: 512, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
+            // resnet18 layer4 3×3; GF/s gemm/direct: fwd 128/134, bwd-in 109/119, bwd-w 127/76
         ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18 layer2.0 shortcut; GF/s gemm/direct: fwd 49/35, bwd-in 0/–, bwd-w 49/39
-        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18 layer3.0 shortcut; GF/s gemm/direct: fwd 70/64, bwd-in 0/–, bwd-w 74/46
+            // resnet18 layer2.0 shortcut; GF/s gemm/direct: fwd 72/43, bwd-in 83/58, bwd-w 73/52
+        ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18 layer3.0 shortcut; GF/s gemm/direct: fwd 95/98, bwd-in 110/97, bwd-w 104/77
         ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18 layer4.0 shortcut; GF/s gemm/direct: fwd 91/82, bwd-in 0/–, bwd-w 102/52
-        ShapeKey(c: 3, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
-            // resnet18×0.25 conv1 (stem); GF/s gemm/direct: fwd 39/39, bwd-in 37/20, bwd-w 42/49
+            // resnet18 layer4.0 shortcut; GF/s gemm/direct: fwd 133/104, bwd-in 135/115, bwd-w 136/54
+        ShapeKey(c: 3, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 conv1 (stem); GF/s gemm/direct: fwd 51/72, bwd-in 42/89, bwd-w 45/65
         ShapeKey(c: 16, h: 32, w: 32, k: 16, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18×0.25 layer1 3×3; GF/s gemm/direct: fwd 64/84, bwd-in 47/89, bwd-w 50/95
-        ShapeKey(c: 16, h: 32, w: 32, k: 32, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
-            // resnet18×0.25 layer2.0.conv1 s2; GF/s gemm/direct: fwd 61/80, bwd-in 0/–, bwd-w 66/87
+            // resnet18×0.25 layer1 3×3; GF/s gemm/direct: fwd 91/140, bwd-in 57/140, bwd-w 73/133
+        ShapeKey(c: 16, h: 32, w: 32, k: 32, kernel: 3, stride: 2, padding: 1): [.forward: .gemm, .backwardInput: .direct, .backwardWeight: .direct],
+            // resnet18×0.25 layer2.0.conv1 s2; GF/s gemm/direct: fwd 105/96, bwd-in 80/100, bwd-w 85/115
         ShapeKey(c: 32, h: 16, w: 16, k: 32, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18×0.25 layer2 3×3; GF/s gemm/direct: fwd 81/116, bwd-in 75/113, bwd-w 86/114
-        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
-            // resnet18×0.25 layer3.0.conv1 s2; GF/s gemm/direct: fwd 90/98, bwd-in 0/–, bwd-w 82/102
+            // resnet18×0.25 layer2 3×3; GF/s gemm/direct: fwd 108/139, bwd-in 90/150, bwd-w 106/140
+        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer3.0.conv1 s2; GF/s gemm/direct: fwd 106/147, bwd-in 109/99, bwd-w 126/124
         ShapeKey(c: 64, h: 8, w: 8, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18×0.25 layer3 3×3; GF/s gemm/direct: fwd 109/117, bwd-in 93/109, bwd-w 106/115
+            // resnet18×0.25 layer3 3×3; GF/s gemm/direct: fwd 99/144, bwd-in 88/152, bwd-w 95/139
         ShapeKey(c: 64, h: 8, w: 8, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18×0.25 layer4.0.conv1 s2; GF/s gemm/direct: fwd 88/101, bwd-in 0/–, bwd-w 95/94
+            // resnet18×0.25 layer4.0.conv1 s2; GF/s gemm/direct: fwd 128/154, bwd-in 120/107, bwd-w 132/134
         ShapeKey(c: 128, h: 4, w: 4, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18×0.25 layer4 3×3; GF/s gemm/direct: fwd 96/124, bwd-in 75/100, bwd-w 89/95
+            // resnet18×0.25 layer4 3×3; GF/s gemm/direct: fwd 134/163, bwd-in 113/133, bwd-w 135/139
         ShapeKey(c: 16, h: 32, w: 32, k: 32, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18×0.25 layer2.0 shortcut; GF/s gemm/direct: fwd 21/14, bwd-in 0/–, bwd-w 27/22
-        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18×0.25 layer3.0 shortcut; GF/s gemm/direct: fwd 50/56, bwd-in 0/–, bwd-w 63/53
+            // resnet18×0.25 layer2.0 shortcut; GF/s gemm/direct: fwd 50/41, bwd-in 61/37, bwd-w 65/37
+        ShapeKey(c: 32, h: 16, w: 16, k: 64, kernel: 1, stride: 2, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // resnet18×0.25 layer3.0 shortcut; GF/s gemm/direct: fwd 72/64, bwd-in 86/66, bwd-w 86/62
         ShapeKey(c: 64, h: 8, w: 8, k: 128, kernel: 1, stride: 2, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // resnet18×0.25 layer4.0 shortcut; GF/s gemm/direct: fwd 65/71, bwd-in 0/–, bwd-w 80/55
-        ShapeKey(c: 1, h: 28, w: 28, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
-            // smallcnn conv1; GF/s gemm/direct: fwd 27/16, bwd-in 31/5, bwd-w 31/23
-        ShapeKey(c: 32, h: 26, w: 26, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
-            // smallcnn conv2; GF/s gemm/direct: fwd 93/106, bwd-in 70/72, bwd-w 87/109
+            // resnet18×0.25 layer4.0 shortcut; GF/s gemm/direct: fwd 89/94, bwd-in 94/87, bwd-w 92/72
+        ShapeKey(c: 1, h: 28, w: 28, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
+            // smallcnn conv1; GF/s gemm/direct: fwd 44/47, bwd-in 63/36, bwd-w 47/29
+        ShapeKey(c: 32, h: 26, w: 26, k: 32, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
+            // smallcnn conv2; GF/s gemm/direct: fwd 118/148, bwd-in 98/110, bwd-w 113/154
         ShapeKey(c: 32, h: 12, w: 12, k: 64, kernel: 3, stride: 1, padding: 0): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .direct],
-            // smallcnn conv3; GF/s gemm/direct: fwd 93/82, bwd-in 68/67, bwd-w 78/90
+            // smallcnn conv3; GF/s gemm/direct: fwd 129/131, bwd-in 112/98, bwd-w 124/145
         ShapeKey(c: 64, h: 10, w: 10, k: 64, kernel: 3, stride: 1, padding: 0): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
-            // smallcnn conv4; GF/s gemm/direct: fwd 82/113, bwd-in 86/71, bwd-w 82/114
+            // smallcnn conv4; GF/s gemm/direct: fwd 134/170, bwd-in 117/101, bwd-w 130/151
     ]
 }
 
