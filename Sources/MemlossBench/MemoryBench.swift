@@ -39,7 +39,8 @@ public struct MemoryBenchConfig: Codable, Sendable {
     public var scratch = NSTemporaryDirectory()
     public var seed: UInt64 = 1
     /// When set, the float32 δ of the last fill epoch is written here as `.npy` `[count, C, H, W]`, and
-    /// the clean images they were made on next to it (`<stem>-images.npy`), for codec analysis.
+    /// the clean images they were made on next to it (`<stem>-images.npy`), and `<stem>-meta.json` with
+    /// each row's sample ID, the generation, ε, α and the start noise's seed and σ (codec analysis).
     public var dumpDeltas: String?
     /// The attack's Gaussian start: false draws it from the step's random stream (the trainer's
     /// default), true makes it the per-sample Tensors.StartNoise of (seed, epoch, sample ID), the
@@ -116,7 +117,8 @@ public enum MemoryBench {
             throw MemoryBenchError.invalid("\(spec.name) takes \(spec.inputShape) images but \(data) has \(dataset.shape)")
         }
         let net = spec.build(seed: seed)
-        let attack = PGDConfig(epsilon: eps, stepSize: eps / 4, steps: attackSteps, norm: .linf, randomStart: .gaussian(std: 0.001))
+        let startSigma: Float = 0.001  // TRADES's Gaussian start (algorithms.md §2.1)
+        let attack = PGDConfig(epsilon: eps, stepSize: eps / 4, steps: attackSteps, norm: .linf, randomStart: .gaussian(std: startSigma))
         let method = try makeMethod(.trades(TRADESConfig(attack: attack, beta: 6)), helper: nil)
         let optimizer = SGD(parameters: net.namedParameters, config: SGDConfig(learningRate: 0.02, momentum: 0.9, weightDecay: 0))
         let population = Array(0..<min(batch * batches, dataset.count))
@@ -129,8 +131,14 @@ public enum MemoryBench {
         try? FileManager.default.removeItem(at: directory)
         defer { try? FileManager.default.removeItem(at: directory) }
         let ram = RAMMemoryStore(config: ramConfig, sampleCount: dataset.count, shape: dataset.shape.dimensions)
+        // The δ's start noise, as the trainer hands it to a q8rcn bank (per-sample starts only).
+        let startNoise = perSample ? BankStartNoise(seed: StartNoise(runSeed: seed).seed, sigma: startSigma) : nil
+        guard bankCodec != .q8rcn || startNoise != nil else {
+            throw MemoryBenchError.invalid("--codec q8rcn regenerates the attack's start noise: add --per-sample-start-noise")
+        }
         let disk = try DiskMemoryStore(config: diskConfig, directory: directory, dataset: dataset, epsilon: eps, norm: .linf,
-                                       createdBy: "{\"bench\": \"memory\"}", keepThrough: nil)
+                                       createdBy: "{\"bench\": \"memory\"}", keepThrough: nil,
+                                       startNoise: bankCodec == .q8rcn ? startNoise : nil)
         defer { disk.close() }
         let both = MirroredMemoryStore(primary: disk, mirror: ram)
         func trainingStep(_ memory: any MemoryStore) -> TrainingStep {
@@ -173,6 +181,17 @@ public enum MemoryBench {
             try writeNPY(lastDeltas, shape: shape, to: path)
             let stem = path.hasSuffix(".npy") ? String(path.dropLast(4)) : path
             try writeNPY(lastImages, shape: shape, to: stem + "-images.npy")
+            // What it takes to re-code the dump offline (q8rcn regenerates each row's start noise).
+            var side: [String: Any] = [
+                "sampleIDs": lastIDs, "generation": window - 1, "shape": dataset.shape.dimensions,
+                "epsilon": Double(eps), "stepSize": Double(attack.stepSize), "attackSteps": attackSteps,
+                "startSigma": Double(startSigma), "perSampleStartNoise": perSample,
+            ]
+            if let noise = startNoise { side["noiseSeed"] = String(noise.seed) }
+            let json = try JSONSerialization.data(withJSONObject: side, options: [.sortedKeys])
+            do { try json.write(to: URL(fileURLWithPath: stem + "-meta.json"), options: .atomic) } catch {
+                throw MemoryBenchError.invalid("--dump-deltas: cannot write \(stem)-meta.json (\(error.localizedDescription))")
+            }
         }
 
         // Measure: the epoch after the fill, both stores on the same frozen model (no update) and the
@@ -211,7 +230,7 @@ public enum MemoryBench {
         let r = side(.ram), d = side(.disk), steps = Double(plan.batchCount)
         var codecs: [BankBench.CodecFigures] = []
         for c in BankCodec.allCases {
-            let noise = c == .q8rcn && perSample ? BankStartNoise(seed: StartNoise(runSeed: seed).seed, sigma: 0.001) : nil
+            let noise = c == .q8rcn ? startNoise : nil
             codecs.append(try BankBench.measureCodec(c, flavour: "trades-\(attackSteps)", deltas: lastDeltas, shape: dataset.shape.dimensions,
                                                      epsilon: eps, startNoise: noise, generation: window - 1, ids: lastIDs))
         }

@@ -50,5 +50,44 @@ final class MemoryBenchDumpTests: XCTestCase {
             XCTAssertTrue(images[i] + delta[i] >= -1e-6 && images[i] + delta[i] <= 1 + 1e-6, "x + δ [\(i)] outside the box")
         }
         XCTAssertGreaterThan(delta.filter { $0 != 0 }.count, delta.count / 4, "a real attack moved the pixels")
+        let side = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.url.appendingPathComponent("d-meta.json"))) as? [String: Any])
+        let ids = try XCTUnwrap(side["sampleIDs"] as? [Int])
+        XCTAssertEqual(ids.count, 16)
+        XCTAssertEqual(Set(ids), Set(0..<16), "the population is the first batches × batch samples, each once per epoch")
+        XCTAssertEqual(side["generation"] as? Int, 0)
+        XCTAssertEqual(side["perSampleStartNoise"] as? Bool, false)
+        XCTAssertNil(side["noiseSeed"], "no per-sample noise, no seed")
+    }
+
+    /// `--codec q8rcn` stores δ with the regenerated start noise taken out, so it needs the per-sample
+    /// start; without it the bench refuses with a message naming the flag, and with it the disk bank is
+    /// a real q8rcn bank whose mem term matches the RAM store within q8's ε/254 bound's effect.
+    func test_q8rcnDiskBank_needsPerSampleStartNoise_andRunsWithIt() throws {
+        let dir = TempDirectory("bench-memory-q8rcn")
+        var c = MemoryBenchConfig()
+        c.width = 0.25
+        c.batch = 8
+        c.batches = 2
+        c.attackSteps = 2
+        c.window = 2
+        c.codec = "q8rcn"
+        c.scratch = dir.url.path
+        XCTAssertThrowsError(try MemoryBench.run(c)) { error in
+            XCTAssertTrue("\(error)".contains("--per-sample-start-noise"), "\(error)")
+        }
+        c.perSampleStartNoise = true
+        let r = try MemoryBench.run(c)
+        XCTAssertEqual(r.codec, "q8rcn")
+        XCTAssertGreaterThan(r.bankBytesPerEntry, 0)
+        // A generation file also holds an index slot for every dataset sample, so compare against the
+        // same run with a q8 bank: the per-entry saving is the codec table's q8 − q8rcn record size.
+        c.codec = "q8"
+        let q8Run = try MemoryBench.run(c)
+        let q8 = try XCTUnwrap(r.codecs.first { $0.codec == "q8" }), q8rcn = try XCTUnwrap(r.codecs.first { $0.codec == "q8rcn" })
+        let saving = q8.bytesPerEntry - q8rcn.bytesPerEntry
+        XCTAssertGreaterThan(saving, 0)
+        XCTAssertEqual(q8Run.bankBytesPerEntry - r.bankBytesPerEntry, saving, accuracy: saving * 0.5,
+                       "the disk bank's entries are q8rcn records (q8 run \(q8Run.bankBytesPerEntry), q8rcn run \(r.bankBytesPerEntry))")
+        XCTAssertLessThan(r.memTermMeanAbsDifference, 1e-2 * max(1, abs(r.memTermMean)), "disk (q8rcn) and RAM (f32) terms agree")
     }
 }
