@@ -4,7 +4,8 @@
 // structural checks behind the CRCs are reached. The committed corpus is Tests/MemoryBankTests/Fuzz/
 // {segment,manifest}: `seed-*` files written by `test_writeCorpus` (MEMLOSS_FUZZ_WRITE_CORPUS=1),
 // `regress-*` files that once crashed or misled a reader (issue 14; regress-shape-overflow.mbs was
-// found by this target: C·H·W overflowed and the decoder sized its buffers from the wrapped product).
+// found by this target: C·H·W overflowed and the decoder sized its buffers from the wrapped product;
+// regress-q8rcn-generation-huge.mbs too: a q8rcn record of a generation ≥ 2³² trapped in StartNoise).
 // A segment does not carry q8rcn's start noise (spec §5.1): the target supplies the one the seed bank
 // was written with (BankFixtures.startNoise), as the manifest would, so q8rcn records are decoded.
 
@@ -195,6 +196,11 @@ final class BankFuzzTests: XCTestCase {
         XCTAssertEqual(nan[first + 5] & RecordHeader.lz4Flag, 0, "the record must be stored raw")
         put(UInt64(Float.nan.bitPattern), first + 48 + 4, 4, &nan)
         try save(BankFixup.segment(nan), "segment/regress-nan-delta-f32.mbs")
+        // A q8rcn segment claiming generation 2⁴⁰ (found by this target in a MEMLOSS_CHECKED run: the
+        // decoder asked StartNoise for a generation ≥ 2³² and trapped; now a corrupt record).
+        var farGeneration = try load("segment/seed-q8rcn-linf.mbs")
+        put(1 << 40, 56, 8, &farGeneration)
+        try save(BankFixup.segment(farGeneration), "segment/regress-q8rcn-generation-huge.mbs")
         var count = try load("manifest/seed-q8-linf.mbm")
         put(0xFFFF_FFFF, 60, 4, &count)  // generationCount (dump looped 2³² times)
         try save(BankFixup.manifest(count), "manifest/regress-generationcount-huge.mbm")

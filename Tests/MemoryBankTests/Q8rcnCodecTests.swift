@@ -159,6 +159,33 @@ final class Q8rcnCodecTests: XCTestCase {
         assertBankError(try q8.validate()) { if case .invalidConfig(let r) = $0 { return r.contains("only stored with codec q8rcn") }; return false }
     }
 
+    /// The noise is defined for generations below 2³² only (spec §7.6): a record that claims a later
+    /// generation (a damaged segment header) is a corrupt record, and the writer never opens one.
+    func test_aGenerationOf2To32OrMore_isACorruptRecordWhenRead_andTheWriterRefusesIt() throws {
+        let config = BankFixtures.config(codec: .q8rcn, shape: [3, 8, 8])
+        let delta = Self.noiseStartedDelta(shape: [3, 8, 8], noise: BankFixtures.startNoise, generation: 5, id: 3, seed: 1)
+        let (record, stats) = encode(config, delta)
+        XCTAssertEqual(stats.layout, RecordCodec.q8rcCodedLayout)
+        // The last generation with noise: decoded under its (other) noise, other levels or a malformed stream.
+        do {
+            _ = try decode(config, record, generation: (1 << 32) - 1)
+        } catch let error as MemoryBankError {
+            guard case .corruptRecord(_, _, _, let reason) = error, !reason.contains("2³²") else { return XCTFail("\(error)") }
+        }
+        for generation in [1 << 32, 1 << 40, Int.max] {
+            assertBankError(try decode(config, record, generation: generation), "generation \(generation)") {
+                if case .corruptRecord(_, _, _, let reason) = $0 { return reason.contains("2³²") }
+                return false
+            }
+        }
+        let dir = TempDirectory("bank-q8rcn-far-generation")
+        let bank = try Bank.create(at: dir.url, config: BankFixtures.config(codec: .q8rcn, sampleCount: 4, shape: [3, 8, 8]),
+                                   options: BankFixtures.options())
+        defer { bank.close() }
+        assertBankError(try bank.beginGeneration(1 << 32)) { if case .invalidConfig(let r) = $0 { return r.contains("2³²") }; return false }
+        XCTAssertNoThrow(try bank.beginGeneration((1 << 32) - 1))
+    }
+
     // MARK: - The manifest carries the noise
 
     func test_manifest_v1_1_roundTripsTheStartNoise_otherCodecsKeepTheV1_0Header() throws {
