@@ -5,6 +5,7 @@
 
 import Foundation
 import MemoryBank
+import Tensors
 
 /// Size figures of one generation.
 public struct GenerationInfo: Codable, Equatable, Sendable {
@@ -53,6 +54,11 @@ public struct BankInfo: Codable, Equatable, Sendable {
     public var payloadCompressionRatio: Double?
     /// The training settings the writer recorded (JSON when it is JSON, else the text).
     public var createdBy: JSONValue
+    /// The attack's start noise of a `q8rcn` bank (manifest v1.1, spec §4 and §7.6), named as the
+    /// manifest fields; nil (absent from the JSON) for every other codec.
+    public var noiseSeed: UInt64? = nil
+    public var noiseSigma: Double? = nil
+    public var noiseGenerator: Int? = nil
 
     /// Reads the sizes of every live generation of `bank`.
     /// - Throws: `.bank(corruptRecord…)` at the first damaged record.
@@ -86,7 +92,9 @@ public struct BankInfo: Codable, Equatable, Sendable {
             generations: generations, entries: entries, bytesOnDisk: onDisk, bytesPerEntry: perEntry,
             recordBytesPerEntry: per(generations.reduce(0) { $0 + $1.recordBytes }), payloadBytesPerEntry: payload,
             float32BytesPerEntry: float32, compressionRatio: perEntry.map { Double(float32) / $0 },
-            payloadCompressionRatio: payload.flatMap { $0 > 0 ? Double(float32) / $0 : nil }, createdBy: bank.createdBy)
+            payloadCompressionRatio: payload.flatMap { $0 > 0 ? Double(float32) / $0 : nil }, createdBy: bank.createdBy,
+            noiseSeed: c.startNoise?.seed, noiseSigma: c.startNoise.map { Double($0.sigma) },
+            noiseGenerator: c.startNoise.map { Int($0.generator) })
     }
 
     /// The record header size of format v1.0 (spec §6).
@@ -99,6 +107,11 @@ public struct BankInfo: Codable, Equatable, Sendable {
         out += "  samples       N = \(group(sampleCount)) IDs, shape \(shape.map(String.init).joined(separator: "×")) (n = \(group(elementCount)) values)\n"
         out += "  attack        ε = \(fmt(epsilon)) (\(norm))\n"
         out += "  codec         \(codec)\n"
+        if let noiseSeed, let noiseSigma, let noiseGenerator {
+            let name = noiseGenerator == Int(StartNoise.irwinHall12) ? "Irwin–Hall 12" : "unknown"
+            out += "  start noise   noiseSeed 0x\(String(noiseSeed, radix: 16, uppercase: true)), noiseSigma σ = \(fmt(noiseSigma)), "
+                + "noiseGenerator \(noiseGenerator) (\(name))\n"
+        }
         out += "  window        K = \(window), stride s = \(stride)\n"
         out += "  entries       \(group(entries))\n"
         out += "  on disk       \(bytes(bytesOnDisk))\n"

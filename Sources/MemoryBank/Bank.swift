@@ -244,6 +244,9 @@ public final class Bank: @unchecked Sendable {
         if closed { throw .writerClosed }
         if let open = current { throw .generationAlreadyOpen(generation: open.generation) }
         if generation < 0 { throw .invalidConfig(reason: "generation \(generation) must be ≥ 0") }
+        if config.codec == .q8rcn && !RecordCodec.startNoiseCovers(generation: generation, id: 0) {
+            throw .invalidConfig(reason: "generation \(generation): q8rcn's start noise is defined for generations below 2³² (spec §7.6)")
+        }
         if let newest = manifest.generations.last?.generation, generation <= newest {
             throw .generationNotIncreasing(requested: generation, newest: newest)
         }

@@ -73,7 +73,15 @@ public enum BankDump {
         out.fields(fieldSpans(Manifest.fieldOffsets, total: Manifest.headerByteCount), base: 0, describe: describeManifestField)
         guard bytes.count >= Manifest.headerByteCount else { return out.text }
         let regions = Manifest.bestEffortRegions(bytes)
-        out.chunked(from: Manifest.headerByteCount, to: regions.entries.lowerBound) { _, _ in "header extension" }
+        var extensionStart = Manifest.headerByteCount
+        // v1.1's start noise (spec §4), named when the header says v1.1 and holds it.
+        var minor = ByteReader(bytes, offset: 10)
+        if minor.readLE(UInt16.self) >= 1 && regions.entries.lowerBound >= Manifest.noiseHeaderByteCount {
+            out.fields(fieldSpans(Manifest.noiseFieldOffsets, total: Manifest.noiseHeaderByteCount), base: 0,
+                       describe: describeManifestField)
+            extensionStart = Manifest.noiseHeaderByteCount
+        }
+        out.chunked(from: extensionStart, to: regions.entries.lowerBound) { _, _ in "header extension" }
         var p = regions.entries.lowerBound
         let spans = [("generation", 0, 8), ("segmentBytes", 8, 8), ("segmentHeaderChecksum", 16, 4), ("reserved", 20, 4)]
         while p + Manifest.entryByteCount <= regions.entries.upperBound {
@@ -133,6 +141,10 @@ public enum BankDump {
     private static func describeManifestField(_ name: String, _ raw: [UInt8]) -> String {
         switch name {
         case "magic", "epsilon", "shape", "codec", "norm": return describeHeaderField(name, raw)
+        case "noiseSeed": return "noiseSeed 0x" + String(le(raw, UInt64.self), radix: 16, uppercase: true)
+        case "noiseSigma": return "noiseSigma \(Float(bitPattern: le(raw, UInt32.self)))"
+        case "noiseGenerator":
+            return "noiseGenerator \(raw[0]) (\(raw[0] == StartNoise.irwinHall12 ? "Irwin–Hall 12" : "unknown"))"
         default: return name + describeInteger(name, raw)
         }
     }

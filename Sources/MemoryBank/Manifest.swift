@@ -34,7 +34,12 @@ struct Manifest: Equatable {
         ("magic", 0), ("versionMajor", 8), ("versionMinor", 10), ("headerBytes", 12), ("sequence", 16),
         ("sampleCount", 24), ("shape", 32), ("epsilon", 48), ("codec", 52), ("norm", 53), ("window", 54),
         ("stride", 56), ("reserved0", 58), ("generationCount", 60), ("createdByLength", 64), ("reserved1", 68),
-    ]  // v1.1's start noise (72…87, q8rcn only) is read by `decode`; dumps list it as the header extension
+    ]
+    /// v1.1's start noise (spec §4 `ManifestStartNoise`, bytes 72…87, read by `decode` for q8rcn only;
+    /// dumps label it by name when the header is v1.1 and at least 88 bytes long).
+    static let noiseFieldOffsets: [(String, Int)] = [
+        ("noiseSeed", 72), ("noiseSigma", 80), ("noiseGenerator", 84), ("reserved2", 85),
+    ]
 
     var sequence: UInt64
     var config: BankConfig

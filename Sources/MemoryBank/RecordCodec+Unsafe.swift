@@ -462,6 +462,12 @@ final class RecordDecoder {
         let shape = (c: config.shape[0], h: config.shape[1], w: config.shape[2])
         let valid: Bool
         if config.codec == .q8rcn, let startNoise = config.startNoise {
+            // The noise exists only for generations and IDs below 2³² (spec §7.6); a damaged segment
+            // header can claim any u64 generation.
+            if !RecordCodec.startNoiseCovers(generation: currentGeneration, id: currentID) {
+                return corrupt("q8rcn record of generation \(currentGeneration): the start noise is defined for generations "
+                               + "and sample IDs below 2³² (spec §7.6)")
+            }
             fillNoiseBases(startNoise, generation: currentGeneration, id: currentID, scale: scale,
                            noise: &noise, bases: &bases, halves: &halves)
             valid = levels.withUnsafeMutableBufferPointer { q in

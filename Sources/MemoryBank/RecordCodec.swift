@@ -52,6 +52,13 @@ enum RecordCodec {
     /// The smallest coded stream: the coder's flush alone.
     static let q8rcMinimumStreamBytes = LevelModel.flushBytes
 
+    /// Whether `q8rcn`'s start noise is defined for a record (spec §7.6: generation and sample ID both
+    /// in 0..<2³², the stream index g·2³² + id of the generator). The writer refuses other generations,
+    /// the reader reports such a record as corrupt (StartNoise would trap on them).
+    static func startNoiseCovers(generation: Int, id: Int) -> Bool {
+        generation >= 0 && generation < 1 << 32 && id >= 0 && id < 1 << 32
+    }
+
     /// `levels` layouts (spec §7.4): 0 packed indices, 1 bit planes, 2 direct (the int8 levels, no palette).
     static let levelsLayoutCount = 3
     static let directLayout = 2

@@ -1,5 +1,6 @@
 // MembankFuzzTests.swift: the `membank` fuzz target (docs/fuzzing.md): small banks (f32 L∞ with
-// incompressible δ, so payload mutations reach the values; levels L2) have one file mutated per
+// incompressible δ, so payload mutations reach the values; levels L2; q8rcn L∞ with δ started from
+// the bank's own noise, so its range-coded records and v1.1 manifest are mutated) have one file mutated per
 // iteration (half with checksums repaired and the manifest pointed at the mutant, BankFixup), then
 // every subcommand runs on it in-process through MembankCore (info, verify, stats, dump, export,
 // pictures, drift); each must return or throw a MembankError whose text ends in a hint. A handful of
@@ -30,8 +31,10 @@ final class MembankFuzzTests: XCTestCase {
     private func baseBank(codec: BankCodec, norm: PerturbationNorm) throws -> [(name: String, bytes: [UInt8])] {
         let shape = try DataSource.demo.open(.train).shape.dimensions
         let url = dir.url.appendingPathComponent("base-\(codec.rawValue)")
+        // q8rcn: σ = 0.01 (about 4 q8 levels at ε = 0.3), so the noise shows in the levels.
+        let noise = codec == .q8rcn ? BankStartNoise(seed: 11, sigma: 0.01) : nil
         let config = BankConfig(sampleCount: 6, shape: shape, epsilon: 0.3, norm: norm, codec: codec, window: 2, stride: 1,
-                                createdBy: "{\"data\": \"demo\", \"fixture\": \"MembankFuzzTests\"}")
+                                createdBy: "{\"data\": \"demo\", \"fixture\": \"MembankFuzzTests\"}", startNoise: noise)
         let bank = try Bank.create(at: url, config: config, options: Bank.Options(queueCapacity: 8, writeBufferBytes: 4096, sync: false))
         var random = FuzzRandom(seed: 5)
         let n = config.elementCount
@@ -39,8 +42,13 @@ final class MembankFuzzTests: XCTestCase {
         for g in 0..<2 {
             try bank.beginGeneration(g)
             for id in [0, 2, 3] where !(g == 1 && id == 3) {
-                // Uniform values: incompressible, so f32 records are stored raw.
-                let delta = (0..<n).map { _ in (Float(random.below(1 << 20)) / Float(1 << 19) - 1) * magnitude }
+                // Uniform values: incompressible, so f32 records are stored raw. q8rcn: the start noise
+                // plus k·ε/4, k in −4…4, clipped at ±ε (a PGD-like δ the coder codes relative to the noise).
+                var delta = (0..<n).map { _ in (Float(random.below(1 << 20)) / Float(1 << 19) - 1) * magnitude }
+                if let noise {
+                    let z = StartNoise(seed: noise.seed).unit(epoch: g, sampleID: id, count: n)
+                    delta = z.map { min(0.3, max(-0.3, noise.sigma * $0 + Float(random.below(9) - 4) * 0.075)) }
+                }
                 try bank.append(id: id, delta: delta, view: ViewParameters(dx: Int8(id - 2), dy: 1, flip: id % 2 == 0),
                                 metadata: EntryMetadata(label: Int32(id), pY: 0.2, margin: -0.5, loss: 1.5))
             }
@@ -132,10 +140,21 @@ final class MembankFuzzTests: XCTestCase {
 
     func test_fuzz_everySubcommandInProcess_neverTraps() throws {
         var opened = 0, executions = 0
-        for (k, (codec, norm)) in [(BankCodec.f32, PerturbationNorm.linf), (.levels, .l2)].enumerated() {
+        for (k, (codec, norm)) in [(BankCodec.f32, PerturbationNorm.linf), (.levels, .l2), (.q8rcn, .linf)].enumerated() {
             let files = try baseBank(codec: codec, norm: norm)
-            XCTAssertTrue(exercise(dir.url.appendingPathComponent("base-\(codec.rawValue)")), "the base bank opens")
-            XCTAssertTrue(VerifyReport.run(path: dir.url.appendingPathComponent("base-\(codec.rawValue)").path).intact)
+            let base = dir.url.appendingPathComponent("base-\(codec.rawValue)")
+            XCTAssertTrue(exercise(base), "the base bank opens")
+            XCTAssertTrue(VerifyReport.run(path: base.path).intact)
+            if codec == .q8rcn {
+                let reader = try BankReader.open(at: base)
+                let n = reader.config.elementCount
+                for g in reader.generations {
+                    for id in 0..<6 {
+                        guard let e = try reader.entry(id: id, generation: g) else { continue }
+                        XCTAssertLessThan(e.info.storedBytes, 4 + n, "q8rcn base record \(id) is range-coded (layout 0; layout 1 is 4 + n bytes)")
+                    }
+                }
+            }
             let seed = Fuzz.seed &+ UInt64(k)
             FileHandle.standardError.write(Data("fuzz membank: \(codec.rawValue) bank, seed \(seed)\n".utf8))
             var m = Mutator(seed: seed, corpus: files.map(\.bytes))

@@ -4,7 +4,10 @@
 // structural checks behind the CRCs are reached. The committed corpus is Tests/MemoryBankTests/Fuzz/
 // {segment,manifest}: `seed-*` files written by `test_writeCorpus` (MEMLOSS_FUZZ_WRITE_CORPUS=1),
 // `regress-*` files that once crashed or misled a reader (issue 14; regress-shape-overflow.mbs was
-// found by this target: C·H·W overflowed and the decoder sized its buffers from the wrapped product).
+// found by this target: C·H·W overflowed and the decoder sized its buffers from the wrapped product;
+// regress-q8rcn-generation-huge.mbs too: a q8rcn record of a generation ≥ 2³² trapped in StartNoise).
+// A segment does not carry q8rcn's start noise (spec §5.1): the target supplies the one the seed bank
+// was written with (BankFixtures.startNoise), as the manifest would, so q8rcn records are decoded.
 
 import Foundation
 @testable import MemoryBank
@@ -28,30 +31,33 @@ final class BankFuzzTests: XCTestCase {
     func test_fuzz_segmentReaderAndRecordDecoding_neverTrap() throws {
         let corpus = try Fuzz.loadCorpus(Fuzz.corpusDirectory(target: "MemoryBankTests", name: "segment"))
         XCTAssertGreaterThanOrEqual(corpus.count, 5)
-        var opened = 0, decoded = 0
+        var opened = 0, decoded = 0, q8rcnDecoded = 0, q8rcnRefused = 0
         let executions = Fuzz.run(name: "segment", corpus: corpus, iterations: Fuzz.iterations(default: Self.defaultSegmentMutants)) { bytes in
             let input = bytes.count % 2 == 0 ? BankFixup.segment(bytes) : bytes
             let r = exerciseSegment(input)
             opened += r.opened ? 1 : 0
             decoded += r.decoded
+            if r.codec == .q8rcn { q8rcnDecoded += r.decoded; q8rcnRefused += r.refused }
         }
         XCTAssertGreaterThan(opened, executions / 20, "too few mutants reach the record decoder: \(opened)/\(executions)")
         XCTAssertGreaterThan(decoded, 0)
+        XCTAssertGreaterThan(q8rcnDecoded, 0, "q8rcn mutants must reach the q8rcn decoder (seed-q8rcn-linf.mbs)")
+        XCTAssertGreaterThan(q8rcnRefused, 0, "some damaged q8rcn records must be refused (with a record-level error)")
     }
 
     /// Opens `bytes` as segment `gen-…1.mbs` would be (the manifest entry taken from the file itself,
     /// so only the segment's own checks can reject it), decodes every entry, and dumps it.
-    private func exerciseSegment(_ bytes: [UInt8]) -> (opened: Bool, decoded: Int) {
+    private func exerciseSegment(_ bytes: [UInt8]) -> (opened: Bool, decoded: Int, refused: Int, codec: BankCodec?) {
         // Written first: after a crash, the temporary directory holds the mutant that caused it.
         let url = dir.url.appendingPathComponent("gen-0000000001.mbs")
-        guard (try? Data(bytes).write(to: url)) != nil else { return (false, 0) }
+        guard (try? Data(bytes).write(to: url)) != nil else { return (false, 0, 0, nil) }
         let text = BankDump.segment(bytes)
         if bytes.count < 1 << 24 {
             XCTAssertEqual(BankDump.bytes(fromListing: text), bytes, "the dump must list every byte once")
         }
-        guard bytes.count >= SegmentHeader.encodedByteCount else { return (false, 0) }
+        guard bytes.count >= SegmentHeader.encodedByteCount else { return (false, 0, 0, nil) }
         let fields = SegmentHeader.fields(of: bytes)
-        guard let config = try? fields.config(createdBy: "", file: "fuzz") else { return (false, 0) }
+        guard let config = try? fields.config(createdBy: "", file: "fuzz", startNoise: BankFixtures.startNoise) else { return (false, 0, 0, nil) }
         let expected = ManifestGeneration(generation: Int(clamping: fields.generation), segmentBytes: bytes.count,
                                           segmentHeaderChecksum: fields.headerChecksum)
         let segment: BankSegment
@@ -59,12 +65,12 @@ final class BankFuzzTests: XCTestCase {
             segment = try BankSegment(path: url.path, expected: expected, manifestConfig: config)
         } catch {
             XCTAssertTrue(error.description.contains("\nhint: "), "\(error)")
-            return (false, 0)
+            return (false, 0, 0, config.codec)
         }
         XCTAssertLessThanOrEqual(segment.layout.index.upperBound, bytes.count)
         let decoder = RecordDecoder(config: config)
         var delta = [Float](repeating: 0, count: config.elementCount)
-        var decoded = 0
+        var decoded = 0, refused = 0
         for id in 0..<config.sampleCount where segment.contains(id: id) {
             do {
                 if try SingleSegmentDecode(segment: segment, decoder: decoder).decode(id: id, into: &delta) != nil {
@@ -72,10 +78,12 @@ final class BankFuzzTests: XCTestCase {
                     XCTAssertTrue(delta.allSatisfy(\.isFinite), "a decoded δ must be finite (id \(id))")
                 }
             } catch {
+                refused += 1
                 XCTAssertTrue(error.isRecordLevel, "record decoding threw a non-record error: \(error)")
+                XCTAssertTrue(error.description.contains("\nhint: "), "a refused record names a hint: \(error)")
             }
         }
-        return (true, decoded)
+        return (true, decoded, refused, config.codec)
     }
 
     // MARK: - (b) manifest
@@ -130,13 +138,26 @@ final class BankFuzzTests: XCTestCase {
         }
         let variants: [(String, BankCodec, PerturbationNorm)] = [
             ("q8-linf", .q8, .linf), ("f32-linf", .f32, .linf), ("f16-l2", .f16, .l2), ("q4-linf", .q4, .linf),
-            ("levels-l2", .levels, .l2), ("q8rc-linf", .q8rc, .linf),
+            ("levels-l2", .levels, .l2), ("q8rc-linf", .q8rc, .linf), ("q8rcn-linf", .q8rcn, .linf),
         ]
         for (name, codec, norm) in variants {
             let bankDir = dir.url.appendingPathComponent(name)
             let config = BankFixtures.config(codec: codec, norm: norm, sampleCount: 6, shape: [3, 4, 5], window: 2)
             let bank = try Bank.create(at: bankDir, config: config, options: BankFixtures.options())
-            try BankFixtures.fill(bank, generations: [0, 1], ids: [0, 2, 3, 5])
+            if codec == .q8rcn {
+                // δ started from the bank's own noise, so the records use the noise-relative trees.
+                for g in [0, 1] {
+                    try bank.beginGeneration(g)
+                    for id in [0, 2, 3, 5] {
+                        let d = Q8rcnCodecTests.noiseStartedDelta(shape: [3, 4, 5], noise: BankFixtures.startNoise, generation: g,
+                                                                  id: id, seed: UInt64(g * 1000 + id))
+                        try bank.append(id: id, delta: d, view: BankFixtures.view(id), metadata: BankFixtures.metadata(id))
+                    }
+                    try bank.sealGeneration()
+                }
+            } else {
+                try BankFixtures.fill(bank, generations: [0, 1], ids: [0, 2, 3, 5])
+            }
             bank.close()
             try Data(contentsOf: BankFixtures.segmentURL(bankDir, 1))
                 .write(to: root.appendingPathComponent("segment/seed-\(name).mbs"))
@@ -175,6 +196,11 @@ final class BankFuzzTests: XCTestCase {
         XCTAssertEqual(nan[first + 5] & RecordHeader.lz4Flag, 0, "the record must be stored raw")
         put(UInt64(Float.nan.bitPattern), first + 48 + 4, 4, &nan)
         try save(BankFixup.segment(nan), "segment/regress-nan-delta-f32.mbs")
+        // A q8rcn segment claiming generation 2⁴⁰ (found by this target in a MEMLOSS_CHECKED run: the
+        // decoder asked StartNoise for a generation ≥ 2³² and trapped; now a corrupt record).
+        var farGeneration = try load("segment/seed-q8rcn-linf.mbs")
+        put(1 << 40, 56, 8, &farGeneration)
+        try save(BankFixup.segment(farGeneration), "segment/regress-q8rcn-generation-huge.mbs")
         var count = try load("manifest/seed-q8-linf.mbm")
         put(0xFFFF_FFFF, 60, 4, &count)  // generationCount (dump looped 2³² times)
         try save(BankFixup.manifest(count), "manifest/regress-generationcount-huge.mbm")
@@ -189,7 +215,7 @@ extension BankReader {
         let fields = SegmentHeader.fields(of: bytes)
         let bank = directory.appendingPathComponent("verify-\(fields.headerChecksum)")
         try? FileManager.default.createDirectory(at: bank, withIntermediateDirectories: true)
-        guard let config = try? fields.config(createdBy: "", file: "corpus"),
+        guard let config = try? fields.config(createdBy: "", file: "corpus", startNoise: BankFixtures.startNoise),
               (try? Data(bytes).write(to: bank.appendingPathComponent(BankLayout.segmentName(Int(fields.generation))))) != nil
         else { return false }
         let m = Manifest(sequence: 1, config: config, generations: [

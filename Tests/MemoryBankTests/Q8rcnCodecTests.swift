@@ -2,7 +2,7 @@
 // regenerates (Tensors.StartNoise, §7.6). The generator pinned to the spec's values and its moments;
 // the codec bit-identical to q8 on every kind of δ (also with the wrong noise, which only costs
 // bytes), smaller than q8rc on δ made from the noise; the manifest carrying the noise (v1.1) and a
-// bank round trip; the golden records (Fixtures/golden-q8rcn-records.bin); damaged payloads behind a
+// bank round trip; the golden records (Fixtures/golden-q8rcn-records.bin) and the spec's listing of the first; damaged payloads behind a
 // valid CRC (every truncation, a mutation sweep): a typed error or valid levels, never a trap.
 
 import Foundation
@@ -159,6 +159,33 @@ final class Q8rcnCodecTests: XCTestCase {
         assertBankError(try q8.validate()) { if case .invalidConfig(let r) = $0 { return r.contains("only stored with codec q8rcn") }; return false }
     }
 
+    /// The noise is defined for generations below 2³² only (spec §7.6): a record that claims a later
+    /// generation (a damaged segment header) is a corrupt record, and the writer never opens one.
+    func test_aGenerationOf2To32OrMore_isACorruptRecordWhenRead_andTheWriterRefusesIt() throws {
+        let config = BankFixtures.config(codec: .q8rcn, shape: [3, 8, 8])
+        let delta = Self.noiseStartedDelta(shape: [3, 8, 8], noise: BankFixtures.startNoise, generation: 5, id: 3, seed: 1)
+        let (record, stats) = encode(config, delta)
+        XCTAssertEqual(stats.layout, RecordCodec.q8rcCodedLayout)
+        // The last generation with noise: decoded under its (other) noise, other levels or a malformed stream.
+        do {
+            _ = try decode(config, record, generation: (1 << 32) - 1)
+        } catch let error as MemoryBankError {
+            guard case .corruptRecord(_, _, _, let reason) = error, !reason.contains("2³²") else { return XCTFail("\(error)") }
+        }
+        for generation in [1 << 32, 1 << 40, Int.max] {
+            assertBankError(try decode(config, record, generation: generation), "generation \(generation)") {
+                if case .corruptRecord(_, _, _, let reason) = $0 { return reason.contains("2³²") }
+                return false
+            }
+        }
+        let dir = TempDirectory("bank-q8rcn-far-generation")
+        let bank = try Bank.create(at: dir.url, config: BankFixtures.config(codec: .q8rcn, sampleCount: 4, shape: [3, 8, 8]),
+                                   options: BankFixtures.options())
+        defer { bank.close() }
+        assertBankError(try bank.beginGeneration(1 << 32)) { if case .invalidConfig(let r) = $0 { return r.contains("2³²") }; return false }
+        XCTAssertNoThrow(try bank.beginGeneration((1 << 32) - 1))
+    }
+
     // MARK: - The manifest carries the noise
 
     func test_manifest_v1_1_roundTripsTheStartNoise_otherCodecsKeepTheV1_0Header() throws {
@@ -238,6 +265,78 @@ final class Q8rcnCodecTests: XCTestCase {
             offset += length
         }
         XCTAssertEqual(offset, committed.count)
+    }
+
+    private var spec: URL {
+        fixture.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/format/membank-v1.md")
+    }
+
+    /// The §7.6 worked example for the first golden record: its levels, the noise bases b_j (shown as
+    /// the signed f) and halves h_j that the decoder regenerates, and the payload bytes, 16 per line.
+    static func specListing(record: [UInt8], levels: [Int8], shape: [Int], generation: Int, id: Int) -> String {
+        let (c, h, w) = (shape[0], shape[1], shape[2])
+        let noise = BankFixtures.startNoise
+        let scale = BankFixtures.epsilon / 127
+        let z = StartNoise(seed: noise.seed).unit(epoch: generation, sampleID: id, count: c * h * w)
+        var bases = [UInt8](repeating: 0, count: z.count), halves = [UInt8](repeating: 0, count: z.count)
+        z.withUnsafeBufferPointer { zp in
+            LevelCoder.noiseBases(unit: zp.baseAddress!, count: z.count, sigma: noise.sigma, scale: scale, bases: &bases, halves: &halves)
+        }
+        func planes(_ label: String, _ values: [Int]) -> String {
+            (0..<c).map { ch in
+                (ch == 0 ? label.padding(toLength: 9, withPad: " ", startingAt: 0) : String(repeating: " ", count: 9)) + "c=\(ch): "
+                    + (0..<h).map { y in (0..<w).map { x in String(values[(ch * h + y) * w + x]) }.joined(separator: " ") }
+                        .joined(separator: " / ")
+                    .replacingOccurrences(of: "-", with: "−") + "\n"
+            }.joined()
+        }
+        func u32(_ at: Int) -> Int { (0..<4).reduce(0) { $0 | Int(record[at + $1]) << (8 * $1) } }
+        let raw = u32(36), stored = u32(40)  // rawBytes, storedBytes (equal: q8rcn never sets LZ4)
+        let stream = Array(record[52..<(48 + stored)])
+        var text = "sample \(id), generation \(generation), shape \(c)×\(h)×\(w), ε = 8/255 (scale ε/127), L∞, "
+            + "noiseSeed 0x\(String(noise.seed, radix: 16, uppercase: true)), σ = \(noise.sigma)\n"
+        text += planes("levels", levels.map(Int.init))
+        text += planes("b (f)", bases.map { Int(Int8(bitPattern: $0)) })
+        text += planes("h", halves.map(Int.init))
+        func hex(_ bytes: ArraySlice<UInt8>) -> String { bytes.map { String(format: "%02X", $0) }.joined(separator: " ") }
+        func line(_ bytes: ArraySlice<UInt8>, _ note: String) -> String {
+            let h = hex(bytes)
+            return note.isEmpty ? "         " + h + "\n" : "         " + h.padding(toLength: max(h.count, 47), withPad: " ", startingAt: 0) + "  " + note + "\n"
+        }
+        text += "payload  " + hex(record[48..<52]).padding(toLength: 47, withPad: " ", startingAt: 0) + "  layout 0 (coded), reserved\n"
+        for start in stride(from: 0, to: stream.count, by: 16) {
+            let note = start == 0 ? "stream (\(stream.count) bytes; \(raw) raw bytes, record \(record.count) B)" : ""
+            text += line(stream[start..<min(stream.count, start + 16)], note)
+        }
+        return text
+    }
+
+    func test_specWorkedExample_listsTheFirstGoldenRecord_levelsBasesAndBytes() throws {
+        let committed = [UInt8](try Data(contentsOf: fixture))
+        let length = try XCTUnwrap(Q8rcCodecTests.recordLength(committed, at: 0))
+        let record = Array(committed[0..<length])
+        XCTAssertEqual(record[48], 0, "the listed record is coded (layout 0)")
+        let config = BankFixtures.config(codec: .q8rcn, shape: [2, 3, 4])
+        let levels = try decode(config, record, id: 0).map { Int8(($0 / (BankFixtures.epsilon / 127)).rounded()) }
+        let listing = "```\n" + Self.specListing(record: record, levels: levels, shape: [2, 3, 4], generation: 5, id: 0) + "```\n"
+        var text = try String(contentsOf: spec, encoding: .utf8)
+        let begin = "<!-- golden-q8rcn:begin -->\n", end = "<!-- golden-q8rcn:end -->"
+        var range: Range<String.Index> {
+            get throws { try XCTUnwrap(text.range(of: begin)).upperBound..<XCTUnwrap(text.range(of: end)).lowerBound }
+        }
+        if ProcessInfo.processInfo.environment["MEMBANK_REGENERATE_GOLDEN"] == "1" {
+            text.replaceSubrange(try range, with: listing)
+            try text.write(to: spec, atomically: true, encoding: .utf8)
+        }
+        let documented = String(text[try range])
+        XCTAssertEqual(documented, listing, "docs/format/membank-v1.md §7.6 worked example ≠ Fixtures/golden-q8rcn-records.bin")
+        // The payload bytes as a reader of the spec sees them: the hex after "payload", line by line.
+        let payloadLines = documented.split(separator: "\n").drop { !$0.hasPrefix("payload") }.prefix { !$0.hasPrefix("```") }
+        let listed = payloadLines.flatMap { line in
+            line.dropFirst(9).prefix(47).split(separator: " ").compactMap { UInt8($0, radix: 16) }
+        }
+        XCTAssertEqual(listed, Array(record[48..<(48 + Int(record[40]))]), "listed payload bytes ≠ the golden record's")
     }
 
     // MARK: - Damaged payloads behind a valid checksum
