@@ -6,6 +6,7 @@
 import Foundation
 import Kernels
 import Layers
+import SystemIO
 import Tensors
 
 /// AutoAttack: robust accuracy as the per-sample worst case over a fixed cascade of attacks.
@@ -239,6 +240,7 @@ public enum AutoAttack {
             state.records[k].batchesDone = b + 1
             state.records[k].complete = b + 1 == batchCount
             if let stateFile { try state.save(to: stateFile) }
+            FaultPoint.hit("autoattack.afterBatch")  // the resume tests kill a run here, its state saved
             let progress = Progress(attack: component, batchesDone: b + 1, batchCount: batchCount,
                                     robustCount: robust.filter { $0 }.count)
             if let shouldContinue, !shouldContinue(progress) { return false }

@@ -120,6 +120,16 @@ public enum Launch: Equatable, Sendable {
         if environment["PMIX_RANK"] != nil { return .mpi(size: nil) }
         return .single
     }
+
+    /// This process's rank as the launcher announced it (`OMPI_COMM_WORLD_RANK`, `PMI_RANK`,
+    /// `PMIX_RANK`), without initialising MPI: for messages printed before MPI starts (a flag the
+    /// argument parser rejects). Nil without a launcher.
+    public static func announcedRank(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int? {
+        for key in ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"] {
+            if let v = environment[key], let r = Int(v) { return r }
+        }
+        return nil
+    }
 }
 
 /// The communicator for this process: `SingleProcess` without a launcher, otherwise MPI

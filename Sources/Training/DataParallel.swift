@@ -33,9 +33,9 @@ public enum DataParallelError: Error, CustomStringConvertible {
     case syncBatchNormChanged(runDirectory: String, stored: Bool)
     /// The run's distributed.json cannot be read or written.
     case file(path: String, problem: String)
-    /// This rank failed (`message`: its error) and told the others, which stop with
-    /// `.stoppedByAgreement`; every rank ends normally.
-    case failedOnRank(rank: Int, message: String)
+    /// Rank 0's view of an agreed failure: every failing rank's error text (`messages`, by rank,
+    /// in rank order); the other ranks stop with `.stoppedByAgreement`; every rank ends normally.
+    case failedOnRanks(messages: [RankMessage], worldSize: Int)
 
     public var description: String {
         switch self {
@@ -62,13 +62,36 @@ public enum DataParallelError: Error, CustomStringConvertible {
                 + "hint: resume without the flag (the stored setting is used)"
         case .file(let path, let problem):
             return "\(path): \(problem)\nhint: the file records the run's world size; restore it or start a new run"
-        case .failedOnRank(let rank, let message):
-            return "rank \(rank): \(message)"
+        case .failedOnRanks(let messages, let size):
+            return DataParallelError.describe(messages, worldSize: size)
         }
     }
 }
 
+/// One rank's error text, gathered to rank 0 by `DataParallel.agreeing`.
+public struct RankMessage: Codable, Equatable, Sendable {
+    public var rank: Int
+    public var message: String
+    public init(rank: Int, message: String) { self.rank = rank; self.message = message }
+}
+
 extension DataParallelError {
+    /// The text of an agreed failure, said once: the message alone when every rank failed with
+    /// the same text (the usual case: the same flags, the same files), otherwise one line per
+    /// distinct message naming its ranks ("rank 1: …", "ranks 0, 2: …").
+    static func describe(_ messages: [RankMessage], worldSize: Int) -> String {
+        var groups: [(text: String, ranks: [Int])] = []
+        for m in messages {
+            if let k = groups.firstIndex(where: { $0.text == m.message }) { groups[k].ranks.append(m.rank) } else {
+                groups.append((m.message, [m.rank]))
+            }
+        }
+        if groups.count == 1, groups[0].ranks.count == worldSize { return groups[0].text }
+        return groups.map { g in
+            (g.ranks.count == 1 ? "rank \(g.ranks[0])" : "ranks " + g.ranks.map(String.init).joined(separator: ", ")) + ": " + g.text
+        }.joined(separator: "\n")
+    }
+
     /// True for errors every rank raises together (after a collective agreement), so the job can
     /// end with MPI_Finalize instead of MPI_Abort.
     /// A non-finite loss is one: the non-finite flag is all-reduced with the gradient, so every
@@ -77,7 +100,7 @@ extension DataParallelError {
         if case .nonFinite? = error as? TrainingError { return true }
         switch error as? DataParallelError {
         case .configMismatch?, .stoppedByAgreement?, .replicasDiverged?, .batchNotDivisible?, .worldSizeChanged?,
-             .syncBatchNormChanged?, .failedOnRank?: return true
+             .syncBatchNormChanged?, .failedOnRanks?: return true
         default: return false
         }
     }
@@ -415,17 +438,29 @@ public final class DataParallel {
         }
     }
 
-    /// Runs `body` on every rank and agrees on failure: when it throws on some rank, that rank
-    /// throws `.failedOnRank` (its error as text) and the others `.stoppedByAgreement`, so every
-    /// rank leaves together and can end normally (no MPI_Abort). One rank: `body`'s error as is.
+    /// Runs `body` on every rank and agrees on failure: when it throws on some rank, every rank's
+    /// error text is gathered to rank 0, which throws `.failedOnRanks` (said once when every rank
+    /// failed alike), and the other ranks throw `.stoppedByAgreement`, so every rank leaves
+    /// together and can end normally (MPI_Finalize, no MPI_Abort). One rank: `body`'s error as is.
+    /// Cost when nothing fails: one all-reduce of one double.
+    /// - Precondition: `body` makes no collective call (a rank that failed early would not make it).
     public func agreeing<T>(_ what: String, _ body: () throws -> T) throws -> T {
         guard isDistributed else { return try body() }
         let result: Result<T, Error>
         do { result = .success(try body()) } catch { result = .failure(error) }
-        var failed: Bool { if case .failure = result { return true } else { return false } }
-        guard try anyRank(failed) else { return try result.get() }
-        if case .failure(let e) = result { throw DataParallelError.failedOnRank(rank: rank, message: "\(e)") }
-        throw DataParallelError.stoppedByAgreement(reason: "\(what) failed on another rank")
+        var mine: String? { if case .failure(let e) = result { return DataParallel.text(of: e) } else { return nil } }
+        guard try anyRank(mine != nil) else { return try result.get() }
+        let all = try gatherToRoot(RankMessage(rank: rank, message: mine ?? ""))
+        guard let all else { throw DataParallelError.stoppedByAgreement(reason: "\(what) failed on another rank") }
+        let messages = all.filter { !$0.message.isEmpty }
+        throw DataParallelError.failedOnRanks(messages: messages, worldSize: size)
+    }
+
+    /// An error's text as the CLI prints it (Foundation file errors reduced to path and reason).
+    static func text(of error: Error) -> String {
+        if let e = error as? DataParallelError, case .failedOnRanks(let m, let s) = e { return DataParallelError.describe(m, worldSize: s) }
+        let text = ResultFile.describeFoundationError(error) ?? "\(error)"
+        return text.isEmpty ? "\(type(of: error)) (no message)" : text
     }
 
     /// Whether `value` is true on any rank; every rank gets the same answer.

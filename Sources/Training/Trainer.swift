@@ -120,39 +120,32 @@ public final class Trainer {
     /// with the same arguments; rank 0 alone writes the run's files (docs/distributed.md).
     public init(config: TrainConfig, runDirectory: URL, resume: Bool = false,
                 resumeOverrides: ResumeOverrides = .none, parallel: DataParallel = DataParallel()) throws {
-        run = RunDirectory(runDirectory)
+        let run = RunDirectory(runDirectory)
+        self.run = run
         self.parallel = parallel
-        if resume { try parallel.checkWorldSize(ofRun: runDirectory) }
-        var cfg = config
-        if resume {
-            guard let data = FileManager.default.contents(atPath: run.config.path) else {
-                throw TrainingError.resume("\(run.config.path) is missing; is \(runDirectory.path) a run directory?")
+        // Each step that reads files or flags is agreed between the ranks (`agreeing`): a failure on
+        // any rank stops every rank together with a normal exit, said once by rank 0.
+        let cfg = try parallel.agreeing("reading the configuration") { () throws -> TrainConfig in
+            if resume { try parallel.checkWorldSize(ofRun: runDirectory) }
+            var cfg = config
+            if resume {
+                guard let data = FileManager.default.contents(atPath: run.config.path) else {
+                    throw TrainingError.resume("\(run.config.path) is missing; is \(runDirectory.path) a run directory?")
+                }
+                do { cfg = try JSONDecoder().decode(TrainConfig.self, from: data) } catch {
+                    throw TrainingError.resume("\(run.config.path) is not a valid config: \(error)")
+                }
+                resumeOverrides.apply(to: &cfg)
             }
-            do { cfg = try JSONDecoder().decode(TrainConfig.self, from: data) } catch {
-                throw TrainingError.resume("\(run.config.path) is not a valid config: \(error)")
-            }
-            resumeOverrides.apply(to: &cfg)
+            try cfg.validate()
+            return cfg
         }
-        try cfg.validate()
         self.config = cfg
         try parallel.checkSameConfig(cfg)
         _ = try parallel.localBatchSize(global: cfg.batchSize)
 
-        let source: DataSource
-        do { source = try DataSource(parsing: cfg.data) } catch { throw TrainingError.data("\(error)") }
-        do {
-            trainSet = try source.open(.train)
-            testSet = source.hasTestSet ? try source.open(.test) : nil
-        } catch { throw TrainingError.data("\(error)") }
-        try cfg.checkData(trainCount: trainSet.count, testCount: testSet?.count, classCount: trainSet.classCount,
-                          dataName: trainSet.name)
-        augmentation = cfg.augment.map { $0 ? source.standardAugmentation : .none } ?? source.standardAugmentation
-
-        spec = try ModelSpec(parsing: cfg.model, classes: trainSet.classCount, width: cfg.width)
-        guard spec.inputShape == trainSet.shape.dimensions else {
-            throw TrainingError.modelMismatch("\(spec.name) takes \(spec.inputShape.map(String.init).joined(separator: "×")) images "
-                                              + "but \(cfg.data) has \(trainSet.shape)")
-        }
+        let inputs = try parallel.agreeing("opening the data") { try Trainer.openInputs(cfg) }
+        (trainSet, testSet, augmentation, spec) = (inputs.trainSet, inputs.testSet, inputs.augmentation, inputs.spec)
         model = spec.build(seed: cfg.seed)
         split = ValidationSplit(dataset: trainSet, validationCount: min(cfg.validationSize, trainSet.count / 2), seed: cfg.seed)
         if cfg.validationSize > trainSet.count / 2 {
@@ -165,6 +158,60 @@ public final class Trainer {
         }
         trainIDs = cfg.trainSamples > 0 ? Array(split.train.prefix(cfg.trainSamples)) : split.train
 
+        method = try makeMethod(cfg.method, helper: inputs.helper)
+        optimizer = SGD(parameters: model.namedParameters, config: cfg.optimizer)
+
+        try parallel.agreeing("creating the run directory") { try run.create() }
+        checkpoints = CheckpointStore(directory: run.checkpoints)
+        if resume {
+            // Rank 0 recovers the checkpoint store first (it may repair it); then the others read it.
+            try parallel.agreeing("restoring the checkpoint") { if parallel.isRoot { try restore() } }
+            try parallel.agreeing("restoring the checkpoint") { if !parallel.isRoot { try restore() } }
+        } else {
+            try parallel.agreeing("writing the run's config") {
+                guard parallel.isRoot else { return }
+                try run.writeJSON(cfg, to: run.config)
+                try parallel.recordWorldSize(in: runDirectory)
+            }
+        }
+        try parallel.broadcastState(of: model, keepDropoutStreams: resumedCommit != nil)
+        parallel.enableSyncBatchNorm(on: model)
+        if resume, resumeOverrides != .none {
+            try resumeOverrides.check(completedEpochs: startEpoch, runDirectory: runDirectory.path)
+            if parallel.isRoot { try run.writeJSON(cfg, to: run.config) }
+        }
+        if let mc = cfg.memLoss ?? WarmStart.bankConfig(cfg) {
+            memory = try parallel.agreeing("opening the memory bank") {
+                try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil, openGeneration: startMemory)
+            }
+        }
+    }
+
+    /// What a run reads besides its config: the data, the model spec checked against the data's
+    /// image shape, and HAT's helper model (one rank's files; `init` agrees on failures).
+    private struct Inputs {
+        var trainSet: Dataset
+        var testSet: Dataset?
+        var augmentation: AugmentationConfig
+        var spec: ModelSpec
+        var helper: AnyClassifier?
+    }
+
+    private static func openInputs(_ cfg: TrainConfig) throws -> Inputs {
+        let source: DataSource
+        do { source = try DataSource(parsing: cfg.data) } catch { throw TrainingError.data("\(error)") }
+        let trainSet: Dataset, testSet: Dataset?
+        do {
+            trainSet = try source.open(.train)
+            testSet = source.hasTestSet ? try source.open(.test) : nil
+        } catch { throw TrainingError.data("\(error)") }
+        try cfg.checkData(trainCount: trainSet.count, testCount: testSet?.count, classCount: trainSet.classCount,
+                          dataName: trainSet.name)
+        let spec = try ModelSpec(parsing: cfg.model, classes: trainSet.classCount, width: cfg.width)
+        guard spec.inputShape == trainSet.shape.dimensions else {
+            throw TrainingError.modelMismatch("\(spec.name) takes \(spec.inputShape.map(String.init).joined(separator: "×")) images "
+                                              + "but \(cfg.data) has \(trainSet.shape)")
+        }
         var helper: AnyClassifier? = nil
         if case .hat = cfg.method {
             guard let path = cfg.helperCheckpoint else {
@@ -176,29 +223,9 @@ public final class Trainer {
             }
             helper = h
         }
-        method = try makeMethod(cfg.method, helper: helper)
-        optimizer = SGD(parameters: model.namedParameters, config: cfg.optimizer)
-
-        try run.create()
-        checkpoints = CheckpointStore(directory: run.checkpoints)
-        if resume {
-            // Rank 0 recovers the checkpoint store first (it may repair it); then the others read it.
-            if parallel.isRoot { try restore() }
-            try parallel.barrier()
-            if !parallel.isRoot { try restore() }
-        } else if parallel.isRoot {
-            try run.writeJSON(cfg, to: run.config)
-            try parallel.recordWorldSize(in: runDirectory)
-        }
-        try parallel.broadcastState(of: model, keepDropoutStreams: resumedCommit != nil)
-        parallel.enableSyncBatchNorm(on: model)
-        if resume, resumeOverrides != .none {
-            try resumeOverrides.check(completedEpochs: startEpoch, runDirectory: runDirectory.path)
-            if parallel.isRoot { try run.writeJSON(cfg, to: run.config) }
-        }
-        if let mc = cfg.memLoss ?? WarmStart.bankConfig(cfg) {
-            memory = try makeMemoryStore(mc, resumeEpoch: resume ? startEpoch : nil, openGeneration: startMemory)
-        }
+        return Inputs(trainSet: trainSet, testSet: testSet,
+                      augmentation: cfg.augment.map { $0 ? source.standardAugmentation : .none } ?? source.standardAugmentation,
+                      spec: spec, helper: helper)
     }
 
     /// Loads the committed checkpoint (or a pre-commit-layout `last` pair) into the model, the

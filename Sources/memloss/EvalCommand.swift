@@ -87,37 +87,16 @@ struct EvalCommand: ParsableCommand {
             try runReplay(bank: replay, parallel: parallel)
             return
         }
-        let url = URL(fileURLWithPath: checkpoint)
-        let meta: [String: String]
-        do { meta = try RestoredModel.metadata(of: url) } catch { throw ValidationError("\(error)") }
-        let dataSpec = data ?? meta[CheckpointMetadataKey.data] ?? "demo"
-        let epsText = epsilon ?? meta[CheckpointMetadataKey.epsilon] ?? "8/255"
-        guard let eps = parseEpsilon(epsText) else { throw ValidationError("--epsilon '\(epsText)' is not a number or fraction") }
-        let source: DataSource
-        let testSet: Dataset
-        do {
-            source = try DataSource(parsing: dataSpec)
-            testSet = try source.open(source.hasTestSet ? .test : .train)
-        } catch { throw ValidationError("\(error)") }
-        let restored: RestoredModel
-        do {
-            restored = try RestoredModel.load(checkpoint: url, metadata: meta,
-                                              overrides: ModelOverrides(model: model, width: width, classes: classes),
-                                              datasetClassCount: testSet.classCount)
-        } catch { throw ValidationError("\(error)") }
-        let spec = restored.spec, net = restored.model
-        let count = n > 0 ? min(n, testSet.count) : testSet.count
-        if attack.lowercased().split(separator: ",").contains("autoattack") {
+        // Flags and files are read on every rank and agreed on: a bad flag or a file one rank cannot
+        // read stops every rank with a normal exit, said once by rank 0.
+        let p = try parallel.agreeing("reading the flags and files") { try prepare(parallel) }
+        let net = p.restored.model, spec = p.restored.spec, testSet = p.testSet, source = p.source
+        let (dataSpec, epsText, eps, count, attacks) = (p.dataSpec, p.epsText, p.eps, p.count, p.attacks)
+        if let options = p.autoAttack {
             let context = ["checkpoint": checkpoint, "model": spec.name, "data": dataSpec]
             try runAutoAttack(net, testSet, count: count, split: source.hasTestSet ? "test" : "train", epsText: epsText,
-                              eps: eps, context: context, parallel: parallel)
+                              eps: eps, options: options, context: context, parallel: parallel)
             return
-        }
-        var attacks: [(name: String, spec: AttackSpec)] = []
-        for name in attack.split(separator: ",").map(String.init) {
-            do { attacks.append((name, try AttackSpec(parsing: name, epsilon: eps))) } catch {
-                throw ValidationError("--attack \(name): \(error)")
-            }
         }
         let r = try parallel.reduce(Evaluation.run(model: net, dataset: testSet, ids: parallel.shard(Array(0..<count)),
                                                    attacks: attacks, epsilonText: epsText, epsilon: eps, seed: seed))
@@ -143,20 +122,7 @@ extension EvalCommand {
     /// Under mpirun each rank attacks its share of the points (its state file is `--state` with
     /// `.rank-<r>` appended) and rank 0 alone prints and writes.
     func runAutoAttack(_ net: AnyClassifier, _ testSet: Dataset, count: Int, split: String, epsText: String, eps: Float,
-                       context: [String: String], parallel: DataParallel) throws {
-        guard attack.lowercased() == "autoattack" else {
-            throw ValidationError("--attack autoattack runs alone (it runs PGD-20 itself for its sanity check); got '\(attack)'")
-        }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1, got \(batchSize)") }
-        let statePath = state.map { parallel.isDistributed ? "\($0).rank-\(parallel.rank)" : $0 }
-        var options = AutoAttackOptions(preset: version, norm: norm, seed: seed, batchSize: batchSize,
-                                        stateFile: statePath.map { URL(fileURLWithPath: $0) })
-        if let largeEpsilon {
-            guard let e = parseEpsilon(largeEpsilon), e > 0 else {
-                throw ValidationError("--large-epsilon '\(largeEpsilon)' must be a positive number or fraction")
-            }
-            options.largeEpsilon = e
-        }
+                       options: AutoAttackOptions, context: [String: String], parallel: DataParallel) throws {
         let interactive = isatty(fileno(stderr)) != 0
         let report: AutoAttackReport?
         let who = parallel.isDistributed ? "rank 0's share: " : ""
@@ -184,11 +150,34 @@ extension EvalCommand {
 }
 
 extension EvalCommand {
+    /// AutoAttack's options from the flags; under mpirun the state file is `--state` with
+    /// `.rank-<r>` appended (each rank resumes its own shard; docs/distributed.md §5).
+    func autoAttackOptions(_ parallel: DataParallel) throws -> AutoAttackOptions {
+        guard attack.lowercased() == "autoattack" else {
+            throw ValidationError("--attack autoattack runs alone (it runs PGD-20 itself for its sanity check); got '\(attack)'")
+        }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1, got \(batchSize)") }
+        let statePath = state.map { parallel.isDistributed ? "\($0).rank-\(parallel.rank)" : $0 }
+        var options = AutoAttackOptions(preset: version, norm: norm, seed: seed, batchSize: batchSize,
+                                        stateFile: statePath.map { URL(fileURLWithPath: $0) })
+        if let largeEpsilon {
+            guard let e = parseEpsilon(largeEpsilon), e > 0 else {
+                throw ValidationError("--large-epsilon '\(largeEpsilon)' must be a positive number or fraction")
+            }
+            options.largeEpsilon = e
+        }
+        return options
+    }
+}
+
+extension EvalCommand {
     /// `--replay BANK`: Training.Replay over every live generation; a table, or JSON.
     /// Under mpirun each rank replays its share of every generation's entries; rank 0 prints and writes.
     func runReplay(bank path: String, parallel: DataParallel) throws {
-        if attackList != nil { throw ValidationError("--replay evaluates the bank's stored examples; drop --attack") }
-        if n != 0 { throw ValidationError("--replay evaluates every entry of the bank; drop --n") }
+        try parallel.agreeing("reading the flags") {
+            if attackList != nil { throw ValidationError("--replay evaluates the bank's stored examples; drop --attack") }
+            if n != 0 { throw ValidationError("--replay evaluates every entry of the bank; drop --n") }
+        }
         let url = URL(fileURLWithPath: checkpoint)
         let result: ReplayReport?
         do {
@@ -205,6 +194,59 @@ extension EvalCommand {
         let data = try enc.encode(report)
         if let output { try writeResult(data, to: output) }
         print(json ? String(decoding: data, as: UTF8.self) : "checkpoint \(checkpoint)\n" + report.table())
+    }
+}
+
+/// What an attack evaluation reads before its first collective call (EvalCommand.prepare).
+struct PreparedEvaluation {
+    var restored: RestoredModel
+    var source: DataSource
+    var testSet: Dataset
+    var dataSpec: String
+    var epsText: String
+    var eps: Float
+    /// Test points evaluated: positions 0..<count of the split.
+    var count: Int
+    /// The named attacks (empty for AutoAttack).
+    var attacks: [(name: String, spec: AttackSpec)]
+    /// AutoAttack's options, when `--attack autoattack`.
+    var autoAttack: AutoAttackOptions?
+}
+
+extension EvalCommand {
+    /// The checkpoint, data and attacks the flags name, checked (every error a ValidationError).
+    func prepare(_ parallel: DataParallel) throws -> PreparedEvaluation {
+        let url = URL(fileURLWithPath: checkpoint)
+        let meta: [String: String]
+        do { meta = try RestoredModel.metadata(of: url) } catch { throw ValidationError("\(error)") }
+        let dataSpec = data ?? meta[CheckpointMetadataKey.data] ?? "demo"
+        let epsText = epsilon ?? meta[CheckpointMetadataKey.epsilon] ?? "8/255"
+        guard let eps = parseEpsilon(epsText) else { throw ValidationError("--epsilon '\(epsText)' is not a number or fraction") }
+        let source: DataSource
+        let testSet: Dataset
+        do {
+            source = try DataSource(parsing: dataSpec)
+            testSet = try source.open(source.hasTestSet ? .test : .train)
+        } catch { throw ValidationError("\(error)") }
+        let restored: RestoredModel
+        do {
+            restored = try RestoredModel.load(checkpoint: url, metadata: meta,
+                                              overrides: ModelOverrides(model: model, width: width, classes: classes),
+                                              datasetClassCount: testSet.classCount)
+        } catch { throw ValidationError("\(error)") }
+        let count = n > 0 ? min(n, testSet.count) : testSet.count
+        var p = PreparedEvaluation(restored: restored, source: source, testSet: testSet, dataSpec: dataSpec, epsText: epsText,
+                                   eps: eps, count: count, attacks: [], autoAttack: nil)
+        if attack.lowercased().split(separator: ",").contains("autoattack") {
+            p.autoAttack = try autoAttackOptions(parallel)
+            return p
+        }
+        for name in attack.split(separator: ",").map(String.init) {
+            do { p.attacks.append((name, try AttackSpec(parsing: name, epsilon: eps))) } catch {
+                throw ValidationError("--attack \(name): \(error)")
+            }
+        }
+        return p
     }
 }
 

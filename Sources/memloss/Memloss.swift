@@ -1,7 +1,9 @@
 // Memloss.swift: the `memloss` command-line root. Subcommands live one per file; the CLI only
-// parses flags into typed configs and calls library code (no defaults or math here).
+// parses flags into typed configs and calls library code (no defaults or math here). Under an MPI
+// launcher, ranks other than 0 print a rejected flag's error once, tagged, without the usage.
 
 import ArgumentParser
+import Distributed
 import Foundation
 
 @main
@@ -12,6 +14,24 @@ struct Memloss: ParsableCommand {
         subcommands: [TrainCommand.self, EvalCommand.self, ExportCommand.self, ModelsCommand.self, BenchCommand.self,
                       DataCommand.self, StudyCommand.self],
         defaultSubcommand: nil)
+
+    /// ArgumentParser's entry point, except under an MPI launcher on ranks other than 0: every rank
+    /// parses the same flags, so a rejected flag would print the same error and usage R times.
+    /// Those ranks print the error's first line once, tagged with the rank (rank 0 prints it all);
+    /// every rank exits with the parser's status, normally (no MPI was started for a parse error).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            guard let rank = Launch.announcedRank(), rank > 0 else { exit(withError: error) }
+            let message = fullMessage(for: error)
+            if let first = message.split(separator: "\n").first {
+                FileHandle.standardError.write(Data("memloss (rank \(rank)): \(first)\n".utf8))
+            }
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+    }
 }
 
 struct BenchCommand: ParsableCommand {

@@ -185,32 +185,66 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
+    /// What the flags ask for, resolved before any collective call (so every rank can agree on a
+    /// failure): the printed config, a new run, or a resume.
+    private enum Plan {
+        case printed
+        case start(TrainConfig, directory: URL, interval: CheckpointInterval?)
+        case resume(TrainConfig, directory: URL, overrides: ResumeOverrides, interval: CheckpointInterval?)
+    }
+
     private func runTraining(_ communicator: any Communicator) throws {
-        if let resume {
-            try resumeTraining(resume, communicator)
-            return
+        let parallel = parallel(communicator)
+        // Flags, config files and the run directory are read on every rank and agreed on: a bad flag
+        // or a missing file (on any rank) stops every rank with a normal exit, said once by rank 0.
+        let plan = try parallel.agreeing("reading the flags") { try resolvePlan(isRoot: communicator.rank == 0) }
+        let trainer: Trainer
+        switch plan {
+        case .printed: return
+        case .start(let cfg, let dir, let interval):
+            trainer = try Trainer(config: cfg, runDirectory: dir, parallel: parallel)
+            if let interval { trainer.checkpointEvery = interval }
+        case .resume(let cfg, let dir, let overrides, let interval):
+            trainer = try Trainer(config: cfg, runDirectory: dir, resume: true, resumeOverrides: overrides, parallel: parallel)
+            if let interval { trainer.checkpointEvery = interval }
         }
+        try execute(trainer)
+    }
+
+    /// The flags laid over `--config` (or over the stored config with `--resume`), validated; with
+    /// `--print-config`, printed (by rank 0). Rank 0 prepares a new run's directory.
+    private func resolvePlan(isRoot: Bool) throws -> Plan {
+        var interval: CheckpointInterval?
+        if let checkpointEvery {
+            guard let i = CheckpointInterval(parsing: checkpointEvery) else {
+                throw ValidationError("--checkpoint-every \(checkpointEvery): expected a step count (500), a duration (30s, 10m, 2h) or off")
+            }
+            interval = i
+        }
+        if let resume { return try resumePlan(resume, isRoot: isRoot, interval: interval) }
         var cfg = TrainConfig.demo
         if let config { cfg = try TrainConfig.load(file: config, over: cfg) }
         try applyFlags(&cfg)
         try cfg.validate()
         if printConfig {
-            try printJSON(cfg)
-            FileHandle.standardError.write(Data((cfg.attackSummary + "\n").utf8))
-            return
+            if isRoot { try printResolved(cfg) }
+            return .printed
         }
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         let dir = out ?? "runs/\(cfg.method.name)-\(cfg.model)-\(stamp)"
-        // Rank 0 prepares the directory; the Trainer's first collective (the config check) holds the
-        // other ranks until it has.
-        if communicator.rank == 0 { try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite) }
-        let trainer = try Trainer(config: cfg, runDirectory: URL(fileURLWithPath: dir), parallel: parallel(communicator))
-        try execute(trainer)
+        // Rank 0 prepares the directory; the agreement on this plan holds the other ranks until it has.
+        if isRoot { try RunDirectory(URL(fileURLWithPath: dir)).prepareNewRun(overwrite: overwrite) }
+        return .start(cfg, directory: URL(fileURLWithPath: dir), interval: interval)
+    }
+
+    private func printResolved(_ cfg: TrainConfig) throws {
+        try printJSON(cfg)
+        FileHandle.standardError.write(Data((cfg.attackSummary + "\n").utf8))
     }
 
     /// `--resume DIR`: the stored config with the given flags laid over it must differ only where
     /// `ResumeOverrides` allows; every conflict is named (flag, field, stored and given value).
-    private func resumeTraining(_ resume: String, _ communicator: any Communicator) throws {
+    private func resumePlan(_ resume: String, isRoot: Bool, interval: CheckpointInterval?) throws -> Plan {
         let directory = URL(fileURLWithPath: resume)
         let stored = try TrainConfig.stored(inRun: directory)
         var requested = stored
@@ -230,12 +264,10 @@ struct TrainCommand: ParsableCommand {
         overrides.apply(to: &resolved)
         try resolved.validate()
         if printConfig {
-            try printJSON(resolved)
-            FileHandle.standardError.write(Data((resolved.attackSummary + "\n").utf8))
-            return
+            if isRoot { try printResolved(resolved) }
+            return .printed
         }
-        try execute(try Trainer(config: resolved, runDirectory: directory, resume: true, resumeOverrides: overrides,
-                                parallel: parallel(communicator)))
+        return .resume(resolved, directory: directory, overrides: overrides, interval: interval)
     }
 
     /// The given flags (and `--config`), each with the TrainConfig fields it sets (JSON paths), for
@@ -279,12 +311,6 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func execute(_ trainer: Trainer) throws {
-        if let checkpointEvery {
-            guard let interval = CheckpointInterval(parsing: checkpointEvery) else {
-                throw ValidationError("--checkpoint-every \(checkpointEvery): expected a step count (500), a duration (30s, 10m, 2h) or off")
-            }
-            trainer.checkpointEvery = interval
-        }
         if trainer.parallel.isRoot {
             for note in trainer.notes { FileHandle.standardError.write(Data("memloss train: \(note)\n".utf8)) }
         }

@@ -548,28 +548,57 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertEqual(o["steps"] as? Int, 2)
     }
 
-    /// The demo task (`memloss train` with no arguments: TRADES + MemLoss on the embedded MNIST subset,
-    /// 15 epochs) on 2 ranks with the default per-rank batch norm reaches the test accuracies of one
-    /// process within 1 point. Several minutes on 2 cores: runs only with MEMLOSS_LONG_TESTS=1.
-    /// (SmallCNN, the demo's model, has no batch norm: this checks the data-parallel loop as a
+    /// Per-seed spread of the demo's test accuracies, in percentage points: the sample standard
+    /// deviation over seeds 1–5, pooled over 1 process and 2 ranks (docs/distributed.md §8, the
+    /// table measured with tools/mpi-seed-table.sh, release build).
+    static let demoSeedSpread = (clean: 0.67, pgd20: 2.16)
+
+    /// The tolerance on a difference of two n-seed means: three standard deviations of that
+    /// difference if 2 ranks and 1 process draw from the same distribution (σ·√(2/n) for σ the
+    /// per-seed spread), so a false alarm has about a 0.3 % chance; never below the 1 point.
+    static func meanTolerance(spread: Double, seeds n: Int) -> Double { max(1, 3 * spread * (2 / Double(n)).squareRoot()) }
+
+    /// The demo task (`memloss train` with no arguments but --seed: TRADES + MemLoss on the embedded
+    /// MNIST subset, 15 epochs) as 1 process and as 2 ranks with the default per-rank batch norm,
+    /// for seeds 1…n (`MEMLOSS_LONG_SEEDS`, default 3): the mean clean and PGD-20 test accuracies
+    /// of the 2-rank runs must lie within `meanTolerance` of the 1-process means. One seed each
+    /// cannot tell a real difference from noise (one process alone moves several points between
+    /// seeds; docs/distributed.md §8). Tens of minutes on 2 cores: runs only with
+    /// MEMLOSS_LONG_TESTS=1. (SmallCNN has no batch norm: this checks the data-parallel loop as a
     /// whole, the sharded order and the per-rank attack and dropout streams, not the BN choice.)
-    func test_long_demoTask_twoRanksConvergeWithinOnePointOfOne() throws {
-        guard ProcessInfo.processInfo.environment["MEMLOSS_LONG_TESTS"] == "1" else {
-            throw XCTSkip("the 2-rank demo convergence run takes minutes: set MEMLOSS_LONG_TESTS=1 to run it")
+    func test_long_demoTask_twoRanksConvergeLikeOne_onTheMeanOverSeeds() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard env["MEMLOSS_LONG_TESTS"] == "1" else {
+            throw XCTSkip("the 2-rank demo convergence runs take tens of minutes: set MEMLOSS_LONG_TESTS=1 to run them")
         }
         _ = try MPILaunch.requireMPI()
-        let dir = try TempDirectory()
-        let one = dir.url.appendingPathComponent("one"), two = dir.url.appendingPathComponent("two")
-        let a = try MPILaunch.plain(["train", "--out", one.path], timeout: 3600)
-        XCTAssertEqual(a.status, 0, a.err)
-        let b = try MPILaunch.run(["train", "--out", two.path], rankEnvironments: Self.two(), timeout: 3600)
-        XCTAssertEqual(b.status, 0, b.err)
-        func accuracies(_ run: URL) throws -> [Double] {
-            let o = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval/test.json"))) as? [String: Any]
-            return [o?["cleanAccuracy"] as? Double ?? -1] + ((o?["attacks"] as? [[String: Any]]) ?? []).map { $0["accuracy"] as? Double ?? -1 }
+        let seeds = Int(env["MEMLOSS_LONG_SEEDS"] ?? "") ?? 3
+        XCTAssertGreaterThanOrEqual(seeds, 1, "MEMLOSS_LONG_SEEDS must be a positive count")
+        let dir = TempDirectory()
+        func accuracies(_ run: URL) throws -> (clean: Double, pgd20: Double) {
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval/test.json")))
+                                  as? [String: Any])
+            let pgd = (o["attacks"] as? [[String: Any]] ?? []).first { $0["attack"] as? String == "pgd20" }
+            return (100 * (o["cleanAccuracy"] as? Double ?? -1), 100 * (pgd?["accuracy"] as? Double ?? -1))
         }
-        let x = try accuracies(one), y = try accuracies(two)
-        XCTAssertEqual(x.count, y.count)
-        for (p, q) in zip(x, y) { XCTAssertLessThanOrEqual(abs(p - q), 0.01, "1 rank \(x), 2 ranks \(y)") }
+        var one: [(clean: Double, pgd20: Double)] = [], two = one
+        for seed in 1...max(1, seeds) {
+            let a = dir.url.appendingPathComponent("one-\(seed)"), b = dir.url.appendingPathComponent("two-\(seed)")
+            let r1 = try MPILaunch.plain(["train", "--seed", "\(seed)", "--out", a.path], timeout: 3600)
+            XCTAssertEqual(r1.status, 0, r1.err)
+            let r2 = try MPILaunch.run(["train", "--seed", "\(seed)", "--out", b.path], rankEnvironments: Self.two(), timeout: 3600)
+            XCTAssertEqual(r2.status, 0, r2.err)
+            one.append(try accuracies(a))
+            two.append(try accuracies(b))
+        }
+        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
+        let n = one.count
+        for (name, spread, x, y) in [("clean", Self.demoSeedSpread.clean, one.map(\.clean), two.map(\.clean)),
+                                     ("PGD-20", Self.demoSeedSpread.pgd20, one.map(\.pgd20), two.map(\.pgd20))] {
+            let tolerance = Self.meanTolerance(spread: spread, seeds: n)
+            XCTAssertLessThanOrEqual(abs(mean(y) - mean(x)), tolerance,
+                                     "\(name) over \(n) seeds: 1 process \(x) (mean \(mean(x))), 2 ranks \(y) (mean \(mean(y))), "
+                                     + "tolerance \(tolerance) points")
+        }
     }
 }

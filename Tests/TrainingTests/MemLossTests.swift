@@ -2,7 +2,8 @@
 // (epoch 1 is the base method), the term's gradients with respect to the clean logits and the
 // parameters match finite differences for each weighting (K = 1 and K = 2), only samples with a
 // memory example contribute, the K > 1 value equals an independent Double computation of
-// β′/B Σ_i c_i Σ_k w_ik KL_ik, and the selection and reduction rules.
+// β′/B Σ_i c_i Σ_k w_ik KL_ik, the selection and reduction rules, and that two half batches (two
+// data-parallel ranks) averaged give the whole batch's term even when their memory counts differ.
 
 import Attacks
 import Foundation
@@ -98,6 +99,52 @@ final class MemLossTests: XCTestCase {
         for r in rows { present[r] = true }
         return MemoryExamples(count: batch, window: window, images: images, present: present,
                               storedPY: (0..<n).map { Float($0) / 100 }, storedMargin: (0..<n).map { $0 % 2 == 1 ? -1 : 1 })
+    }
+
+    /// Data parallelism averages the ranks' gradients (× 1/R). The term divides by the rank's batch
+    /// B/R, not by its count of samples with memory, so the average of two half batches' terms is
+    /// the whole batch's: value, parameter gradient and (× 1/2) clean-logit gradient, here with
+    /// 4 of 4 samples remembered in one half and 1 of 4 in the other. A count-normalised term
+    /// (÷ remembered samples per rank) would weigh the lone remembered sample 4× too much. No batch
+    /// norm (SmallCNN), so the memory pass does not depend on which rows share it.
+    func test_twoHalfBatchesAveraged_equalTheWholeBatch_whenTheirMemoryCountsDiffer() {
+        let m = MethodFixtures.smallCNN(seed: 21, dropout: 0)
+        let any = AnyClassifier(m)
+        let full = Self.examples(batch: 8, window: 1, present: [0, 1, 2, 3, 5], seed: 22)
+        var g = SplitMix64(seed: 23)
+        let clean = Tensor.randomUniform(shape: [8, 10], low: -2, high: 2, rng: &g)
+        let labels: [Int32] = [1, 4, 7, 2, 9, 0, 3, 5]
+        for weighting in MemoryWeighting.allCases {
+            let config = MemLossTermConfig(beta: 2, weighting: weighting)
+            m.zeroGradients()
+            let whole = Self.term(config, full).apply(model: any, cleanLogits: clean, labels: labels)
+            let wholeGradient = gradients(m)
+            var valueSum: Float = 0
+            var gradientSum = wholeGradient.map { [Float](repeating: 0, count: $0.count) }
+            for half in 0..<2 {
+                let rows = Array((half * 4)..<(half * 4 + 4))
+                let part = MemoryExamples(count: 4, window: 1, images: full.images.gatherRows(rows),
+                                          present: rows.map { full.present[$0] }, storedPY: rows.map { full.storedPY[$0] },
+                                          storedMargin: rows.map { full.storedMargin[$0] })
+                m.zeroGradients()
+                let r = Self.term(config, part).apply(model: any, cleanLogits: clean.gatherRows(rows), labels: rows.map { labels[$0] })
+                valueSum += r.terms["mem"] ?? 0
+                for (k, p) in gradients(m).enumerated() { for j in p.indices { gradientSum[k][j] += p[j] } }
+                for (i, row) in rows.enumerated() {
+                    for c in 0..<10 {
+                        XCTAssertEqual(r.dCleanLogits[flat: i * 10 + c] / 2, whole.dCleanLogits[flat: row * 10 + c], accuracy: 1e-6,
+                                       "\(weighting): clean-logit gradient, sample \(row)")
+                    }
+                }
+            }
+            XCTAssertEqual(valueSum / 2, whole.terms["mem"]!, accuracy: 1e-6 * max(1, abs(whole.terms["mem"]!)), "\(weighting)")
+            var worst: Float = 0, largest: Float = 0
+            for (a, b) in zip(gradientSum, wholeGradient) {
+                for (x, y) in zip(a, b) { worst = max(worst, abs(x / 2 - y)); largest = max(largest, abs(y)) }
+            }
+            XCTAssertGreaterThan(largest, 0, "\(weighting): the term should reach the parameters")
+            XCTAssertLessThanOrEqual(worst, 1e-5 * max(1, largest), "\(weighting): averaged half-batch parameter gradients")
+        }
     }
 
     func test_windowTwo_meanAndSum_equalAnIndependentDoubleComputation() {
