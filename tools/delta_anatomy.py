@@ -16,14 +16,23 @@ clamp to ±127; docs/format/membank-v1.md §7) and prints:
         q8rc's 8-bit level tree, residual against the regenerated level assumed 0 (an estimate: the
         dump does not hold the noise, n is recovered as 2·round(δ / 2α));
   (iii) context variants of (i) without the noise: the interior tree conditioned on the left
-        neighbour's coarse level bucket; and the floor of every coder that does not know the noise.
+        neighbour's coarse level bucket; and the floor of every coder that does not know the noise;
+  (iv)  with `FILE-meta.json` naming a per-sample start (`bench memory --per-sample-start-noise
+        --dump-deltas`): the start noise z regenerated exactly (Tensors.StartNoise, generator 1), and
+        the static floor of any per-value coder that knows z and α: the empirical conditional
+        entropy H(m, kind | z bucket) of each value's step count m = round(δ/α) and kind
+        (saturated, ε-lattice, start noise + m·α exactly, other), + 8 bits per "other" value,
+        the model learnt for free (no adaptation cost), no prediction across values.
 
 The estimates are ideal adaptive code lengths (−log2 p summed with the codec's own probability
 updates), within a few bytes of a range coder's output. Analysis only: nothing here is normative.
 
 Usage: tools/delta_anatomy.py DELTAS.npy [--epsilon 8/255] [--step-fraction 1/4] [--steps 10] [--sigma 0.001]
+(with DELTAS-meta.json beside the dump, ε, α and σ are read from it)
 """
 import argparse
+import json
+import os
 import math
 import sys
 from fractions import Fraction
@@ -149,6 +158,57 @@ def noise_known_bits(q, kind, n, kl, steps):
     return m.bits
 
 
+def splitmix_next(state):
+    """One SplitMix64 step on a vector of states (uint64, wrapping): (new state, output)."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+def start_noise(seed, generation, ids, count):
+    """z [len(ids), count] of Tensors.StartNoise (generator 1) for a noise seed, vectorised over the
+    samples: stream = SplitMix64.derived(seed, generation·2³² + id), then per element the sum S of
+    the twelve 16-bit words of three outputs, z = (2S − 786,420)·2⁻¹⁷."""
+    streams = (np.uint64(generation) << np.uint64(32)) | np.asarray(ids, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        state = np.uint64(seed) ^ (streams * np.uint64(0xD1B54A32D192ED03))
+        state, _ = splitmix_next(state)
+        _, state = splitmix_next(state)  # derived: the second output is the stream's state
+        out = np.empty((len(ids), count), dtype=np.float32)
+        w = np.uint64(0xFFFF)
+        for j in range(count):
+            total = np.zeros(len(ids), dtype=np.uint64)
+            for _ in range(3):
+                state, r = splitmix_next(state)
+                total += (r & w) + ((r >> np.uint64(16)) & w) + ((r >> np.uint64(32)) & w) + (r >> np.uint64(48))
+            out[:, j] = (2 * total.astype(np.int64) - 786420).astype(np.float32) * np.float32(2.0**-17)
+    return out
+
+
+def joint_entropy_bits(*arrays):
+    """Total empirical entropy (bits, over all values) of the joint symbol of equally shaped arrays."""
+    keys = np.stack([np.asarray(a).ravel() for a in arrays], axis=1)
+    _, counts = np.unique(keys, axis=0, return_counts=True)
+    return entropy(counts)
+
+
+def noise_known_floor(d, q, z, eps, alpha, sigma, steps):
+    """(iv): per-entry bytes of the static floor of per-value coders knowing z and α; and the kinds."""
+    top = int(round(float(eps / alpha)))
+    m = np.clip(np.rint(d / alpha), -top, top).astype(np.int64)
+    saturated = np.abs(q) == 127
+    kf = (eps - np.abs(d)) / alpha
+    lattice = (np.abs(kf - np.rint(kf)) * alpha < 2e-6) & (np.rint(kf) <= steps) & ~saturated
+    noise = (np.abs(d - (np.float32(sigma) * z + m.astype(np.float32) * alpha)) < 2e-6) & ~saturated & ~lattice
+    kind = np.full(q.shape, 3)
+    kind[saturated], kind[lattice], kind[noise] = 0, 1, 2
+    zb = np.clip(np.floor(z * 2), -4, 3).astype(np.int64)
+    bits = joint_entropy_bits(m, kind, zb) - joint_entropy_bits(zb) + 8 * float((kind == 3).sum())
+    return entry_bytes(bits / d.shape[0])[0], bits / d.size, np.bincount(kind.ravel(), minlength=4) / kind.size
+
+
 def entropy(counts):
     counts = np.asarray([c for c in counts if c > 0], dtype=np.float64)
     p = counts / counts.sum()
@@ -169,6 +229,12 @@ def main():
     d = np.load(a.deltas).astype(np.float32)
     stem = a.deltas[:-4] if a.deltas.endswith(".npy") else a.deltas
     img = np.load(stem + "-images.npy").astype(np.float32)
+    meta = None
+    if os.path.exists(stem + "-meta.json"):
+        with open(stem + "-meta.json") as f:
+            meta = json.load(f)
+        eps, alpha = np.float32(meta["epsilon"]), np.float32(meta["stepSize"])
+        a.sigma, a.steps = meta["startSigma"], meta["attackSteps"]
     if a.limit:
         d, img = d[: a.limit], img[: a.limit]
     N = d.shape[0]
@@ -216,6 +282,15 @@ def main():
     h_noise = math.log2(a.sigma / float(scale) * math.sqrt(2 * math.pi * math.e))
     floor = totals["ii"] / N + kinds[3] / N * h_noise / 8
     print(f"  floor of noise-oblivious coders   ≈{floor:6.0f} B   ((ii) + {h_noise:.2f} bits per noise-spread value)")
+    if meta is None or "noiseSeed" not in meta:
+        print("  (iv) needs DELTAS-meta.json of a --per-sample-start-noise dump")
+        return 0
+    z = start_noise(int(meta["noiseSeed"]), meta["generation"], meta["sampleIDs"][:N], n_vals).reshape(d.shape)
+    floor_iv, bits_iv, kinds_iv = noise_known_floor(d, q, z, eps, alpha, a.sigma, a.steps)
+    print(f"  (iv) static floor, z and α known   ≈{floor_iv:6.0f} B   ({bits_iv:.3f} bits/value; kinds: saturated "
+          f"{100 * kinds_iv[0]:.1f}%, lattice {100 * kinds_iv[1]:.1f}%, noise + m·α {100 * kinds_iv[2]:.1f}%, "
+          f"other {100 * kinds_iv[3]:.3f}%)")
+    return 0
 
 
 if __name__ == "__main__":
