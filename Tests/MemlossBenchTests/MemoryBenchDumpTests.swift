@@ -26,15 +26,22 @@ final class MemoryBenchDumpTests: XCTestCase {
         return (header, values)
     }
 
-    func test_dumpDeltas_writesTheLastFillEpochsDeltaAndImages_asNPY() throws {
-        let dir = TempDirectory("bench-memory-dump")
+    /// A seconds-long bench: SmallCNN ×0.25 on the embedded MNIST, 2 batches of 8, 2 attack steps.
+    private func tinyConfig(codec: String, window: Int = 1, scratch dir: TempDirectory) -> MemoryBenchConfig {
         var c = MemoryBenchConfig()
         c.width = 0.25
         c.batch = 8
         c.batches = 2
         c.attackSteps = 2
-        c.codec = "q8rc"
+        c.window = window
+        c.codec = codec
         c.scratch = dir.url.path
+        return c
+    }
+
+    func test_dumpDeltas_writesTheLastFillEpochsDeltaAndImages_asNPY() throws {
+        let dir = TempDirectory("bench-memory-dump")
+        var c = tinyConfig(codec: "q8rc", scratch: dir)
         c.dumpDeltas = dir.url.appendingPathComponent("d.npy").path
         let r = try MemoryBench.run(c)
         XCTAssertEqual(r.codecs.map(\.codec), ["f32", "f16", "q8", "q4", "levels", "q8rc", "q8rcn"])
@@ -61,17 +68,11 @@ final class MemoryBenchDumpTests: XCTestCase {
 
     /// `--codec q8rcn` stores δ with the regenerated start noise taken out, so it needs the per-sample
     /// start; without it the bench refuses with a message naming the flag, and with it the disk bank is
-    /// a real q8rcn bank whose mem term matches the RAM store within q8's ε/254 bound's effect.
+    /// a real q8rcn bank whose entries are smaller than q8's by the codec table's
+    /// saving and whose mem term matches the float32 RAM store's.
     func test_q8rcnDiskBank_needsPerSampleStartNoise_andRunsWithIt() throws {
         let dir = TempDirectory("bench-memory-q8rcn")
-        var c = MemoryBenchConfig()
-        c.width = 0.25
-        c.batch = 8
-        c.batches = 2
-        c.attackSteps = 2
-        c.window = 2
-        c.codec = "q8rcn"
-        c.scratch = dir.url.path
+        var c = tinyConfig(codec: "q8rcn", window: 2, scratch: dir)
         XCTAssertThrowsError(try MemoryBench.run(c)) { error in
             XCTAssertTrue("\(error)".contains("--per-sample-start-noise"), "\(error)")
         }
