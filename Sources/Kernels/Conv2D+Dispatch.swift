@@ -12,6 +12,8 @@ public enum ConvAlgorithm: String, Sendable, CaseIterable, Codable {
     case gemm
     /// The register-blocked Swift SIMD direct kernel (Conv2D+Direct.swift).
     case direct
+    /// Winograd F(2×2, 3×3) (Conv2D+Winograd.swift): 3×3 stride-1 forward and backward-input only.
+    case winograd
 }
 
 /// One of the three passes of a convolution.
@@ -35,6 +37,9 @@ extension Conv2D {
         case (.direct, .forward): return true
         case (.direct, .backwardInput): return true
         case (.direct, .backwardWeight): return true
+        case (.winograd, .forward): return winogradFits(g)
+        case (.winograd, .backwardInput): return winogradFitsBackwardInput(g)
+        case (.winograd, .backwardWeight): return false
         }
     }
 
@@ -51,10 +56,15 @@ extension Conv2D {
     }
 
     /// The path that runs `pass` for `g`: the forced one if set and supported, else the measured table's
-    /// entry, else the rule (`ruleChoice`).
+    /// entry (a Winograd entry only while `winogradEnabled`), else the rule (`ruleChoice`, which never
+    /// picks Winograd: it wins only where its transforms are amortised over many channels, and the
+    /// table says where that is).
     public static func algorithm(for pass: ConvPass, _ g: ConvGeometry) -> ConvAlgorithm {
         if let forced = forcedAlgorithm, supports(forced, pass, g) { return forced }
-        if let key = ShapeKey(g), let choice = measuredChoices[key]?[pass], supports(choice, pass, g) { return choice }
+        if let key = ShapeKey(g), let choice = measuredChoices[key]?[pass], supports(choice, pass, g),
+           choice != .winograd || winogradEnabled {
+            return choice
+        }
         let rule = ruleChoice(pass, g)
         return supports(rule, pass, g) ? rule : .gemm
     }
@@ -93,20 +103,28 @@ extension Conv2D {
     /// with the row-vectorised kernel; per pass, the direct kernel where the GEMM path's summed time
     /// over both runs was ≥ 1.03× the direct one's. The GEMM path's OpenBLAS 0.3.21 runs its Haswell
     /// (AVX2) kernel on this CPU. The comment under each entry gives the harmonic-mean GF/s (GEMM /
-    /// direct). Regenerate with `memloss bench conv --dispatch-table` (docs/performance.md).
+    /// direct). The three Winograd entries (ResNet-18's layer1–3 3×3 convs, forward and backward-input)
+    /// come from two later runs with the Winograd column on an AMD EPYC Zen 4 (family 25, model 17),
+    /// 2026-12-04 (the means of the two under each entry): Winograd where the direct kernel took
+    /// ≥ 1.03× its time in both runs; it lost at 16–64 channels everywhere and at ResNet-18's layer4
+    /// (512×4×4) in one of the two. Regenerate with `memloss bench conv --dispatch-table`
+    /// (docs/performance.md).
     static let measuredChoicesAVX512: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
         ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
             // resnet18 conv1 (stem); GF/s gemm/direct: fwd 158/296, bwd-in 141/255, bwd-w 115/116
-        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 214/477, bwd-in 218/470, bwd-w 197/380
+        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .winograd, .backwardInput: .winograd, .backwardWeight: .direct],
+            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 214/477, bwd-in 218/470, bwd-w 197/380;
+            // Zen 4, 2026-12-04, gemm/direct/winograd: fwd 170/218/270, bwd-in 160/218/268
         ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
             // resnet18 layer2.0.conv1 s2; GF/s gemm/direct: fwd 215/424, bwd-in 215/–, bwd-w 209/281
-        ShapeKey(c: 128, h: 16, w: 16, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 221/485, bwd-in 228/461, bwd-w 218/343
+        ShapeKey(c: 128, h: 16, w: 16, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .winograd, .backwardInput: .winograd, .backwardWeight: .direct],
+            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 221/485, bwd-in 228/461, bwd-w 218/343;
+            // Zen 4, 2026-12-04, gemm/direct/winograd: fwd 188/219/310, bwd-in 191/216/312
         ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
             // resnet18 layer3.0.conv1 s2; GF/s gemm/direct: fwd 223/450, bwd-in 221/–, bwd-w 226/308
-        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 230/471, bwd-in 229/417, bwd-w 230/348
+        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .winograd, .backwardInput: .winograd, .backwardWeight: .direct],
+            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 230/471, bwd-in 229/417, bwd-w 230/348;
+            // Zen 4, 2026-12-04, gemm/direct/winograd: fwd 187/211/251, bwd-in 188/203/250
         ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .direct],
             // resnet18 layer4.0.conv1 s2; GF/s gemm/direct: fwd 221/436, bwd-in 219/–, bwd-w 216/240
         ShapeKey(c: 512, h: 4, w: 4, k: 512, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
@@ -156,7 +174,8 @@ extension Conv2D {
     /// channel kernel's image groups and tap chunks; per pass, the direct kernel where the GEMM path's
     /// summed time over both runs was ≥ 1.03× the direct one's. Cells within ~10% are run-to-run noise
     /// either way (single cells moved by up to 40% between the two runs on this VM). The comment under
-    /// each entry gives the harmonic-mean GF/s (GEMM / direct). Regenerate with `memloss bench conv
+    /// each entry gives the harmonic-mean GF/s (GEMM / direct). No Winograd entries: its AVX2 build
+    /// has not been measured against these kernels yet. Regenerate with `memloss bench conv
     /// --dispatch-table` (docs/performance.md).
     static let measuredChoicesAVX2: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
         ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
@@ -264,6 +283,7 @@ extension Conv2D {
         precondition(supports(algorithm, .backwardInput, g), "Conv2D.backwardInput: \(algorithm) does not support \(g)")
         switch algorithm {
         case .direct: directBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, gate: gate)
+        case .winograd: winogradBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, gate: gate)
         case .gemm:
             gemmBackwardInput(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g)
             if let gate { applyGate(dInput, gate: gate, count: g.n * g.c * g.h * g.w) }
@@ -304,7 +324,10 @@ extension Conv2D {
                                       geometry g: ConvGeometry, algorithm: ConvAlgorithm? = nil) {
         let profile = KernelProfile.begin(.convBackwardWeight, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.backwardWeight: invalid geometry \(g)")
-        switch algorithm ?? Self.algorithm(for: .backwardWeight, g) {
+        let algorithm = algorithm ?? Self.algorithm(for: .backwardWeight, g)
+        precondition(supports(algorithm, .backwardWeight, g), "Conv2D.backwardWeight: \(algorithm) does not support \(g)")
+        switch algorithm {
+        case .winograd: break
         case .direct: directBackwardWeight(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g)
         case .gemm: gemmBackwardWeight(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g)
         }

@@ -84,9 +84,13 @@ extension Conv2D {
                                algorithm: ConvAlgorithm? = nil) {
         let profile = KernelProfile.begin(.convForward, macs: g.forwardMACs); defer { KernelProfile.end(profile) }
         precondition(g.isValid, "Conv2D.forward: invalid geometry \(g)")
-        switch algorithm ?? Self.algorithm(for: .forward, g) {
+        let algorithm = algorithm ?? Self.algorithm(for: .forward, g)
+        precondition(supports(algorithm, .forward, g), "Conv2D.forward: \(algorithm) does not support \(g)")
+        switch algorithm {
         case .direct:
             directForward(output: output, input: input, weight: weight, epilogue: epilogue, geometry: g)
+        case .winograd:
+            winogradForward(output: output, input: input, weight: weight, epilogue: epilogue, geometry: g)
         case .gemm:
             if epilogue.isBiasOnly {
                 gemmForward(output: output, input: input, weight: weight, bias: epilogue.shift, geometry: g)

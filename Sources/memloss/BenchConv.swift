@@ -73,7 +73,7 @@ struct BenchConv: ParsableCommand {
         report.modelTotals = ConvBenchTotal.totals(of: report.kernels)
         if dispatchTable && !json {
             print("")
-            print("// Conv2D.measuredChoices\(WideVector.scalarCount == 16 ? "AVX512" : "AVX2") from this run (direct where it was ≥ \(ConvBench.directMargin)× as fast as gemm):")
+            print("// Conv2D.measuredChoices\(WideVector.scalarCount == 16 ? "AVX512" : "AVX2") from this run (direct where gemm took ≥ \(ConvBench.directMargin)× its time, then winograd where that choice took ≥ \(ConvBench.directMargin)× its):")
             for line in ConvBench.dispatchEntries(report.kernels) { print(line) }
         }
         if !json {
@@ -170,6 +170,11 @@ struct ConvBenchRow: Codable {
     var directBackwardInputGFLOPS: Double?
     var directBackwardWeightSeconds: Double
     var directBackwardWeightGFLOPS: Double
+    /// Winograd F(2×2, 3×3) (Conv2D+Winograd.swift) on the same shape; nil where it does not apply.
+    var winogradForwardSeconds: Double?
+    var winogradBackwardInputSeconds: Double?
+    var winogradForwardGFLOPS: Double?
+    var winogradBackwardInputGFLOPS: Double?
     /// What `Conv2D.algorithm(for:_:)` runs for this shape (the committed table or the rule).
     var dispatchedForward: ConvAlgorithm
     var dispatchedBackwardInput: ConvAlgorithm
@@ -178,8 +183,8 @@ struct ConvBenchRow: Codable {
     static var tableHeader: String {
         let head = pad("model", 9) + pad("layer", 20) + pad("shape", 40) + lpad("GMAC", 7)
         return head + lpad("fwd", 8) + lpad("bwd-in", 8) + lpad("bwd-w", 8) + lpad("sgemm", 8) + lpad("fwd/sgemm", 11)
-            + lpad("d-fwd", 8) + lpad("d-bwd-in", 9) + lpad("d-bwd-w", 8) + lpad("use fwd/in/w", 22)
-            + "\n" + String(repeating: "-", count: 166)
+            + lpad("d-fwd", 8) + lpad("d-bwd-in", 9) + lpad("d-bwd-w", 8) + lpad("w-fwd", 8) + lpad("w-bwd-in", 9)
+            + lpad("use fwd/in/w", 26) + "\n" + String(repeating: "-", count: 187)
     }
 
     var tableLine: String {
@@ -190,8 +195,10 @@ struct ConvBenchRow: Codable {
         let direct = Self.lpad(Self.fixed(directForwardGFLOPS, 1), 8)
             + Self.lpad(directBackwardInputGFLOPS.map { Self.fixed($0, 1) } ?? "-", 9)
             + Self.lpad(Self.fixed(directBackwardWeightGFLOPS, 1), 8)
+            + Self.lpad(winogradForwardGFLOPS.map { Self.fixed($0, 1) } ?? "-", 8)
+            + Self.lpad(winogradBackwardInputGFLOPS.map { Self.fixed($0, 1) } ?? "-", 9)
         let use = Self.lpad([dispatchedForward, dispatchedBackwardInput, dispatchedBackwardWeight]
-            .map(\.rawValue).joined(separator: "/"), 22)
+            .map(\.rawValue).joined(separator: "/"), 26)
         return head + rates + Self.lpad(Self.fixed(forwardPercentOfSgemm, 0) + "%", 11) + direct + use
     }
 
@@ -338,15 +345,19 @@ enum ConvBench {
         let g = shape.geometry
         let flop = 2 * Double(g.forwardMACs)
         // Conv buffers are freed before the GEMM's (layer1's B alone is 300 MB at batch 128).
-        let (forward, backwardInput, backwardWeight, directForward, directBackwardInput):
-            (Double, Double, Double, Double, Double?) = {
+        let (forward, backwardInput, backwardWeight, directForward, directBackwardInput, winogradForward, winogradBackwardInput):
+            (Double, Double, Double, Double, Double?, Double?, Double?) = {
             var buffers = Buffers(g)
             return (bestSeconds(minTime: minTime) { buffers.forward(.gemm) },
                     bestSeconds(minTime: minTime) { buffers.backwardInput(.gemm) },
                     bestSeconds(minTime: minTime) { buffers.backwardWeight(.gemm) },
                     bestSeconds(minTime: minTime) { buffers.forward(.direct) },
                     Conv2D.supports(.direct, .backwardInput, g)
-                        ? bestSeconds(minTime: minTime) { buffers.backwardInput(.direct) } : nil)
+                        ? bestSeconds(minTime: minTime) { buffers.backwardInput(.direct) } : nil,
+                    Conv2D.supports(.winograd, .forward, g)
+                        ? bestSeconds(minTime: minTime) { buffers.forward(.winograd) } : nil,
+                    Conv2D.supports(.winograd, .backwardInput, g)
+                        ? bestSeconds(minTime: minTime) { buffers.backwardInput(.winograd) } : nil)
         }()
         let directBackwardWeight: Double = {
             var buffers = Buffers(g)
@@ -368,31 +379,42 @@ enum ConvBench {
             directForwardSeconds: directForward, directBackwardInputSeconds: directBackwardInput,
             directForwardGFLOPS: rate(directForward), directBackwardInputGFLOPS: directBackwardInput.map(rate),
             directBackwardWeightSeconds: directBackwardWeight, directBackwardWeightGFLOPS: rate(directBackwardWeight),
+            winogradForwardSeconds: winogradForward, winogradBackwardInputSeconds: winogradBackwardInput,
+            winogradForwardGFLOPS: winogradForward.map(rate), winogradBackwardInputGFLOPS: winogradBackwardInput.map(rate),
             dispatchedForward: Conv2D.algorithm(for: .forward, g),
             dispatchedBackwardInput: Conv2D.algorithm(for: .backwardInput, g),
             dispatchedBackwardWeight: Conv2D.algorithm(for: .backwardWeight, g))
     }
 
-    /// The direct kernel is chosen for a pass when the GEMM path takes at least this factor of its time
-    /// (a margin against run-to-run noise: ties stay with the reference path).
+    /// A faster path replaces the reference one for a pass only when the slower takes at least this
+    /// factor of its time (a margin against run-to-run noise: ties stay with the simpler path). The order
+    /// is GEMM, then direct, then Winograd.
     static let directMargin = 1.03
+
+    /// The pass's choice from its measured seconds: the direct kernel when the GEMM path takes
+    /// ≥ `directMargin` × its time, then Winograd when the choice so far takes ≥ `directMargin` × its.
+    static func pick(gemm: Double, direct: Double?, winograd: Double?) -> ConvAlgorithm {
+        var choice = ConvAlgorithm.gemm, best = gemm
+        if let direct, best >= directMargin * direct { choice = .direct; best = direct }
+        if let winograd, best >= directMargin * winograd { choice = .winograd }
+        return choice
+    }
 
     /// One Swift dictionary entry per measured shape for `Conv2D.measuredChoices`.
     static func dispatchEntries(_ rows: [ConvBenchRow]) -> [String] {
         var seen = Set<String>()
         return rows.compactMap { row in
-            func pick(_ gemm: Double, _ direct: Double?) -> String {
-                guard let direct else { return ".gemm" }
-                return gemm >= directMargin * direct ? ".direct" : ".gemm"
-            }
             let key = "ShapeKey(c: \(row.c), h: \(row.h), w: \(row.w), k: \(row.k), kernel: \(row.r), stride: \(row.stride), padding: \(row.padding))"
             guard seen.insert(key).inserted else { return nil }
-            let gf = { (x: Double?) in x.map { String(format: "%.0f", $0) } ?? "-" }
-            return "        \(key): [.forward: \(pick(row.forwardSeconds, row.directForwardSeconds)), "
-                + ".backwardInput: \(pick(row.backwardInputSeconds, row.directBackwardInputSeconds)), "
-                + ".backwardWeight: \(pick(row.backwardWeightSeconds, row.directBackwardWeightSeconds))],"
-                + "  // \(row.model) \(row.layer): GF/s gemm/direct \(gf(row.forwardGFLOPS))/\(gf(row.directForwardGFLOPS)), "
-                + "\(gf(row.backwardInputGFLOPS))/\(gf(row.directBackwardInputGFLOPS)), \(gf(row.backwardWeightGFLOPS))/\(gf(row.directBackwardWeightGFLOPS))"
+            let gf = { (x: Double?) in x.map { String(format: "%.0f", $0) } ?? "–" }
+            let forward = pick(gemm: row.forwardSeconds, direct: row.directForwardSeconds, winograd: row.winogradForwardSeconds)
+            let backwardInput = pick(gemm: row.backwardInputSeconds, direct: row.directBackwardInputSeconds,
+                                     winograd: row.winogradBackwardInputSeconds)
+            let backwardWeight = pick(gemm: row.backwardWeightSeconds, direct: row.directBackwardWeightSeconds, winograd: nil)
+            return "        \(key): [.forward: .\(forward), .backwardInput: .\(backwardInput), .backwardWeight: .\(backwardWeight)],"
+                + "  // \(row.model) \(row.layer): GF/s gemm/direct/winograd fwd \(gf(row.forwardGFLOPS))/\(gf(row.directForwardGFLOPS))/"
+                + "\(gf(row.winogradForwardGFLOPS)), bwd-in \(gf(row.backwardInputGFLOPS))/\(gf(row.directBackwardInputGFLOPS))/"
+                + "\(gf(row.winogradBackwardInputGFLOPS)), bwd-w \(gf(row.backwardWeightGFLOPS))/\(gf(row.directBackwardWeightGFLOPS))"
         }
     }
 

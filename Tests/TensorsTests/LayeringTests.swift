@@ -52,6 +52,7 @@ final class LayeringTests: XCTestCase {
         "Kernels/BLAS.swift", "Kernels/BLAS+Tensor.swift",
         "Kernels/Conv2D.swift", "Kernels/Conv2D+Reference.swift", "Kernels/Conv2D+Tensor.swift",
         "Kernels/Conv2D+Direct.swift", "Kernels/Conv2D+Rows.swift", "Kernels/Conv2D+Strided.swift", "Kernels/Conv2D+Dispatch.swift", "Kernels/Conv2D+Epilogue.swift",
+        "Kernels/Conv2D+Winograd.swift",
         "Kernels/Dropout.swift", "Kernels/Dropout+Reference.swift", "Kernels/Dropout+Tensor.swift",
         "Kernels/Elementwise.swift", "Kernels/Elementwise+Reference.swift", "Kernels/Elementwise+Tensor.swift",
         "Kernels/Linear.swift", "Kernels/Linear+Reference.swift", "Kernels/Linear+Tensor.swift",
