@@ -27,6 +27,25 @@ public func checkGradient(_ label: String, count: Int, analytic: [Float],
                           samples: Int = 24, eps: Float = 5e-3, atol: Double = 2e-3, rtol: Double = 2e-2,
                           kinkTolerance: Double = 0.02, seed: UInt64 = 7,
                           file: StaticString = #filePath, line: UInt = #line) -> GradCheckReport {
+    let report = gradientReport(label, count: count, analytic: analytic, read: read, write: write, loss: loss,
+                                samples: samples, eps: eps, atol: atol, rtol: rtol, kinkTolerance: kinkTolerance,
+                                seed: seed)
+    if !report.failures.isEmpty {
+        XCTFail("gradient check \(label): \(report.failures.count) mismatches (\(report)):\n"
+                + report.failures.prefix(6).joined(separator: "\n"), file: file, line: line)
+    }
+    if report.checked == 0 {
+        XCTFail("gradient check \(label): every sampled point was a kink; nothing was checked", file: file, line: line)
+    }
+    return report
+}
+
+/// The comparison of `checkGradient` without its assertions: which points were checked, skipped as
+/// kinks, and which mismatched (for the checker's own tests).
+public func gradientReport(_ label: String, count: Int, analytic: [Float],
+                           read: (Int) -> Float, write: (Int, Float) -> Void, loss: () -> Double,
+                           samples: Int = 24, eps: Float = 5e-3, atol: Double = 2e-3, rtol: Double = 2e-2,
+                           kinkTolerance: Double = 0.02, seed: UInt64 = 7) -> GradCheckReport {
     precondition(analytic.count == count, "checkGradient(\(label)): \(analytic.count) analytic values for \(count)")
     var report = GradCheckReport()
     var indices = Array(0..<count)
@@ -43,12 +62,14 @@ public func checkGradient(_ label: String, count: Int, analytic: [Float],
         // disagree is a kink at that step and is not used.
         var outcome: (numeric: Double, ok: Bool)? = nil
         var sawKinkOnly = true
+        var centrals: [Double] = []
         for h in [eps, eps / 4, eps / 16] {
             write(i, v + h); let lp = loss()
             write(i, v - h); let lm = loss()
             write(i, v)
             let hd = Double(h)
             let right = (lp - base) / hd, left = (base - lm) / hd
+            centrals.append((lp - lm) / (2 * hd))
             // Relative to the slopes, with a floor of 0.1 so that round-off at small gradients is not
             // taken for a kink: a bare floor of 1 let a one-sided disagreement of 20% through for a
             // gradient of 0.04 (SmallCNN conv1.weight[7], a ReLU kink 1.2e-3 from the point).
@@ -59,6 +80,15 @@ public func checkGradient(_ label: String, count: Int, analytic: [Float],
             if outcome == nil || ok { outcome = (numeric, ok) }
             if ok { break }
         }
+        // A mismatch counts only where the function is smooth at these scales: the central differences
+        // at ε and ε/4 agree to O(ε²) there, while several kinks close together (ReLU and max-pool in
+        // series) make them disagree although a step's own one-sided slopes happen to agree (SmallCNN
+        // ×0.25 conv1.weight[11] on OpenBLAS's Cooperlake kernels: 0.008 / 0.010 one-sided at ε/4,
+        // central −0.0025 at ε and 0.0092 at ε/4, analytic 0.0148).
+        if let found = outcome, !found.ok, centrals.count >= 2,
+           abs(centrals[0] - centrals[1]) > atol + rtol * max(abs(centrals[0]), abs(centrals[1])) {
+            outcome = nil
+        }
         guard let outcome, !sawKinkOnly else {
             report.skippedKinks += 1
             continue
@@ -68,13 +98,6 @@ public func checkGradient(_ label: String, count: Int, analytic: [Float],
         if !outcome.ok {
             report.failures.append("\(label)[\(i)]: numeric \(outcome.numeric) analytic \(a)")
         }
-    }
-    if !report.failures.isEmpty {
-        XCTFail("gradient check \(label): \(report.failures.count) mismatches (\(report)):\n"
-                + report.failures.prefix(6).joined(separator: "\n"), file: file, line: line)
-    }
-    if report.checked == 0 {
-        XCTFail("gradient check \(label): every sampled point was a kink; nothing was checked", file: file, line: line)
     }
     return report
 }
