@@ -76,7 +76,9 @@ struct EvalCommand: ParsableCommand {
             // Errors every rank meets together (the same flags and files, or a failure the ranks
             // agreed on) end every rank normally; rank 0 or the failing rank says why.
             if case DataParallelError.stoppedByAgreement? = error as? DataParallelError { throw ExitCode(1) }
-            if DataParallelError.isAgreed(error) || (communicator.rank == 0 && error is ValidationError) { throw error }
+            if DataParallelError.isAgreed(error) || (communicator.rank == 0 && error is ValidationError) {
+                throw communicator.rank == 0 ? printedBeforeFinalize(error) : error
+            }
             communicator.abort(code: 1, message: "memloss eval (rank \(communicator.rank)): \(error)")
         }
     }

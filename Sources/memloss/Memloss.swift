@@ -34,6 +34,16 @@ struct Memloss: ParsableCommand {
     }
 }
 
+/// Prints an error every rank of an MPI job agreed on, from rank 0, as ArgumentParser would, and
+/// returns the exit code to throw in its place. It must be printed before the communicator is
+/// finalised: the other ranks leave MPI_Finalize (a fence) as soon as rank 0 enters it and exit with
+/// status 1, and mpirun then kills rank 0, so a message printed after `finalize()` (by
+/// `exit(withError:)`) was lost in about half the runs of a 3-rank refusal.
+func printedBeforeFinalize(_ error: Error) -> ExitCode {
+    FileHandle.standardError.write(Data((Memloss.fullMessage(for: error) + "\n").utf8))
+    return Memloss.exitCode(for: error)
+}
+
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",

@@ -170,7 +170,7 @@ struct TrainCommand: ParsableCommand {
         do {
             try runTraining(communicator)
         } catch let e as ValidationError {
-            throw e
+            throw communicator.size > 1 && communicator.rank == 0 ? printedBeforeFinalize(e) : e
         } catch DataParallelError.stoppedByAgreement {
             throw ExitCode(1)  // every rank stops together; rank 0 prints the cause
         } catch {
