@@ -174,22 +174,29 @@ extension Conv2D {
     /// channel kernel's image groups and tap chunks; per pass, the direct kernel where the GEMM path's
     /// summed time over both runs was ≥ 1.03× the direct one's. Cells within ~10% are run-to-run noise
     /// either way (single cells moved by up to 40% between the two runs on this VM). The comment under
-    /// each entry gives the harmonic-mean GF/s (GEMM / direct). No Winograd entries: its AVX2 build
-    /// has not been measured against these kernels yet. Regenerate with `memloss bench conv
-    /// --dispatch-table` (docs/performance.md).
+    /// each entry gives the harmonic-mean GF/s (GEMM / direct). The five Winograd entries (ResNet-18's
+    /// layer1 and layer2 3×3 convs, forward and backward-input, and layer3's backward-input) come from
+    /// two later runs of the 8-lane build (`MEMLOSS_TARGET_CPU=haswell`) on an AMD EPYC Zen 4 (family
+    /// 25, model 17), 2026-12-04, not on an AVX2-only CPU: Winograd where the choice without it took
+    /// ≥ 1.03× its time in both runs (the means of the two under each entry); it won in only one of
+    /// the two at layer3's forward and on several 16–64-channel shapes, lost at layer4. Regenerate with
+    /// `memloss bench conv --dispatch-table` (docs/performance.md).
     static let measuredChoicesAVX2: [ShapeKey: [ConvPass: ConvAlgorithm]] = [
         ShapeKey(c: 3, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
             // resnet18 conv1 (stem); GF/s gemm/direct: fwd 71/109, bwd-in 85/104, bwd-w 73/65
-        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .direct],
-            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 144/153, bwd-in 129/151, bwd-w 141/154
+        ShapeKey(c: 64, h: 32, w: 32, k: 64, kernel: 3, stride: 1, padding: 1): [.forward: .winograd, .backwardInput: .winograd, .backwardWeight: .direct],
+            // resnet18 layer1 3×3; GF/s gemm/direct: fwd 144/153, bwd-in 129/151, bwd-w 141/154;
+            // 8-lane build on Zen 4, 2026-12-04, gemm/direct/winograd: fwd 132/142/290, bwd-in 122/168/252
         ShapeKey(c: 64, h: 32, w: 32, k: 128, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
             // resnet18 layer2.0.conv1 s2; GF/s gemm/direct: fwd 138/150, bwd-in 141/120, bwd-w 150/101
-        ShapeKey(c: 128, h: 16, w: 16, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
-            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 159/172, bwd-in 141/171, bwd-w 152/156
+        ShapeKey(c: 128, h: 16, w: 16, k: 128, kernel: 3, stride: 1, padding: 1): [.forward: .winograd, .backwardInput: .winograd, .backwardWeight: .gemm],
+            // resnet18 layer2 3×3; GF/s gemm/direct: fwd 159/172, bwd-in 141/171, bwd-w 152/156;
+            // 8-lane build on Zen 4, 2026-12-04, gemm/direct/winograd: fwd 181/204/264, bwd-in 190/201/251
         ShapeKey(c: 128, h: 16, w: 16, k: 256, kernel: 3, stride: 2, padding: 1): [.forward: .gemm, .backwardInput: .gemm, .backwardWeight: .gemm],
             // resnet18 layer3.0.conv1 s2; GF/s gemm/direct: fwd 150/148, bwd-in 143/139, bwd-w 157/125
-        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
-            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 109/171, bwd-in 135/163, bwd-w 141/121
+        ShapeKey(c: 256, h: 8, w: 8, k: 256, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .winograd, .backwardWeight: .gemm],
+            // resnet18 layer3 3×3; GF/s gemm/direct: fwd 109/171, bwd-in 135/163, bwd-w 141/121;
+            // 8-lane build on Zen 4, 2026-12-04, gemm/direct/winograd: fwd 174/164/177, bwd-in 174/160/219
         ShapeKey(c: 256, h: 8, w: 8, k: 512, kernel: 3, stride: 2, padding: 1): [.forward: .direct, .backwardInput: .gemm, .backwardWeight: .gemm],
             // resnet18 layer4.0.conv1 s2; GF/s gemm/direct: fwd 123/141, bwd-in 122/117, bwd-w 123/76
         ShapeKey(c: 512, h: 4, w: 4, k: 512, kernel: 3, stride: 1, padding: 1): [.forward: .direct, .backwardInput: .direct, .backwardWeight: .gemm],
